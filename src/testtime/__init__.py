@@ -1,0 +1,1 @@
+"""testtime: spend compute at test time."""

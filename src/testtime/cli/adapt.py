@@ -1,0 +1,3 @@
+"""`testtime adapt` (placeholder until implemented)."""
+
+from testtime.cli.main import app  # noqa: F401

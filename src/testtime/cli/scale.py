@@ -1,0 +1,3 @@
+"""`testtime scale` (placeholder until implemented)."""
+
+from testtime.cli.main import app  # noqa: F401
