@@ -1,0 +1,161 @@
+"""The scaling-strategy interface, its plain result types and compute accounting.
+
+A :class:`Strategy` takes problems, a :class:`~testtime.backends.base.Generator`,
+optionally a verifier, and returns one :class:`ProblemResult` per problem: the
+chosen answer, every candidate with its scores, and the compute spent.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from testtime.backends.base import Generator, Usage
+from testtime.registry import Registry
+from testtime.tasks.base import Problem, Task
+from testtime.verifiers.base import Scores, Verifier
+
+
+@dataclass
+class Compute:
+    """Everything a result cost. FLOPs are estimated as 2 × parameters × tokens,
+    for the policy and the verifier separately (None when a parameter count is unknown)."""
+
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    verifier_tokens: int = 0
+    model_calls: int = 0
+    verifier_calls: int = 0
+    policy_flops: float | None = 0.0
+    verifier_flops: float | None = 0.0
+    wall_s: float = 0.0
+
+    def add_usage(self, usage: Usage, generator: Generator) -> None:
+        self.prompt_tokens += usage.prompt_tokens
+        self.generated_tokens += usage.completion_tokens
+        self.model_calls += usage.calls
+        params = generator.num_parameters
+        if params is None or self.policy_flops is None:
+            self.policy_flops = None
+        else:
+            self.policy_flops += 2.0 * params * usage.total_tokens
+
+    def add_scores(self, scores: Scores, verifier: Verifier) -> None:
+        self.verifier_tokens += scores.tokens
+        self.verifier_calls += scores.calls
+        params = verifier.num_parameters
+        if params is None or self.verifier_flops is None:
+            self.verifier_flops = None
+        else:
+            self.verifier_flops += 2.0 * params * scores.tokens
+
+    @property
+    def flops(self) -> float | None:
+        if self.policy_flops is None or self.verifier_flops is None:
+            return None
+        return self.policy_flops + self.verifier_flops
+
+    def __add__(self, other: Compute) -> Compute:
+        def both(a: float | None, b: float | None) -> float | None:
+            return None if a is None or b is None else a + b
+
+        return Compute(
+            self.prompt_tokens + other.prompt_tokens,
+            self.generated_tokens + other.generated_tokens,
+            self.verifier_tokens + other.verifier_tokens,
+            self.model_calls + other.model_calls,
+            self.verifier_calls + other.verifier_calls,
+            both(self.policy_flops, other.policy_flops),
+            both(self.verifier_flops, other.verifier_flops),
+            self.wall_s + other.wall_s,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "flops": self.flops}
+
+
+@dataclass
+class Candidate:
+    """One solution a strategy produced (the text after the prompt)."""
+
+    text: str
+    answer: str | None
+    num_tokens: int
+    finish_reason: str = "stop"
+    mean_logprob: float | None = None
+    step_scores: list[float] | None = None  # verifier step scores, when scored
+    score: float | None = None  # aggregated verifier score, when scored
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProblemResult:
+    problem_id: str
+    answer: str | None
+    candidates: list[Candidate]
+    compute: Compute
+    correct: bool | None = None  # filled in by whoever holds the labels
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["compute"] = self.compute.to_dict()
+        return d
+
+
+class Strategy(ABC):
+    """A way to spend test-time compute on a problem.
+
+    Subclasses set ``name``, declare the backend capabilities they need in
+    ``requires`` and whether a verifier is mandatory, and implement :meth:`solve_one`
+    (or :meth:`solve` when they batch across problems).
+    """
+
+    name: str = "strategy"
+    requires: tuple[str, ...] = ()  # backend Capabilities fields
+    needs_verifier: bool = False
+    needs_step_verifier: bool = False  # step-wise search needs step delimiters + a PRM
+
+    def check(self, task: Task, generator: Generator, verifier: Verifier | None) -> None:
+        """Refuse up front — before any generation — what this strategy cannot honour."""
+        generator.require(*self.requires, by=f"strategy {self.name!r}")
+        if self.needs_verifier and verifier is None:
+            raise ValueError(f"strategy {self.name!r} needs a verifier (e.g. --verifier prm)")
+        if self.needs_step_verifier and verifier is not None and not verifier.process:
+            raise ValueError(
+                f"strategy {self.name!r} scores partial solutions step by step; "
+                f"verifier {verifier.name!r} is outcome-only"
+            )
+
+    def solve(
+        self,
+        problems: Sequence[Problem],
+        generator: Generator,
+        task: Task,
+        verifier: Verifier | None = None,
+    ) -> list[ProblemResult]:
+        self.check(task, generator, verifier)
+        results = []
+        for problem in problems:
+            start = time.perf_counter()
+            result = self.solve_one(problem, generator, task, verifier)
+            result.compute.wall_s = time.perf_counter() - start
+            results.append(result)
+        return results
+
+    @abstractmethod
+    def solve_one(
+        self, problem: Problem, generator: Generator, task: Task, verifier: Verifier | None
+    ) -> ProblemResult: ...
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy")
+
+
+def get_strategy(name: str, **options: Any) -> Strategy:
+    import testtime.scale  # noqa: F401  (registers the built-in strategies)
+
+    return STRATEGIES.create(name, **options)
