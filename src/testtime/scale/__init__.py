@@ -1,1 +1,12 @@
-"""testtime.scale."""
+"""testtime.scale: importing this package registers every built-in strategy."""
+
+from testtime.scale import best_of_n as _best_of_n  # noqa: F401
+from testtime.scale import ffs as _ffs  # noqa: F401
+from testtime.scale import greedy as _greedy  # noqa: F401
+from testtime.scale import majority as _majority  # noqa: F401
+from testtime.scale import rpc as _rpc  # noqa: F401
+from testtime.scale import sample as _sample  # noqa: F401
+from testtime.scale import weighted_majority as _weighted_majority  # noqa: F401
+from testtime.scale.base import STRATEGIES, Strategy, get_strategy
+
+__all__ = ["STRATEGIES", "Strategy", "get_strategy"]

@@ -118,12 +118,22 @@ class Strategy(ABC):
     requires: tuple[str, ...] = ()  # backend Capabilities fields
     needs_verifier: bool = False
     needs_step_verifier: bool = False  # step-wise search needs step delimiters + a PRM
+    # The constructor keyword the scaling harness sets to each budget N (None: a
+    # fixed-budget strategy such as greedy, reported at N = 1).
+    budget_param: str | None = "n"
+    # True for "sample a pool, then select" strategies (see scale.pool.PoolStrategy):
+    # the harness samples one pool of max(N) and derives every budget by subsampling.
+    poolable: bool = False
 
     def check(self, task: Task, generator: Generator, verifier: Verifier | None) -> None:
         """Refuse up front — before any generation — what this strategy cannot honour."""
         generator.require(*self.requires, by=f"strategy {self.name!r}")
         if self.needs_verifier and verifier is None:
             raise ValueError(f"strategy {self.name!r} needs a verifier (e.g. --verifier prm)")
+        if self.needs_step_verifier and not task.has_step_checker:
+            raise ValueError(
+                f"strategy {self.name!r} searches over steps; task {task.name!r} has no step checker"
+            )
         if self.needs_step_verifier and verifier is not None and not verifier.process:
             raise ValueError(
                 f"strategy {self.name!r} scores partial solutions step by step; "
