@@ -14,6 +14,18 @@ from typing import Any
 STEP_DELIMITER = "\n"
 ANSWER_PREFIX = "answer:"
 
+# Cues the embedded TinyReasoner was trained to follow (the contract for
+# sequential test-time strategies):
+# - WAIT_CUE (budget forcing, s1): cut a solution before its ``answer:`` line and
+#   append WAIT_CUE; the model then re-derives the solution from the start and
+#   only then writes the answer line.
+# - REVISE_PREFIX (self-refinement): after a complete attempt (steps + answer
+#   line) append ``"revise\n"`` (no feedback) or ``"revise step j\n"`` (1-based
+#   index of the first wrong step, e.g. from a verifier); the model then writes a
+#   complete corrected solution, whose answer line is the last one in the text.
+WAIT_CUE = "wait\n"
+REVISE_PREFIX = "revise"
+
 
 @dataclass(frozen=True)
 class Problem:

@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from testtime.tasks import get_task
+
+
+def write(tmp_path, lines):
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_load_generate_and_equivalence(tmp_path):
+    rows = [{"id": i, "prompt": f"q{i}", "answer": a, "difficulty": i % 2, "src": "me"}
+            for i, a in enumerate(["15", 2.5, "Paris", "1/2"])]
+    path = write(tmp_path, [json.dumps(r) for r in rows])
+    task = get_task(str(path))
+    assert task.levels == (0, 1) and not task.has_step_checker
+    level0 = task.generate(10, 0, seed=0)
+    assert [p.id for p in level0] == ["0", "2"] and level0[0].prompt == "q0\n"
+    assert level0[0].meta == {"src": "me"}
+    assert task.equivalent(level0[0], "15.0") and task.equivalent(level0[0], "30/2")
+    assert task.equivalent(level0[1], " paris ") and not task.equivalent(level0[1], "Lyon")
+    p3 = task.generate(10, 1, seed=0)[1]
+    assert task.equivalent(p3, "0.5") and task.answer_key(p3, "0.50") == "1/2"
+    assert task.generate(1, 1, seed=3) == task.generate(1, 1, seed=3)
+    with pytest.raises(ValueError, match="no problems of difficulty 7"):
+        task.generate(1, 7, seed=0)
+    with pytest.raises(NotImplementedError):
+        task.check_steps(level0[0], "x")
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("{not json", "invalid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"id": 1, "prompt": "q"}', "missing answer"),
+        ('{"id": 1, "prompt": "", "answer": 3}', "prompt must be a non-empty string"),
+        ('{"id": 1, "prompt": "q", "answer": null}', "answer must be"),
+        ('{"id": 1, "prompt": "q", "answer": 3, "difficulty": "hard"}', "difficulty must be"),
+    ],
+)
+def test_malformed_line_reports_path_and_line(tmp_path, line, reason):
+    path = write(tmp_path, ['{"id": 0, "prompt": "ok", "answer": 1}', line])
+    with pytest.raises(ValueError, match=f"p.jsonl:2: {reason}"):
+        get_task("jsonl", path=path)
+
+
+def test_duplicate_ids_and_missing_file(tmp_path):
+    path = write(tmp_path, ['{"id": 0, "prompt": "a", "answer": 1}', '{"id": 0, "prompt": "b", "answer": 2}'])
+    with pytest.raises(ValueError, match="duplicate id"):
+        get_task("jsonl", path=path)
+    with pytest.raises(FileNotFoundError):
+        get_task("jsonl", path=tmp_path / "nope.jsonl")
+
+
+def test_unknown_task_lists_valid_names():
+    with pytest.raises(KeyError, match="valid: arith, countdown, jsonl, mul"):
+        get_task("sudoku")
