@@ -1,1 +1,91 @@
-"""testtime.backends."""
+"""Language-model backends behind the one :class:`~testtime.backends.base.Generator` interface.
+
+:func:`get_generator` turns a spec string into a generator:
+
+* ``embedded`` / ``tiny-reasoner`` — the shipped TinyReasoner, in process (lean sampler);
+* a path to a Hugging Face model directory — :class:`~testtime.backends.local.LocalGenerator`;
+* ``openai:<base_url>`` — any OpenAI-compatible server (options ``model``, ``api_key`` or
+  ``api_key_env``, ``mode``...), :class:`~testtime.backends.openai_http.OpenAIGenerator`;
+* ``vllm:<model>`` — vLLM's offline engine, :class:`~testtime.backends.vllm_backend.VLLMGenerator`.
+
+Backend modules are imported on first use, so ``import testtime.backends`` stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from testtime.backends.base import BackendError, Generator
+from testtime.registry import Registry, UnknownName
+
+BACKENDS: Registry[Generator] = Registry("backend")
+SPEC_HELP = (
+    "embedded, tiny-reasoner, openai:<base_url>, vllm:<model>, "
+    "or the path of a Hugging Face model directory"
+)
+
+
+def embedded_model_dir() -> Path:
+    """The shipped TinyReasoner directory; a clear error while it is not trained yet."""
+    try:
+        from testtime.zoo import reasoner_path
+    except ImportError:
+        reasoner_path = None
+    default = Path(__file__).resolve().parents[1] / "zoo" / "weights" / "tiny-reasoner"
+    try:
+        path = Path(reasoner_path()) if reasoner_path is not None else default
+    except FileNotFoundError:
+        path = default
+    if not (path / "config.json").is_file():
+        raise BackendError(
+            f"the embedded TinyReasoner weights are not trained yet (expected at {path}); "
+            "train them with `testtime zoo train reasoner` or pass a model directory"
+        )
+    return path
+
+
+@BACKENDS.register("embedded")
+@BACKENDS.register("tiny-reasoner")
+def _embedded(**options: Any) -> Generator:
+    from testtime.backends.local import LocalGenerator
+
+    return LocalGenerator(embedded_model_dir(), **options)
+
+
+@BACKENDS.register("local")
+def _local(model_dir: str, **options: Any) -> Generator:
+    from testtime.backends.local import LocalGenerator
+
+    return LocalGenerator(model_dir, **options)
+
+
+@BACKENDS.register("openai")
+def _openai(base_url: str, **options: Any) -> Generator:
+    from testtime.backends.openai_http import OpenAIGenerator
+
+    return OpenAIGenerator(base_url, **options)
+
+
+@BACKENDS.register("vllm")
+def _vllm(model: str, **options: Any) -> Generator:
+    from testtime.backends.vllm_backend import VLLMGenerator
+
+    return VLLMGenerator(model, **options)
+
+
+def get_generator(spec: str, **options: Any) -> Generator:
+    """A generator for ``spec`` (see the module docstring); ``options`` go to its constructor."""
+    if spec in ("embedded", "tiny-reasoner"):
+        return BACKENDS.create(spec, **options)
+    kind, sep, arg = spec.partition(":")
+    if sep and kind in ("openai", "vllm"):
+        if not arg:
+            raise ValueError(f"backend spec {spec!r} needs a value after '{kind}:'")
+        return BACKENDS.create(kind, arg, **options)
+    if Path(spec).expanduser().is_dir():
+        return BACKENDS.create("local", str(Path(spec).expanduser()), **options)
+    raise UnknownName(f"unknown backend {spec!r}; valid: {SPEC_HELP}")
+
+
+__all__ = ["BACKENDS", "SPEC_HELP", "embedded_model_dir", "get_generator"]

@@ -1,0 +1,232 @@
+"""In-process generation from a Hugging Face model directory.
+
+``engine="lean"`` runs GPT-2 checkpoints on :class:`~testtime.backends.sampler.LeanSampler`
+(KV-cached, prefix-shared, compacting); ``engine="hf"`` runs plain
+``model.generate()`` and serves every causal LM transformers can load. Both
+engines share the stop / EOS / length / logprob semantics of
+:class:`~testtime.backends.sampler.RowState` (documented in ``sampler``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from testtime.backends.base import (
+    CancelToken,
+    FinishCallback,
+    GenerationResult,
+    Generator,
+    SamplingParams,
+    Usage,
+)
+from testtime.backends.sampler import (
+    Detokenizer,
+    LeanGPT2,
+    LeanSampler,
+    RowState,
+    check_prompts,
+    collect,
+    plan_chunks,
+)
+
+ENGINES = ("lean", "hf")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+class LocalGenerator(Generator):
+    """A model directory (``config.json``, weights, tokenizer) sampled in this process.
+
+    ``add_bos=None`` prepends the tokenizer's BOS token when it has one distinct
+    from EOS (TinyReasoner is trained on ``<bos> prompt solution <eos>``; plain
+    GPT-2, whose BOS is its EOS, is prompted without it)."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        engine: str = "lean",
+        device: str = "cpu",
+        dtype: str | torch.dtype = "float32",
+        max_batch: int = 256,
+        add_bos: bool | None = None,
+    ) -> None:
+        from transformers import AutoTokenizer
+
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+        self.model_dir = Path(model_dir)
+        config_file = self.model_dir / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"no model directory at {self.model_dir} (config.json missing)")
+        config = json.loads(config_file.read_text())
+        if engine == "lean" and config.get("model_type") != "gpt2":
+            warnings.warn(
+                f"the lean sampler knows GPT-2 only; {config.get('model_type')!r} model at "
+                f"{self.model_dir} runs on engine 'hf' (transformers generate)",
+                stacklevel=2,
+            )
+            engine = "hf"
+        self.engine, self.device, self.dtype = engine, device, _dtype(dtype)
+        self.name = f"local:{self.model_dir.name}:{engine}"
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        tok = self.tokenizer
+        self.eos_ids = {t for t in (tok.eos_token_id,) if t is not None}
+        cfg_eos = config.get("eos_token_id")
+        self.eos_ids |= set(cfg_eos if isinstance(cfg_eos, list) else [cfg_eos]) - {None}
+        if add_bos is None:
+            add_bos = tok.bos_token_id is not None and tok.bos_token_id not in self.eos_ids
+        self.add_bos = add_bos
+        self.detok = Detokenizer(tok)
+        self.max_batch = max_batch
+        self.n_positions = int(
+            config.get("n_positions")
+            or config.get("max_position_embeddings")
+            or tok.model_max_length
+        )
+        if engine == "lean":
+            self.lean = LeanGPT2.from_pretrained(self.model_dir, dtype=self.dtype, device=device)
+            self.sampler = LeanSampler(self.lean, self.detok, self.eos_ids, max_batch=max_batch)
+            self._num_params = self.lean.num_parameters
+        else:
+            from transformers import AutoModelForCausalLM
+
+            self.hf_model = (
+                AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=self.dtype)
+                .to(device)
+                .eval()
+            )
+            self._num_params = sum(p.numel() for p in self.hf_model.parameters())
+
+    @property
+    def num_parameters(self) -> int:
+        return self._num_params
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """Token ids the model is conditioned on (BOS added per ``add_bos``)."""
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False)
+        if self.add_bos:
+            ids = [self.tokenizer.bos_token_id, *ids]
+        return ids
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        *,
+        cancel: CancelToken | None = None,
+        on_finish: FinishCallback | None = None,
+    ) -> GenerationResult:
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of strings, not one string")
+        ids = [self.encode_prompt(p) for p in prompts]
+        if self.engine == "lean":
+            return self.sampler.generate(ids, params, cancel=cancel, on_finish=on_finish)
+        return self._hf_generate(ids, params, cancel, on_finish)
+
+    @torch.inference_mode()
+    def _hf_generate(
+        self,
+        prompt_ids: list[list[int]],
+        params: SamplingParams,
+        cancel: CancelToken | None,
+        on_finish: FinishCallback | None,
+    ) -> GenerationResult:
+        """``model.generate()``; the prompt is prefilled once per sample (counted so).
+        Seeds use torch's global RNG inside a forked RNG state, so callers' RNG is untouched."""
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        check_prompts(prompt_ids, self.n_positions)
+        states = [[RowState() for _ in range(params.n)] for _ in prompt_ids]
+        usage = Usage(calls=1)
+        detok, eos = self.detok, self.eos_ids
+        pad_id = self.tokenizer.pad_token_id
+        pad_id = pad_id if pad_id is not None else next(iter(eos), 0)
+
+        class RowStops(StoppingCriteria):
+            """Feeds every new token through the shared RowState checks."""
+
+            def __init__(
+                self, rows: list[RowState], index: list[tuple[int, int]], max_tokens: int
+            ) -> None:
+                self.rows, self.index, self.max_tokens = rows, index, max_tokens
+
+            def __call__(
+                self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object
+            ) -> torch.Tensor:
+                for r, t in enumerate(input_ids[:, -1].tolist()):
+                    st = self.rows[r]
+                    if (
+                        not st.done
+                        and st.push(
+                            t,
+                            None,
+                            eos=eos,
+                            stops=params.stop,
+                            detok=detok,
+                            max_tokens=self.max_tokens,
+                        )
+                        and on_finish
+                    ):
+                        on_finish(*self.index[r], st.completion(detok, eos, False))
+                stop_all = cancel is not None and cancel.cancelled
+                return torch.tensor([stop_all or st.done for st in self.rows])
+
+        with torch.random.fork_rng(devices=[]):
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            for group, j0, j1 in plan_chunks(
+                [len(p) for p in prompt_ids], params.n, self.max_batch
+            ):
+                if cancel is not None and cancel.cancelled:
+                    break
+                S = max(len(prompt_ids[i]) for i in group)
+                ids = torch.full((len(group), S), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(group), S), dtype=torch.long)
+                for r, i in enumerate(group):
+                    ids[r, S - len(prompt_ids[i]) :] = torch.tensor(prompt_ids[i])
+                    mask[r, S - len(prompt_ids[i]) :] = 1
+                usage.prompt_tokens += (j1 - j0) * sum(len(prompt_ids[i]) for i in group)
+                rows = [states[i][j] for i in group for j in range(j0, j1)]
+                index = [(i, j) for i in group for j in range(j0, j1)]
+                max_new = min(params.max_tokens, self.n_positions - S)
+                sampling = params.temperature > 0
+                out = self.hf_model.generate(
+                    input_ids=ids.repeat_interleave(j1 - j0, 0).to(self.device),
+                    attention_mask=mask.repeat_interleave(j1 - j0, 0).to(self.device),
+                    do_sample=sampling,
+                    temperature=params.temperature if sampling else None,
+                    top_p=params.top_p if sampling else None,
+                    top_k=0
+                    if sampling
+                    else None,  # HF's default top_k=50 would change the distribution
+                    max_new_tokens=max_new,
+                    pad_token_id=pad_id,
+                    eos_token_id=sorted(eos) or None,
+                    stopping_criteria=StoppingCriteriaList([RowStops(rows, index, max_new)]),
+                    return_dict_in_generate=True,
+                    output_logits=params.logprobs,
+                )
+                if params.logprobs:
+                    # Untempered log-probs from the raw logits, as in the lean engine.
+                    lp = torch.stack(out.logits, 1).float().log_softmax(-1)  # (rows, steps, V)
+                    gen_ids = out.sequences[:, S:]
+                    for r, st in enumerate(rows):
+                        k = len(st.ids)
+                        st.logprobs = lp[r, torch.arange(k), gen_ids[r, :k]].tolist()
+        return collect(states, detok, eos, params.logprobs, usage)
