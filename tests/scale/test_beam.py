@@ -104,12 +104,8 @@ def test_refuses_before_generating(task, problem):
     blind = ScriptedGenerator({}, capabilities=Capabilities(continuation=False))
     with pytest.raises(UnsupportedCapability, match="continuation"):
         get_strategy("beam").solve([problem], blind, task, get_verifier("oracle", task=task))
-    task.has_step_checker = False
+    oracle = get_verifier("oracle", task=task)
+    task.has_step_checker = False  # e.g. a user's JSONL task without steps
     with pytest.raises(ValueError, match="no step checker"):
-        get_strategy("beam").solve([problem], gen, task, get_verifier("oracle", task=ChainTaskLike()))
+        get_strategy("beam").solve([problem], gen, task, oracle)
     assert gen.calls == []
-
-
-class ChainTaskLike:
-    name = "chain"
-    has_step_checker = True
