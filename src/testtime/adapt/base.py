@@ -30,10 +30,12 @@ SourceData = Iterable[tuple[Tensor, Tensor]] | tuple[Tensor, Tensor]
 class AdaptMethod(nn.Module):
     """Base class: wrap ``model`` (any ``nn.Module`` that returns logits) in place.
 
-    Subclasses set up their modules/optimizer in ``__init__``, call
-    :meth:`_finish_init` last, and implement :meth:`forward_and_adapt`. Plain
-    Python state (EMA scalars, memories) goes through :meth:`_get_state` /
-    :meth:`_set_state`; tensors may also be registered buffers.
+    Subclasses set up their modules/optimizer in ``__init__`` and implement
+    :meth:`configure` and :meth:`forward_and_adapt`. Plain Python state (EMA
+    scalars, memories) goes through :meth:`_get_state` / :meth:`_set_state`;
+    tensors may also be registered buffers. The source snapshot that :meth:`reset`
+    restores is taken (after :meth:`configure`) on the first call of ``forward``,
+    ``reset`` or ``load_state_dict``, so subclasses of subclasses need no hook.
     """
 
     optimizer: torch.optim.Optimizer | None
@@ -64,26 +66,30 @@ class AdaptMethod(nn.Module):
     def _set_state(self, state: dict[str, Any]) -> None:
         del state
 
-    def _finish_init(self) -> None:
-        """Apply :meth:`configure` and snapshot the source state that :meth:`reset` restores."""
-        self.configure()
-        self._initial = copy.deepcopy(self.state_dict())
+    def _ensure_ready(self) -> dict[str, Any]:
+        """Apply :meth:`configure` and snapshot the source state, once."""
+        if self._initial is None:
+            self.configure()
+            self._initial = copy.deepcopy(self.state_dict())
+        return self._initial
 
     # -- public API ---------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         if self._initial is None:
-            raise RuntimeError(f"{type(self).__name__}.__init__ must call _finish_init()")
+            self._ensure_ready()
         if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] == 0:
             raise ValueError("expected a non-empty batch tensor of shape (B, ...)")
         return self.forward_and_adapt(x)
 
     def reset(self) -> None:
         """Restore the source model and clear all adaptation state (counters are kept)."""
-        if self._initial is None:
-            raise RuntimeError(f"{type(self).__name__}.__init__ must call _finish_init()")
         counts = self.forwards, self.backwards
-        self.load_state_dict(self._initial)
+        self.load_state_dict(self._ensure_ready())
         self.forwards, self.backwards = counts
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        self._ensure_ready()  # the snapshot must be the source, not the loaded state
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def train(self, mode: bool = True) -> AdaptMethod:
         super().train(mode)

@@ -44,7 +44,14 @@ class StatsBatchNorm(_BatchNorm):
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
         mean, var = self.statistics(input)
-        return F.batch_norm(input, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+        if not (mean.requires_grad or var.requires_grad):
+            return F.batch_norm(input, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+        # statistics that carry gradients (RoTTA's RBN) cannot go through F.batch_norm
+        shape = (1, -1) + (1,) * (input.dim() - 2)
+        out = (input - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.weight is not None:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out
 
 
 class AlphaBatchNorm(StatsBatchNorm):
@@ -76,7 +83,6 @@ class Source(AdaptMethod):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
-        self._finish_init()
 
     def configure(self) -> None:
         configure_norm(self.model, "frozen")

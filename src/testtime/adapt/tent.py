@@ -32,7 +32,6 @@ class Tent(AdaptMethod):
         self.optimizer = make_optimizer(
             collect_norm_params(model)[0], optimizer, lr, momentum=momentum
         )
-        self._finish_init()
 
     def configure(self) -> None:
         configure_norm(self.model, "affine")
