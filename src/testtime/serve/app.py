@@ -1,0 +1,253 @@
+"""The OpenAI-compatible test-time-compute server (``testtime serve``).
+
+``POST /v1/chat/completions`` and ``POST /v1/completions`` run a test-time
+strategy per request (chosen by model-name prefix or a ``testtime`` body object,
+see :mod:`testtime.serve.routing`) on one upstream :class:`Generator`;
+``GET /v1/models`` lists the names; ``GET /health`` needs no key.
+
+Streaming (SSE, OpenAI chunk format, ``data: [DONE]``) sends the answer the
+moment the strategy has decided it: the Generator interface reports finished
+samples, not tokens, so there is nothing correct to stream earlier. For ``ffs``
+that moment is the first sample's EOS (the other samples are cancelled
+mid-decode). Errors before the decision keep their HTTP status (e.g. 502), as
+nothing has been sent yet.
+
+``usage`` counts every token spent on the request: all candidates' prompt and
+completion tokens and the verifier's tokens (in ``prompt_tokens``), plus a
+``testtime`` object with the strategy, its options, the compute breakdown
+(``Compute.to_dict()``), candidate counts and answer votes per prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from testtime.backends.base import CancelToken, Generator
+from testtime.serve.engine import Engine, RequestCancelled
+from testtime.serve.errors import APIError, Redactor
+from testtime.serve.protocol import (
+    ChatRequest,
+    CompletionRequest,
+    response_body,
+    stream_chunks,
+)
+from testtime.serve.routing import make_plan, strategy_names, strategy_params
+
+log = logging.getLogger("testtime.serve")
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_MAX_CONCURRENCY_PER_KEY = 16
+DEFAULT_MAX_N = 256
+_ANONYMOUS = "anonymous"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_binding(host: str, api_keys: Sequence[str] | None) -> None:
+    """Refuse to serve without keys anywhere but loopback."""
+    if api_keys is None and not is_loopback(host):
+        raise ValueError(
+            f"--no-auth is only allowed on a loopback host (127.0.0.1, ::1, localhost), not {host!r}"
+        )
+    if api_keys is not None and not api_keys:
+        raise ValueError("no API key given: use --api-key, --api-key-env or --api-key-file "
+                         "(or --no-auth on a loopback host)")
+
+
+class KeyLimiter:
+    """In-flight request counts per API key (event-loop thread only)."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max concurrency per key must be >= 1, got {limit}")
+        self.limit = limit
+        self.inflight: dict[str, int] = {}
+
+    def acquire(self, key: str) -> None:
+        if self.inflight.get(key, 0) >= self.limit:
+            raise APIError(429, f"too many concurrent requests for this API key (limit {self.limit})",
+                           code="concurrency_limit_exceeded")
+        self.inflight[key] = self.inflight.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        self.inflight[key] -= 1
+        if not self.inflight[key]:
+            del self.inflight[key]
+
+
+async def _read_body(request: Request, limit: int) -> dict[str, Any]:
+    too_large = APIError(413, f"request body exceeds {limit} bytes", code="request_too_large")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise APIError(400, f"request body is not valid JSON: {err}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    return data
+
+
+def _validation_error(err: ValidationError) -> APIError:
+    first = err.errors()[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    return APIError(422, f"invalid {param}: {first['msg']}" if param else first["msg"],
+                    code="invalid_value", param=param)
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def create_app(
+    generator: Generator,
+    *,
+    model_name: str | None = None,
+    api_keys: Sequence[str] | None = None,
+    max_concurrency_per_key: int = DEFAULT_MAX_CONCURRENCY_PER_KEY,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_n: int = DEFAULT_MAX_N,
+    default_verifier: str | None = None,
+    serialize: bool = False,
+    max_workers: int = 64,
+    secrets: Sequence[str] = (),
+) -> FastAPI:
+    """The server app over ``generator``. ``api_keys=None`` disables authentication
+    (the CLI allows that on loopback only); ``secrets`` (upstream keys) are
+    redacted from every error message."""
+    if max_body_bytes < 1:
+        raise ValueError(f"max body bytes must be >= 1, got {max_body_bytes}")
+    served = model_name or generator.name
+    keys = None if api_keys is None else [k.encode() for k in api_keys]
+    redact = Redactor(tuple(secrets))
+    engine = Engine(generator, redact=redact, default_verifier=default_verifier,
+                    serialize=serialize, max_workers=max_workers)
+    limiter = KeyLimiter(max_concurrency_per_key)
+    app = FastAPI(title="testtime serve", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine, app.state.limiter = engine, limiter
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, err: APIError) -> JSONResponse:
+        return JSONResponse(err.body(), status_code=err.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        message = (f"unknown URL: {request.method} {request.url.path}" if err.status_code == 404
+                   else str(err.detail))
+        return JSONResponse(APIError(err.status_code, message).body(), status_code=err.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, err: Exception) -> JSONResponse:
+        log.error("unexpected error: %s", redact(repr(err)))
+        return JSONResponse(APIError(500, "internal server error").body(), status_code=500)
+
+    def authenticate(request: Request) -> str:
+        if keys is None:
+            return _ANONYMOUS
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'",
+                           code="missing_api_key")
+        given = token.strip().encode()
+        # Compare against every key in constant time; the key's index names its slot.
+        matches = [i for i, k in enumerate(keys) if hmac.compare_digest(given, k)]
+        if not matches:
+            raise APIError(401, "invalid API key", code="invalid_api_key")
+        return f"key-{matches[0]}"
+
+    async def run(request: Request, kind: str) -> Response:
+        key = authenticate(request)
+        data = await _read_body(request, max_body_bytes)
+        schema = ChatRequest if kind == "chat" else CompletionRequest
+        try:
+            req = schema.model_validate(data)
+        except ValidationError as err:
+            raise _validation_error(err) from None
+        plan = make_plan(req.model, served, req.testtime_options(), req.sampling(), max_n=max_n)
+        limiter.acquire(key)
+        cancel = CancelToken()
+        try:
+            job = asyncio.wrap_future(engine.executor.submit(engine.run, plan, req.prompts(), cancel))
+        except BaseException:
+            limiter.release(key)
+            raise
+        # The slot is held until the worker really stops, not merely until the client leaves.
+        job.add_done_callback(lambda _: limiter.release(key))
+        watcher = asyncio.ensure_future(_wait_disconnect(request))
+        try:
+            await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not job.done():  # client gone (or server shutting down): stop upstream work
+                cancel.cancel()
+                job.cancel()
+        if not job.done() or job.cancelled():
+            return Response(status_code=499)
+        try:
+            outcome = job.result()
+        except RequestCancelled:
+            return Response(status_code=499)
+        if not req.stream:
+            return JSONResponse(response_body(kind, req.model, outcome))
+        chunks = stream_chunks(kind, req.model, outcome, req.include_usage)
+
+        async def events():
+            for chunk in chunks:
+                yield f"data: {json.dumps(chunk)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await run(request, "chat")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await run(request, "completion")
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        authenticate(request)
+        ids = [served]
+        for name in strategy_names():
+            ids.append(f"{name}/{served}")
+            params = strategy_params(name)
+            if params is None or "n" in params:
+                ids.append(f"{name}-16/{served}")
+        return {"object": "list",
+                "data": [{"id": i, "object": "model", "created": 0, "owned_by": "testtime"}
+                         for i in ids]}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": served,
+                "inflight": sum(limiter.inflight.values())}
+
+    return app

@@ -1,0 +1,255 @@
+"""Running one request's strategy against the shared upstream generator.
+
+Strategies are synchronous library code, so each request runs on a worker
+thread. The generator a strategy sees is a per-request proxy whose cancel
+token the server sets when the client disconnects: generation in progress
+stops at the next decoding step (or HTTP chunk) and no further call starts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import reduce
+from typing import Any
+
+from testtime.backends.base import (
+    BackendError,
+    CancelToken,
+    FinishCallback,
+    GenerationResult,
+    Generator,
+    SamplingParams,
+)
+from testtime.registry import UnknownName
+from testtime.scale.base import Candidate, Compute, ProblemResult, Strategy
+from testtime.serve.errors import APIError, Redactor, upstream_error
+from testtime.serve.routing import Plan, build_strategy
+from testtime.tasks.base import STEP_DELIMITER, Problem, Task
+from testtime.tasks.freeform import FreeformTask
+from testtime.verifiers.base import Verifier
+
+FREEFORM = "freeform"
+
+
+class RequestCancelled(Exception):
+    """The client went away; the request's remaining work is abandoned."""
+
+
+class _EitherCancel(CancelToken):
+    """Cancelled when the strategy's own token or the request's token is."""
+
+    def __init__(self, *tokens: CancelToken) -> None:
+        super().__init__()
+        self._tokens = tokens
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set() or any(t.cancelled for t in self._tokens)
+
+
+class RequestGenerator(Generator):
+    """The upstream generator as one request sees it: stops when the request is cancelled."""
+
+    def __init__(self, inner: Generator, cancel: CancelToken) -> None:
+        self.inner = inner
+        self.request_cancel = cancel
+        self.name = inner.name
+        self.capabilities = inner.capabilities
+
+    @property
+    def num_parameters(self) -> int | None:
+        return self.inner.num_parameters
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        *,
+        cancel: CancelToken | None = None,
+        on_finish: FinishCallback | None = None,
+    ) -> GenerationResult:
+        if self.request_cancel.cancelled:
+            raise RequestCancelled
+        token = self.request_cancel if cancel is None else _EitherCancel(self.request_cancel, cancel)
+        result = self.inner.generate(prompts, params, cancel=token, on_finish=on_finish)
+        if self.request_cancel.cancelled:  # don't let a strategy build on cut-short samples
+            raise RequestCancelled
+        return result
+
+
+@dataclass
+class Choice:
+    text: str
+    finish_reason: str  # "stop" or "length"
+
+
+@dataclass
+class Outcome:
+    choices: list[Choice]
+    usage: dict[str, Any]
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def chosen_candidate(result: ProblemResult, problem: Problem, task: Task) -> Candidate | None:
+    """The candidate whose text answers the request: the strategy's ``winner`` when it
+    names one (ffs), else the best-scored (first on ties) candidate with the chosen answer."""
+    winner = result.meta.get("winner")
+    if isinstance(winner, int) and 0 <= winner < len(result.candidates):
+        return result.candidates[winner]
+    if result.answer is not None:
+        key = task.answer_key(problem, result.answer)
+        matching = [
+            c for c in result.candidates
+            if c.answer is not None and task.answer_key(problem, c.answer) == key
+        ]
+        if matching:
+            return max(matching, key=lambda c: -float("inf") if c.score is None else c.score)
+    return result.candidates[0] if result.candidates else None
+
+
+def answer_votes(result: ProblemResult, problem: Problem, task: Task) -> dict[str, int]:
+    """How many candidates reached each answer (grouped by the task's answer key)."""
+    votes: dict[str, int] = {}
+    for cand in result.candidates:
+        if cand.answer is not None:
+            key = task.answer_key(problem, cand.answer)
+            votes[key] = votes.get(key, 0) + 1
+    return votes
+
+
+class Engine:
+    """Builds strategies, tasks and verifiers for requests and runs them on worker threads.
+
+    ``serialize=True`` runs one request's strategy at a time (in-process models
+    whose samplers are not made for concurrent callers); ``default_verifier`` is
+    used by strategies that need one when a request names none.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        *,
+        redact: Redactor,
+        default_verifier: str | None = None,
+        serialize: bool = False,
+        max_workers: int = 64,
+    ) -> None:
+        self.generator = generator
+        self.redact = redact
+        self.default_verifier = default_verifier
+        self.executor = ThreadPoolExecutor(max_workers, thread_name_prefix="testtime-serve")
+        self._run_lock = threading.Lock() if serialize else None
+        self._cache_lock = threading.Lock()
+        self._tasks: dict[str, Task] = {}
+        self._verifiers: dict[tuple[str, str], Verifier] = {}
+
+    def task(self, name: str | None) -> Task:
+        from testtime.tasks import SYNTHETIC_TASKS, get_task
+
+        name = name or FREEFORM
+        valid = (FREEFORM, *SYNTHETIC_TASKS)  # never a file path: that would read server files
+        if name not in valid:
+            raise APIError(400, f"unknown task {name!r}; valid: {', '.join(valid)}",
+                           param="testtime.task")
+        with self._cache_lock:
+            if name not in self._tasks:
+                self._tasks[name] = FreeformTask() if name == FREEFORM else get_task(name)
+            return self._tasks[name]
+
+    def verifier(self, name: str | None, strategy: Strategy, task: Task) -> Verifier | None:
+        from testtime.verifiers.base import get_verifier
+
+        if name is None:
+            if not strategy.needs_verifier or self.default_verifier is None:
+                return None
+            name = self.default_verifier
+        with self._cache_lock:
+            key = (name, task.name)
+            if key not in self._verifiers:
+                try:
+                    self._verifiers[key] = get_verifier(name, task)
+                except (UnknownName, ValueError, TypeError, FileNotFoundError) as err:
+                    raise APIError(400, f"verifier {name!r}: {err}", code="invalid_verifier",
+                                   param="testtime.verifier") from None
+            return self._verifiers[key]
+
+    def run(self, plan: Plan, prompts: Sequence[str], cancel: CancelToken) -> Outcome:
+        """Solve every prompt with the plan's strategy (blocking; call on a worker thread)."""
+        strategy = build_strategy(plan)
+        task = self.task(plan.task)
+        verifier = self.verifier(plan.verifier, strategy, task)
+        generator = RequestGenerator(self.generator, cancel)
+        problems = [
+            Problem(id=f"prompt-{i}", prompt=p if p.endswith(STEP_DELIMITER) else p + STEP_DELIMITER,
+                    answer="", task=task.name)
+            for i, p in enumerate(prompts)
+        ]
+        try:
+            strategy.check(task, generator, verifier)
+        except (ValueError, BackendError) as err:
+            raise APIError(400, self.redact(str(err)), code="invalid_strategy") from None
+        with self._run_lock or nullcontext():
+            try:
+                results = strategy.solve(problems, generator, task, verifier)
+            except (RequestCancelled, APIError):
+                raise
+            except ValueError as err:
+                if isinstance(err, json.JSONDecodeError):  # garbage from the upstream
+                    raise upstream_error(BackendError(f"malformed upstream reply: {err}"),
+                                         self.redact) from None
+                raise APIError(400, self.redact(str(err)), code="invalid_request") from None
+            except Exception as err:
+                raise upstream_error(err, self.redact) from None
+        return self._outcome(plan, strategy, verifier, task, problems, results)
+
+    def _outcome(
+        self,
+        plan: Plan,
+        strategy: Strategy,
+        verifier: Verifier | None,
+        task: Task,
+        problems: list[Problem],
+        results: list[ProblemResult],
+    ) -> Outcome:
+        choices, details = [], []
+        for problem, result in zip(problems, results, strict=True):
+            cand = chosen_candidate(result, problem, task)
+            reason = "length" if cand is not None and cand.finish_reason == "length" else "stop"
+            choices.append(Choice("" if cand is None else cand.text, reason))
+            details.append({
+                "answer": result.answer,
+                "candidates": len(result.candidates),
+                "votes": answer_votes(result, problem, task),
+                "compute": result.compute.to_dict(),
+                "meta": _jsonable(result.meta),
+            })
+        total = reduce(Compute.__add__, (r.compute for r in results), Compute())
+        # Verifier tokens are tokens processed on the request's behalf, like prompt
+        # tokens; they are counted there so prompt + completion covers everything.
+        prompt_tokens = total.prompt_tokens + total.verifier_tokens
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": total.generated_tokens,
+            "total_tokens": prompt_tokens + total.generated_tokens,
+            "testtime": {
+                "strategy": strategy.name,
+                "options": _jsonable(plan.options),
+                "verifier": None if verifier is None else verifier.name,
+                "task": task.name,
+                "candidates": sum(d["candidates"] for d in details),
+                "compute": total.to_dict(),
+                "results": details,
+            },
+        }
+        return Outcome(choices, usage)

@@ -1,0 +1,84 @@
+"""OpenAI-style errors: ``{"error": {"message", "type", "param", "code"}}`` with a status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from testtime.backends.base import BackendError, UnsupportedCapability
+
+# Status -> OpenAI error ``type``.
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    502: "upstream_error",
+    503: "server_error",
+    504: "upstream_timeout",
+}
+
+
+class APIError(Exception):
+    """An error answered to the client as an OpenAI-style body with ``status``."""
+
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": _TYPES.get(self.status, "server_error"),
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class Redactor:
+    """Removes secrets (upstream keys) from any text that may reach a client or a log."""
+
+    def __init__(self, secrets: list[str] | tuple[str, ...] = ()) -> None:
+        self.secrets = [s for s in secrets if s]
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _is_timeout(err: BaseException) -> bool:
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, TimeoutError | httpx.TimeoutException):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def upstream_error(err: BaseException, redact: Redactor) -> APIError:
+    """Map a failure raised while serving a request to a client-facing error.
+
+    Timeouts (anywhere in the cause chain) are 504, other backend faults 502;
+    a capability the upstream lacks is the client's choice of strategy (400).
+    """
+    if isinstance(err, UnsupportedCapability):
+        return APIError(400, redact(str(err)), code="unsupported_capability")
+    if _is_timeout(err):
+        return APIError(504, f"upstream timed out: {redact(str(err)) or type(err).__name__}",
+                        code="upstream_timeout")
+    if isinstance(err, BackendError | httpx.HTTPError | ConnectionError):
+        return APIError(502, f"upstream failed: {redact(str(err)) or type(err).__name__}",
+                        code="upstream_error")
+    return APIError(500, "internal error while running the request", code="internal_error")

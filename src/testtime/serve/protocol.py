@@ -1,0 +1,166 @@
+"""The OpenAI wire format: request schemas and response / stream-chunk bodies."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from testtime.serve.engine import Outcome
+from testtime.serve.errors import APIError
+
+
+class _Lenient(BaseModel):
+    # Clients send many optional OpenAI fields (presence_penalty, user, ...); unknown
+    # ones are ignored, the ones that would change the result are validated below.
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(_Lenient):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Lenient):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool = False
+
+
+class _Request(_Lenient):
+    model: str = Field(min_length=1, max_length=256)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    n: int = Field(1, ge=1, le=1, description="one choice per prompt; use a strategy for more samples")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    testtime: dict[str, Any] | None = None
+    # Top-level shorthands for testtime.{strategy, verifier, task}.
+    strategy: str | None = None
+    verifier: str | None = None
+    task: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _no_stop(cls, stop: str | list[str] | None) -> None:
+        if stop:  # strategies decide where solutions end (EOS, step delimiters)
+            raise ValueError("stop sequences are not supported by test-time strategies")
+        return None
+
+    def sampling(self) -> dict[str, Any]:
+        """Request-level sampling fields, for strategies that take them."""
+        out: dict[str, Any] = {"seed": self.seed}
+        for key in ("temperature", "top_p"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.max_tokens_asked() is not None:
+            out["max_tokens"] = self.max_tokens_asked()
+        return out
+
+    def max_tokens_asked(self) -> int | None:
+        return self.max_tokens
+
+    def testtime_options(self) -> dict[str, Any]:
+        out = dict(self.testtime or {})
+        for key in ("strategy", "verifier", "task"):
+            value = getattr(self, key)
+            if value is not None:
+                if key in out and out[key] != value:
+                    raise APIError(400, f"{key!r} given twice with different values",
+                                   param=key)
+                out[key] = value
+        return out
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class ChatRequest(_Request):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    def max_tokens_asked(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def prompts(self) -> list[str]:
+        # Completions-style upstreams take raw text: the messages' contents, one per line.
+        return ["\n".join(m.text() for m in self.messages if m.text())]
+
+
+class CompletionRequest(_Request):
+    prompt: str | list[str] = Field(min_length=1)
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+
+def _head(kind: str, model: str) -> dict[str, Any]:
+    prefix = "chatcmpl" if kind == "chat" else "cmpl"
+    return {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
+
+
+def response_body(kind: str, model: str, outcome: Outcome) -> dict[str, Any]:
+    if kind == "chat":
+        choices = [
+            {"index": i, "message": {"role": "assistant", "content": c.text},
+             "finish_reason": c.finish_reason, "logprobs": None}
+            for i, c in enumerate(outcome.choices)
+        ]
+        obj = "chat.completion"
+    else:
+        choices = [
+            {"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}
+            for i, c in enumerate(outcome.choices)
+        ]
+        obj = "text_completion"
+    return {**_head(kind, model), "object": obj, "choices": choices, "usage": outcome.usage}
+
+
+def _pieces(text: str) -> list[str]:
+    """The decided text as stream deltas: one per line (one reasoning step)."""
+    return text.splitlines(keepends=True) or [""]
+
+
+def stream_chunks(
+    kind: str, model: str, outcome: Outcome, include_usage: bool
+) -> list[dict[str, Any]]:
+    """Every chunk of a streamed response, in order (without the ``[DONE]`` sentinel)."""
+    head = _head(kind, model)
+    obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+
+    def chunk(index: int, delta: str | None, finish: str | None, *, role: bool = False):
+        if kind == "chat":
+            d: dict[str, Any] = {"role": "assistant"} if role else {}
+            if delta is not None:
+                d["content"] = delta
+            choice = {"index": index, "delta": d, "finish_reason": finish, "logprobs": None}
+        else:
+            choice = {"index": index, "text": delta or "", "finish_reason": finish,
+                      "logprobs": None}
+        return {**head, "object": obj, "choices": [choice]}
+
+    out = []
+    for i, c in enumerate(outcome.choices):
+        pieces = _pieces(c.text)
+        out.append(chunk(i, pieces[0], None, role=True))
+        out.extend(chunk(i, p, None) for p in pieces[1:])
+        out.append(chunk(i, None, c.finish_reason))
+    if include_usage:
+        out.append({**head, "object": obj, "choices": [], "usage": outcome.usage})
+    return out
