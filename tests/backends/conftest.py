@@ -14,7 +14,7 @@ CHARS = list("0123456789abcdefghijklmnopqrstuvwxyz +-*=:>\n")
 SPECIALS = ["<pad>", "<bos>", "<eos>"]
 
 
-def char_tokenizer() -> PreTrainedTokenizerFast:
+def make_char_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {tok: i for i, tok in enumerate(SPECIALS + CHARS)}
     # BPE without merges over the raw text = one token per character.
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
@@ -25,7 +25,7 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def save_tiny_gpt2(path: Path, *, seed: int = 0, n_positions: int = 96) -> Path:
-    tokenizer = char_tokenizer()
+    tokenizer = make_char_tokenizer()
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=n_positions,
@@ -68,3 +68,8 @@ def hf_gen(tiny_model_dir: Path):
     from testtime.backends.local import LocalGenerator
 
     return LocalGenerator(tiny_model_dir, engine="hf")
+
+
+@pytest.fixture(scope="session")
+def char_tokenizer() -> PreTrainedTokenizerFast:
+    return make_char_tokenizer()

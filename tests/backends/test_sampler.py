@@ -1,0 +1,211 @@
+"""The lean sampler reproduces the Hugging Face GPT-2 exactly (greedy tokens,
+log-probabilities) and honours the sampling contract (seed, stop, cancel, usage)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from testtime.backends.base import BackendError, CancelToken, SamplingParams
+from testtime.backends.sampler import Detokenizer, LeanSampler, choose_tokens, plan_chunks
+
+PROMPTS = ["arith: 7 +3 *2\n", "mul: 347*86\n", "a\n", "countdown: 3 7 25 50 -> 82\n"]
+
+
+def hf_greedy(hf_model, gen, prompt: str, max_tokens: int) -> tuple[str, int]:
+    """Text and token count of HF's greedy continuation, one prompt, no padding."""
+    ids = torch.tensor([gen.encode_prompt(prompt)])
+    out = hf_model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=False,
+        max_new_tokens=max_tokens,
+        eos_token_id=gen.tokenizer.eos_token_id,
+        pad_token_id=gen.tokenizer.pad_token_id,
+    )[0, ids.shape[1] :].tolist()
+    eos = gen.tokenizer.eos_token_id
+    n = out.index(eos) + 1 if eos in out else len(out)
+    return gen.tokenizer.decode(out[:n], skip_special_tokens=True), n
+
+
+def test_greedy_matches_hf_generate_on_a_padded_batch(lean_gen, hf_model):
+    res = lean_gen.generate(PROMPTS, SamplingParams(temperature=0, max_tokens=24))
+    for prompt, [comp] in zip(PROMPTS, res.completions, strict=True):
+        text, n = hf_greedy(hf_model, lean_gen, prompt, 24)
+        assert (comp.text, comp.num_tokens) == (text, n)
+
+
+class IdDetok(Detokenizer):
+    """Text = one private-use character per token id, so tests can read back the
+    exact sampled ids (the real detokenizer drops special tokens from text)."""
+
+    def __init__(self, vocab: int) -> None:
+        self.pieces = [chr(0x100 + i) for i in range(vocab)]
+        self.piecewise = True
+
+    def decode(self, ids) -> str:
+        return "".join(self.pieces[i] for i in ids)
+
+
+def id_sampler(gen) -> LeanSampler:
+    return LeanSampler(gen.lean, IdDetok(len(gen.tokenizer)), {gen.tokenizer.eos_token_id})
+
+
+def test_logprobs_match_hf_log_softmax(lean_gen, hf_model):
+    eos = lean_gen.tokenizer.eos_token_id
+    sampler = id_sampler(lean_gen)
+    prompt_ids = [lean_gen.encode_prompt(p) for p in PROMPTS[:2]]
+    params = SamplingParams(n=3, temperature=1.3, max_tokens=20, seed=7, logprobs=True)
+    res = sampler.generate(prompt_ids, params)
+    for ids, comps in zip(prompt_ids, res.completions, strict=True):
+        for c in comps:
+            gen_ids = [ord(ch) - 0x100 for ch in c.text] + (
+                [eos] if c.finish_reason == "stop" else []
+            )
+            with torch.no_grad():
+                logits = hf_model(torch.tensor([ids + gen_ids])).logits[0]
+            lp = logits.log_softmax(-1)[len(ids) - 1 : -1]
+            want = lp[torch.arange(len(gen_ids)), torch.tensor(gen_ids)]
+            assert len(c.token_logprobs) == c.num_tokens == len(gen_ids)
+            torch.testing.assert_close(torch.tensor(c.token_logprobs), want, atol=1e-4, rtol=0)
+
+
+def test_seed_reproduces_samples_and_prefix_is_prefilled_once(lean_gen):
+    params = SamplingParams(n=6, temperature=1.0, max_tokens=16, seed=3)
+    a = lean_gen.generate(PROMPTS[:2], params)
+    b = lean_gen.generate(PROMPTS[:2], params)
+    c = lean_gen.generate(PROMPTS[:2], SamplingParams(n=6, temperature=1.0, max_tokens=16, seed=4))
+    texts = [[x.text for x in row] for row in a.completions]
+    assert texts == [[x.text for x in row] for row in b.completions]
+    assert texts != [[x.text for x in row] for row in c.completions]
+    assert len(set(texts[0])) > 1  # samples of one prompt differ from each other
+    # Each prompt's tokens are processed once although it is sampled 6 times.
+    assert a.usage.prompt_tokens == sum(len(lean_gen.encode_prompt(p)) for p in PROMPTS[:2])
+    assert a.usage.completion_tokens == sum(x.num_tokens for row in a.completions for x in row)
+    assert a.usage.calls == 1
+
+
+def test_compaction_and_batch_mates_do_not_change_samples(lean_gen):
+    # With a stop string rows end at different steps and are compacted out of the
+    # batch; every row must still draw exactly what it draws in the run without stops.
+    sampler = id_sampler(lean_gen)
+    c = sampler.detok.pieces[lean_gen.tokenizer.convert_tokens_to_ids("c")]
+    ids = [lean_gen.encode_prompt(p) for p in PROMPTS]
+    free = sampler.generate(ids, SamplingParams(n=8, max_tokens=30, seed=11))
+    stopped = sampler.generate(ids, SamplingParams(n=8, max_tokens=30, seed=11, stop=(c,)))
+    early = 0
+    for frow, srow in zip(free.completions, stopped.completions, strict=True):
+        for f, s in zip(frow, srow, strict=True):
+            cut = f.text.find(c)
+            if cut < 0:
+                assert (s.text, s.finish_reason) == (f.text, f.finish_reason)
+            else:
+                assert (s.text, s.stop_string, s.num_tokens) == (f.text[:cut], c, cut + 1)
+                early += s.num_tokens < 30
+    assert early >= 8  # enough rows left early for compaction to happen
+    # Greedy: a padded batch gives each prompt what it gets alone.
+    greedy = SamplingParams(n=2, temperature=0, max_tokens=30, stop=("c", "="))
+    batch = lean_gen.generate(PROMPTS, greedy)
+    for i, p in enumerate(PROMPTS):
+        alone = lean_gen.generate([p], greedy)
+        assert [c.text for c in batch.completions[i]] == [c.text for c in alone.completions[0]]
+
+
+def test_rows_beyond_max_batch_are_chunked_and_prefill_is_counted_per_chunk(lean_gen):
+    params = SamplingParams(n=5, temperature=1.0, max_tokens=8, seed=2)
+    lean_gen.sampler.max_batch = 2
+    try:
+        res = lean_gen.generate(PROMPTS[:2], params)
+    finally:
+        lean_gen.sampler.max_batch = 256
+    assert [len(row) for row in res.completions] == [5, 5]
+    # n=5 in chunks of 2 -> each prompt is prefilled 3 times.
+    assert res.usage.prompt_tokens == 3 * sum(len(lean_gen.encode_prompt(p)) for p in PROMPTS[:2])
+
+
+def test_stop_strings_cut_text_and_count_tokens(lean_gen):
+    free = lean_gen.generate(PROMPTS, SamplingParams(temperature=0, max_tokens=40)).completions
+    stopped = lean_gen.generate(
+        PROMPTS, SamplingParams(temperature=0, max_tokens=40, stop=("c", "s"))
+    ).completions
+    for [f], [s] in zip(free, stopped, strict=True):
+        cut = min((i for i in (f.text.find("c"), f.text.find("s")) if i >= 0), default=-1)
+        if cut < 0:
+            assert s.text == f.text
+            continue
+        assert s.finish_reason == "stop" and s.text == f.text[:cut]
+        assert s.stop_string == f.text[cut]
+        assert s.num_tokens == cut + 1  # char-level: the stop character's token is counted
+
+
+def test_max_tokens_and_length_reason(lean_gen):
+    res = lean_gen.generate(["z"], SamplingParams(n=4, temperature=1, max_tokens=3, seed=0))
+    for c in res.completions[0]:
+        assert c.finish_reason in {"length", "stop"}
+        assert c.num_tokens <= 3
+        assert c.finish_reason == "stop" or c.num_tokens == 3
+
+
+def test_first_finish_cancels_the_rest(lean_gen):
+    cancel = CancelToken()
+    finished: list[tuple[int, int, str]] = []
+
+    def on_finish(i: int, j: int, comp) -> None:
+        finished.append((i, j, comp.finish_reason))
+        cancel.cancel()
+
+    params = SamplingParams(n=8, temperature=1.0, max_tokens=60, seed=5, stop=("=",))
+    res = lean_gen.generate(PROMPTS[:1], params, cancel=cancel, on_finish=on_finish)
+    comps = res.completions[0]
+    assert finished and finished[0][2] == "stop"
+    done = [c for c in comps if c.finish_reason != "cancelled"]
+    assert len(done) == len(finished)  # callbacks came for exactly the finished samples
+    assert any(c.finish_reason == "cancelled" and c.num_tokens > 0 for c in comps)
+    assert max(c.num_tokens for c in comps) < 60
+    assert res.usage.completion_tokens == sum(c.num_tokens for c in comps)
+
+
+def test_cancel_before_start_generates_nothing(lean_gen):
+    cancel = CancelToken()
+    cancel.cancel()
+    res = lean_gen.generate(PROMPTS[:2], SamplingParams(n=2), cancel=cancel)
+    assert all(
+        c.finish_reason == "cancelled" and c.num_tokens == 0 for row in res.completions for c in row
+    )
+    assert res.usage.total_tokens == 0
+
+
+def test_prompt_longer_than_context_is_refused(lean_gen):
+    with pytest.raises(BackendError, match="context is 96 tokens"):
+        lean_gen.generate(["1" * 200], SamplingParams())
+
+
+def test_generation_stops_at_the_context_end(lean_gen):
+    res = lean_gen.generate(["1" * 90], SamplingParams(temperature=0, max_tokens=50))
+    c = res.completions[0][0]
+    assert c.num_tokens <= 96 - 91 and (c.finish_reason in {"length", "stop"})
+
+
+def test_choose_tokens_follows_temperature_and_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(20000, 1)
+    u = torch.rand(20000, generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(choose_tokens(logits, SamplingParams(temperature=1.0), u), minlength=4)
+    torch.testing.assert_close(
+        freq / 20000.0, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.015, rtol=0
+    )
+    # top_p = 0.8 keeps {0.5, 0.3}: renormalised 0.625 / 0.375.
+    freq = torch.bincount(choose_tokens(logits, SamplingParams(top_p=0.8), u), minlength=4)
+    assert freq[2:].sum() == 0
+    assert abs(freq[0] / 20000.0 - 0.625) < 0.015
+    # Low temperature sharpens towards the mode; T = 0 is argmax.
+    cold = torch.bincount(choose_tokens(logits, SamplingParams(temperature=0.2), u), minlength=4)
+    assert cold[0] > 0.9 * 20000
+    assert choose_tokens(logits[:2], SamplingParams(temperature=0), None).tolist() == [0, 0]
+
+
+def test_plan_chunks_covers_every_row_once():
+    chunks = plan_chunks([5, 1, 3], n=5, max_batch=4)
+    rows = [(i, j) for prompts, j0, j1 in chunks for i in prompts for j in range(j0, j1)]
+    assert sorted(rows) == [(i, j) for i in range(3) for j in range(5)]
+    assert all(len(p) * (j1 - j0) <= 4 for p, j0, j1 in chunks)
+    assert [p for p, _, _ in plan_chunks([5, 1, 3], n=1, max_batch=2)] == [[1, 2], [0]]
