@@ -27,6 +27,7 @@ from testtime.backends.base import (
 )
 from testtime.tasks.base import Problem, Task, split_steps
 
+ALL_CAPABILITIES = Capabilities()
 Script = Mapping[str, Sequence[str]] | Callable[[str], Sequence[str]]
 
 
@@ -42,7 +43,7 @@ class ScriptedGenerator(Generator):
         script: Script,
         *,
         logprob: float | Callable[[str], float] = -0.1,
-        capabilities: Capabilities = Capabilities(),
+        capabilities: Capabilities = ALL_CAPABILITIES,
         params: int = 1000,
         delay_s: float = 0.0,
     ) -> None:

@@ -1,0 +1,451 @@
+"""The scaling harness behind ``testtime scale``: accuracy and compute of every
+strategy at every budget N, per difficulty, with bootstrap confidence intervals.
+
+Pool strategies (sample, majority, weighted-majority, best-of-n, rpc, greedy)
+that sample alike share ONE pool of max(N) candidates per problem; every budget
+k is evaluated on random k-subsets of that pool (maj@k, BoN@k, ...), charging
+the k/N share of the pool's cost. Other strategies run once per budget.
+
+Every finished pool or problem result is committed to a :class:`RunStore` in the
+output directory, so an interrupted run resumes where it stopped; the result
+files (results.json, problems.jsonl, plots, report.md) are written atomically
+at the end.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from testtime.backends.base import Generator
+from testtime.scale.base import STRATEGIES, Candidate, Compute, Strategy
+from testtime.scale.common import check_positive, derive_seed, mark_correct, score_candidates
+from testtime.scale.pool import PoolStrategy
+from testtime.store import RunStore, atomic_write_json, atomic_write_text, resumable_map
+from testtime.tasks.base import Problem, Task
+from testtime.verifiers.base import Verifier
+
+COMPUTE_FIELDS = (
+    "generated_tokens", "prompt_tokens", "verifier_tokens", "flops", "model_calls", "wall_s",
+)
+
+
+def build_strategy(name: str, options: dict[str, Any], budget: int | None = None) -> Strategy:
+    """Strategy ``name`` with the ``options`` its constructor accepts (others are
+    meant for other strategies) and, when it has one, its budget set to ``budget``."""
+    factory = STRATEGIES.get(name)
+    params = inspect.signature(factory).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in options.items() if takes_all or k in params}
+    budget_param = getattr(factory, "budget_param", "n")
+    if budget_param is not None and budget is not None:
+        kwargs[budget_param] = budget
+    return factory(**kwargs)
+
+
+def budgets_of(strategy: Strategy, budgets: Sequence[int]) -> list[int]:
+    """The budgets a strategy is reported at (fixed-budget ones: just N = 1)."""
+    return list(budgets) if strategy.budget_param is not None else [1]
+
+
+@dataclass
+class PoolGroup:
+    """Pool strategies that sample alike and so share one pool per problem."""
+
+    key: tuple[Any, ...]
+    sampler: PoolStrategy
+    members: list[str] = field(default_factory=list)
+    size: int = 1
+    logprobs: bool = False
+    scored: bool = False
+
+
+@dataclass
+class Plan:
+    """A validated scaling run: built before a single token is generated."""
+
+    task: Task
+    problems: dict[int, list[Problem]]
+    strategies: dict[str, Strategy]
+    budgets: list[int]
+    groups: list[PoolGroup]
+    per_budget: list[str]  # strategies run once per budget
+    options: dict[str, Any]  # strategy options, as given (seed included)
+
+
+def make_plan(
+    task: Task,
+    generator: Generator,
+    strategy_names: Sequence[str],
+    budgets: Sequence[int],
+    *,
+    verifier: Verifier | None = None,
+    difficulties: Sequence[int] | None = None,
+    limit: int = 50,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+) -> Plan:
+    """Check everything (names, budgets, capabilities, verifier needs, problems) up front."""
+    if not strategy_names:
+        raise ValueError("no strategy given")
+    if len(set(strategy_names)) != len(strategy_names):
+        raise ValueError(f"a strategy is listed twice: {', '.join(strategy_names)}")
+    if not budgets:
+        raise ValueError("no budget N given")
+    for n in budgets:
+        check_positive("every budget N", n)
+    check_positive("limit", limit)
+    budgets = sorted(set(budgets))
+    options = dict(options or {})
+    options.setdefault("seed", seed)
+    strategies: dict[str, Strategy] = {}
+    for name in strategy_names:
+        strategy = build_strategy(name, options, max(budgets))
+        strategy.check(task, generator, verifier)
+        strategies[name] = strategy
+    levels = list(difficulties) if difficulties else list(task.levels)
+    problems = {d: task.generate(limit, d, seed) for d in levels}
+    for d, ps in problems.items():
+        if not ps:
+            raise ValueError(f"task {task.name!r} produced no problems at difficulty {d}")
+    groups: dict[tuple[Any, ...], PoolGroup] = {}
+    per_budget = []
+    for name, strategy in strategies.items():
+        if not isinstance(strategy, PoolStrategy):
+            per_budget.append(name)
+            continue
+        group = groups.setdefault(strategy.pool_key(), PoolGroup(strategy.pool_key(), strategy))
+        group.members.append(name)
+        group.size = max(group.size, *budgets_of(strategy, budgets))
+        group.logprobs |= strategy.wants_logprobs
+        group.scored |= strategy.needs_verifier
+    return Plan(task, problems, strategies, budgets, list(groups.values()), per_budget, options)
+
+
+# ---------------------------------------------------------------- subsampling maths
+
+
+def subsets(pool_size: int, k: int, max_subsets: int, rng: np.random.Generator) -> list[list[int]]:
+    """Index subsets of size k used to evaluate budget k on a pool: all of them when
+    there are at most ``max_subsets``, else ``max_subsets`` drawn without replacement."""
+    if not 1 <= k <= pool_size:
+        raise ValueError(f"subset size {k} outside 1..{pool_size}")
+    if math.comb(pool_size, k) <= max_subsets:
+        return [list(c) for c in itertools.combinations(range(pool_size), k)]
+    return [sorted(rng.choice(pool_size, size=k, replace=False).tolist()) for _ in range(max_subsets)]
+
+
+def bootstrap_ci(
+    values: Sequence[float], *, resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling problems."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        raise ValueError("no values to bootstrap")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(resamples, len(v)))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
+
+
+def compute_share(compute: Compute, fraction: float) -> dict[str, float | None]:
+    """The ``fraction`` of a pool's cost a budget-k subsample is charged (k / pool size)."""
+    d = compute.to_dict()
+    return {f: None if d[f] is None else d[f] * fraction for f in COMPUTE_FIELDS}
+
+
+def _add(total: dict[str, float | None], part: dict[str, float | None]) -> dict[str, float | None]:
+    return {
+        f: None if total.get(f, 0.0) is None or part[f] is None else total.get(f, 0.0) + part[f]
+        for f in COMPUTE_FIELDS
+    }
+
+
+def _compute_from(d: dict[str, Any]) -> Compute:
+    return Compute(**{k: v for k, v in d.items() if k != "flops"})
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Record:
+    """One problem under one strategy and budget (mean over the evaluated subsets)."""
+
+    strategy: str
+    n: int
+    difficulty: int
+    problem_id: str
+    reference: str
+    answer: str | None
+    accuracy: float
+    coverage: float | None
+    subsets: int
+    compute: dict[str, float | None]
+
+
+def run_scale(
+    plan: Plan,
+    generator: Generator,
+    out_dir: str | Path,
+    *,
+    verifier: Verifier | None = None,
+    backend: str = "",
+    max_subsets: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> list[Record]:
+    """Generate (or resume) everything ``plan`` needs and evaluate every budget.
+
+    The run directory's store is fingerprinted with what changes the generated
+    text (task, backend, verifier, strategy options incl. seed); strategies,
+    budgets, difficulties and the problem limit may change between resumptions.
+    ``progress(k)`` is called as k problems' worth of work finishes.
+    """
+    step = progress or (lambda _k: None)
+    seed = int(plan.options.get("seed") or 0)
+    records: list[Record] = []
+    config = {
+        "task": plan.task.name, "backend": backend,
+        "verifier": None if verifier is None else verifier.name, "options": plan.options,
+    }
+    with RunStore(out_dir, config) as store:
+        for difficulty, problems in plan.problems.items():
+            for group in plan.groups:
+                pools = _sample_pools(store, group, problems, generator, plan.task, verifier, step)
+                for name in group.members:
+                    records += _evaluate_pool_strategy(
+                        plan, name, group, difficulty, problems, pools, max_subsets, seed
+                    )
+            for name in plan.per_budget:
+                strategy = plan.strategies[name]
+                for n in budgets_of(strategy, plan.budgets):
+                    records += _run_per_budget(
+                        store, plan, name, n, difficulty, problems, generator, verifier, step
+                    )
+    return records
+
+
+def _sample_pools(
+    store: RunStore,
+    group: PoolGroup,
+    problems: Sequence[Problem],
+    generator: Generator,
+    task: Task,
+    verifier: Verifier | None,
+    step: Callable[[int], None],
+) -> list[dict[str, Any]]:
+    def sample(problem: Problem) -> dict[str, Any]:
+        policy, verify = Compute(), Compute()
+        start = time.perf_counter()
+        pool = group.sampler.sample_pool(
+            problem, generator, task, group.size, policy, logprobs=group.logprobs
+        )
+        policy.wall_s = time.perf_counter() - start
+        if group.scored:
+            assert verifier is not None  # make_plan checked
+            start = time.perf_counter()
+            score_candidates(pool, problem, verifier, verify)
+            verify.wall_s = time.perf_counter() - start
+        step(1)
+        return {
+            "candidates": [asdict(c) for c in pool],
+            "policy": policy.to_dict(),
+            "verifier": verify.to_dict(),
+        }
+
+    by_key = {
+        store.key("pool", group.key, group.size, group.logprobs, group.scored, p.id): p
+        for p in problems
+    }
+    done = sum(k in store for k in by_key)
+    step(done)
+    return resumable_map(store, list(by_key), lambda k: sample(by_key[k]))
+
+
+def _evaluate_pool_strategy(
+    plan: Plan,
+    name: str,
+    group: PoolGroup,
+    difficulty: int,
+    problems: Sequence[Problem],
+    pools: Sequence[dict[str, Any]],
+    max_subsets: int,
+    seed: int,
+) -> list[Record]:
+    strategy = plan.strategies[name]
+    assert isinstance(strategy, PoolStrategy)
+    records = []
+    for problem, stored in zip(problems, pools, strict=True):
+        pool = [Candidate(**c) for c in stored["candidates"]]
+        correct = [mark_correct(c.answer, problem, plan.task) for c in pool]
+        policy = _compute_from(stored["policy"])
+        verify = _compute_from(stored["verifier"])
+        for k in budgets_of(strategy, plan.budgets):
+            rng = np.random.default_rng(derive_seed(seed, name, k, problem.id))
+            chosen = subsets(len(pool), k, max_subsets, rng)
+            hits, covered, first_answer = 0.0, 0.0, None
+            start = time.perf_counter()
+            for idx in chosen:
+                answer, _ = strategy.select([pool[i] for i in idx], problem, plan.task)
+                first_answer = answer if first_answer is None else first_answer
+                hits += mark_correct(answer, problem, plan.task)
+                covered += any(correct[i] for i in idx)
+            select_s = (time.perf_counter() - start) / len(chosen)
+            fraction = k / len(pool)
+            cost = compute_share(policy, fraction)
+            if strategy.needs_verifier:
+                cost = _add(cost, compute_share(verify, fraction))
+            cost["wall_s"] = (cost["wall_s"] or 0.0) + select_s
+            records.append(
+                Record(
+                    name, k, difficulty, problem.id, problem.answer, first_answer,
+                    hits / len(chosen), covered / len(chosen), len(chosen), cost,
+                )
+            )
+    return records
+
+
+def _run_per_budget(
+    store: RunStore,
+    plan: Plan,
+    name: str,
+    n: int,
+    difficulty: int,
+    problems: Sequence[Problem],
+    generator: Generator,
+    verifier: Verifier | None,
+    step: Callable[[int], None],
+) -> list[Record]:
+    budgeted = build_strategy(name, plan.options, n)
+
+    def solve(problem: Problem) -> dict[str, Any]:
+        result = budgeted.solve([problem], generator, plan.task, verifier)[0]
+        step(1)
+        return result.to_dict()
+
+    by_key = {store.key("run", name, n, p.id): p for p in problems}
+    step(sum(k in store for k in by_key))
+    results = resumable_map(store, list(by_key), lambda k: solve(by_key[k]))
+    records = []
+    for problem, stored in zip(problems, results, strict=True):
+        compute = _compute_from(stored["compute"])
+        answer = stored["answer"]
+        records.append(
+            Record(
+                name, n, difficulty, problem.id, problem.answer, answer,
+                float(mark_correct(answer, problem, plan.task)), None, 1,
+                compute_share(compute, 1.0),
+            )
+        )
+    return records
+
+
+def count_work(plan: Plan) -> int:
+    """Problems' worth of generation the plan needs, for a progress bar."""
+    per_difficulty = len(plan.groups) + sum(
+        len(budgets_of(plan.strategies[name], plan.budgets)) for name in plan.per_budget
+    )
+    return per_difficulty * sum(len(ps) for ps in plan.problems.values())
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def summarise(
+    records: Sequence[Record], *, bootstrap: int = 1000, seed: int = 0
+) -> list[dict[str, Any]]:
+    """One row per (strategy, n, difficulty): accuracy with a bootstrap CI over
+    problems, coverage (pass@k) for pool strategies, and mean compute per problem."""
+    groups: dict[tuple[str, int, int], list[Record]] = {}
+    for r in records:
+        groups.setdefault((r.strategy, r.n, r.difficulty), []).append(r)
+    rows = []
+    for (strategy, n, difficulty), rs in groups.items():
+        acc = [r.accuracy for r in rs]
+        low, high = bootstrap_ci(acc, resamples=bootstrap, seed=seed)
+        row: dict[str, Any] = {
+            "strategy": strategy, "n": n, "difficulty": difficulty,
+            "accuracy": float(np.mean(acc)), "ci_low": low, "ci_high": high,
+            "coverage": None if rs[0].coverage is None else float(np.mean([r.coverage for r in rs])),
+            "problems": len(rs),
+        }
+        for f in COMPUTE_FIELDS:
+            vals = [r.compute[f] for r in rs]
+            row[f] = None if any(v is None for v in vals) else float(np.mean(vals))
+        rows.append(row)
+    rows.sort(key=lambda r: (r["difficulty"], r["strategy"], r["n"]))
+    return rows
+
+
+def write_records(path: str | Path, records: Sequence[Record]) -> None:
+    atomic_write_text(path, "".join(json.dumps(asdict(r)) + "\n" for r in records))
+
+
+def write_results(path: str | Path, rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> None:
+    atomic_write_json(path, {"config": config, "rows": list(rows)})
+
+
+
+@dataclass
+class ScaleOutput:
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    report: Path
+
+
+def scale(
+    task: Task,
+    generator: Generator,
+    strategy_names: Sequence[str],
+    budgets: Sequence[int],
+    out_dir: str | Path,
+    *,
+    verifier: Verifier | None = None,
+    difficulties: Sequence[int] | None = None,
+    limit: int = 50,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    backend: str = "",
+    max_subsets: int = 16,
+    bootstrap: int = 1000,
+    show_progress: bool = True,
+) -> ScaleOutput:
+    """Plan, generate (resumably), evaluate and write results.json, problems.jsonl,
+    the plots and report.md into ``out_dir``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from testtime.scale.report import write_report
+
+    plan = make_plan(
+        task, generator, strategy_names, budgets, verifier=verifier,
+        difficulties=difficulties, limit=limit, seed=seed, options=options,
+    )
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, disable=not show_progress, transient=True) as bar:
+        job = bar.add_task(f"scale {task.name}", total=count_work(plan))
+        records = run_scale(
+            plan, generator, out_dir, verifier=verifier, backend=backend,
+            max_subsets=max_subsets, progress=lambda k: bar.advance(job, k),
+        )
+    rows = summarise(records, bootstrap=bootstrap, seed=seed)
+    out = Path(out_dir)
+    config = {
+        "task": task.name, "backend": backend, "strategies": list(strategy_names),
+        "budgets": plan.budgets, "difficulties": list(plan.problems), "limit": limit,
+        "seed": seed, "verifier": None if verifier is None else verifier.name,
+        **{k: v for k, v in plan.options.items() if k != "seed"},
+    }
+    write_records(out / "problems.jsonl", records)
+    write_results(out / "results.json", rows, config)
+    report = write_report(out, rows, config)
+    return ScaleOutput(out, rows, report)

@@ -1,0 +1,108 @@
+"""Plots and the markdown report of a scaling run (results.json rows)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from testtime.store import atomic_write_bytes, atomic_write_text
+
+PLOTS = {"n": "accuracy_vs_n.png", "flops": "accuracy_vs_flops.png"}
+
+
+def _by(rows: Sequence[dict[str, Any]], key: str) -> dict[Any, list[dict[str, Any]]]:
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r[key], []).append(r)
+    return out
+
+
+def _cost(row: dict[str, Any], x: str) -> float | None:
+    if x == "n":
+        return row["n"]
+    if row["flops"] is not None:
+        return row["flops"]
+    # Unknown parameter counts (a remote API): tokens are the best proxy left.
+    return row["generated_tokens"] + row["prompt_tokens"] + row["verifier_tokens"]
+
+
+def plot(rows: Sequence[dict[str, Any]], x: str, path: str | Path) -> None:
+    """Accuracy (with its CI band) vs N or FLOPs per problem: one panel per
+    difficulty, one line per strategy, log-2 x axis. Written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = _by(rows, "difficulty")
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True
+    )
+    any_flops = all(r["flops"] is not None for r in rows)
+    for ax, (difficulty, prow) in zip(axes[0], sorted(panels.items()), strict=True):
+        for strategy, srows in sorted(_by(prow, "strategy").items()):
+            srows = sorted(srows, key=lambda r: _cost(r, x))
+            xs = [_cost(r, x) for r in srows]
+            ys = [r["accuracy"] for r in srows]
+            ax.plot(xs, ys, marker="o", ms=3, label=strategy)
+            ax.fill_between(
+                xs, [r["ci_low"] for r in srows], [r["ci_high"] for r in srows], alpha=0.15
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"difficulty {difficulty}")
+        ax.set_xlabel("N" if x == "n" else ("FLOPs / problem" if any_flops else "tokens / problem"))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) >= 1e4 else f"{v:.3f}".rstrip("0").rstrip(".") or "0"
+    return str(v)
+
+
+def markdown(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
+    cols = [
+        "strategy", "n", "accuracy", "ci_low", "ci_high", "coverage", "generated_tokens",
+        "prompt_tokens", "verifier_tokens", "flops", "model_calls", "wall_s",
+    ]
+    lines = [
+        "# Test-time scaling report",
+        "",
+        "Settings: " + ", ".join(f"{k}={v}" for k, v in config.items()),
+        "",
+        "Accuracy with a 95% bootstrap interval over problems; pool strategies are evaluated",
+        "on random k-subsets of one pool of max(N) samples and charged k/N of its cost.",
+        "Compute columns are means per problem; coverage = pass@k (some sample is right).",
+        "",
+        f"![accuracy vs N]({PLOTS['n']})",
+        f"![accuracy vs FLOPs]({PLOTS['flops']})",
+        "",
+    ]
+    for difficulty, drows in sorted(_by(rows, "difficulty").items()):
+        lines += [f"## Difficulty {difficulty}", "", "| " + " | ".join(cols) + " |"]
+        lines.append("|" + "---|" * len(cols))
+        for r in drows:
+            lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(out_dir: str | Path, rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> Path:
+    """Both plots and report.md into ``out_dir``; returns the report's path."""
+    out = Path(out_dir)
+    for x, name in PLOTS.items():
+        plot(rows, x, out / name)
+    path = out / "report.md"
+    atomic_write_text(path, markdown(rows, config))
+    return path

@@ -1,0 +1,121 @@
+import itertools
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from testtime.registry import UnknownName
+from testtime.scale.harness import bootstrap_ci, make_plan, scale, subsets
+from testtime.verifiers import get_verifier
+
+from .conftest import ScriptedGenerator
+
+
+def texts_for(task):
+    """Pools that cycle right, wrong(+1), right, wrong(+2), wrong(+1) per problem."""
+
+    def script(prompt):
+        p = next(p for p in task.generate(20, 3, seed=0) if p.prompt == prompt)
+        right = task.solve(p)
+        a = int(p.answer)
+        return [right, f"x\nanswer: {a + 1}\n", right, f"y\nanswer: {a + 2}\n", f"z\nanswer: {a + 1}\n"]
+
+    return script
+
+
+def test_subsets_enumerate_or_sample():
+    rng = np.random.default_rng(0)
+    assert subsets(4, 2, 16, rng) == [list(c) for c in itertools.combinations(range(4), 2)]
+    drawn = subsets(16, 4, 8, rng)
+    assert len(drawn) == 8 and all(len(set(s)) == 4 and s == sorted(s) for s in drawn)
+    assert subsets(5, 5, 16, rng) == [[0, 1, 2, 3, 4]]
+    with pytest.raises(ValueError):
+        subsets(4, 5, 16, rng)
+
+
+def test_bootstrap_ci_contains_the_mean():
+    rng = np.random.default_rng(1)
+    values = rng.random(40) < 0.3
+    low, high = bootstrap_ci(values, seed=0)
+    assert low <= values.mean() <= high and high - low > 0.1
+    assert bootstrap_ci([1.0] * 10) == (1.0, 1.0)
+
+
+def test_subsampled_majority_matches_brute_force(task, tmp_path):
+    gen = ScriptedGenerator(texts_for(task))
+    out = scale(
+        task, gen, ["majority", "sample", "best-of-n"], [1, 2, 3, 5], tmp_path,
+        verifier=get_verifier("oracle", task=task), difficulties=[3], limit=6,
+        max_subsets=1000, show_progress=False,
+    )
+    # One shared pool of 5 per problem, sampled in one call.
+    assert len(gen.calls) == 6 and all(p.n == 5 for _, p in gen.calls)
+    rows = {(r["strategy"], r["n"]): r for r in out.rows}
+    assert ("sample", 1) in rows and ("sample", 2) not in rows
+    assert rows[("sample", 1)]["accuracy"] == pytest.approx(0.4)
+    # Brute force over all k-subsets of [R, W1, R, W2, W1] (ties: first seen wins).
+    answers = ["R", "W1", "R", "W2", "W1"]
+    for k in (1, 2, 3, 5):
+        wins = []
+        for idx in itertools.combinations(range(5), k):
+            counts = Counter(answers[i] for i in idx)
+            top = max(counts.values())
+            wins.append(next(answers[i] for i in idx if counts[answers[i]] == top) == "R")
+        assert rows[("majority", k)]["accuracy"] == pytest.approx(np.mean(wins)), k
+        # the oracle scores exactly the right solutions 1: BoN@k = pass@k
+        pass_k = 1 - math.comb(3, k) / math.comb(5, k)
+        assert rows[("best-of-n", k)]["accuracy"] == pytest.approx(pass_k)
+        assert rows[("best-of-n", k)]["coverage"] == pytest.approx(pass_k)
+        pool_tokens = np.mean(
+            [sum(map(len, texts_for(task)(p.prompt))) for p in task.generate(6, 3, 0)]
+        )
+        assert rows[("majority", k)]["generated_tokens"] == pytest.approx(pool_tokens * k / 5)
+    for r in out.rows:
+        assert r["ci_low"] <= r["accuracy"] <= r["ci_high"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(out.rows))
+    assert {"strategy", "n", "difficulty", "accuracy", "ci_low", "ci_high", "generated_tokens",
+            "prompt_tokens", "verifier_tokens", "flops", "model_calls", "wall_s"} <= set(saved["rows"][0])
+    lines = (tmp_path / "problems.jsonl").read_text().splitlines()
+    assert len(lines) == 6 * (4 + 1 + 4)
+    assert (tmp_path / "accuracy_vs_n.png").read_bytes()[:4] == b"\x89PNG"
+    assert "accuracy_vs_flops.png" in out.report.read_text()
+
+
+def test_interrupted_run_writes_nothing_and_resumes(task, tmp_path):
+    gen = ScriptedGenerator(texts_for(task))
+    real = gen.generate
+    budget = {"left": 3}
+
+    def flaky(*args, **kwargs):
+        if budget["left"] == 0:
+            raise KeyboardInterrupt
+        budget["left"] -= 1
+        return real(*args, **kwargs)
+
+    gen.generate = flaky
+    with pytest.raises(KeyboardInterrupt):
+        scale(task, gen, ["majority"], [4], tmp_path, difficulties=[3], limit=6, show_progress=False)
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "report.md").exists()
+    budget["left"] = 100
+    scale(task, gen, ["majority"], [4], tmp_path, difficulties=[3], limit=6, show_progress=False)
+    assert len(gen.calls) == 6  # 3 before the interruption + the 3 missing pools
+    assert (tmp_path / "results.json").exists()
+    # a finished run is not regenerated, and other strategies reuse its pools
+    scale(task, gen, ["majority", "sample"], [4], tmp_path, difficulties=[3], limit=6, show_progress=False)
+    assert len(gen.calls) == 6
+
+
+def test_plan_validates_before_generating(task):
+    gen = ScriptedGenerator(texts_for(task))
+    with pytest.raises(ValueError, match="budget"):
+        make_plan(task, gen, ["majority"], [4, 0])
+    with pytest.raises(UnknownName, match="valid: .*majority"):
+        make_plan(task, gen, ["majority", "nope"], [4])
+    with pytest.raises(ValueError, match="needs a verifier"):
+        make_plan(task, gen, ["best-of-n"], [4])
+    with pytest.raises(ValueError, match="twice"):
+        make_plan(task, gen, ["majority", "majority"], [4])
+    assert gen.calls == []

@@ -1,0 +1,118 @@
+import math
+
+import pytest
+
+from testtime.backends.base import Capabilities
+from testtime.scale import get_strategy
+from testtime.scale.qalign import Cutter, log_acceptance, resolve_unit, step_starts
+from testtime.verifiers import get_verifier
+
+from .conftest import ScriptedGenerator
+
+RIGHT = "1+2=3\n3+3=6\nanswer: 6\n"
+WRONG = "1+2=4\n4+3=7\nanswer: 7\n"
+
+
+def test_acceptance_ratio():
+    # (r' - r)/beta + log|y| - log|y'|
+    assert log_acceptance(0.2, 0.7, 10, 20, 0.5) == pytest.approx(1.0 + math.log(0.5))
+    assert log_acceptance(0.5, 0.5, 7, 7, 1.0) == 0.0
+    # clamped to +-20
+    assert log_acceptance(0.0, 1.0, 5, 5, 0.01) == 20.0
+    assert log_acceptance(1.0, 0.0, 5, 5, 0.01) == -20.0
+
+
+def test_cut_units():
+    text = "ab\ncd\nanswer: 6\n"
+    assert step_starts(text) == [0, 3, 6]
+    step = Cutter("step", None)
+    assert step.length(text) == 3 and step.prefix(text, 1) == "ab\n" and step.prefix(text, 0) == ""
+    char = Cutter("char", None)
+    assert char.length(text) == len(text) and char.prefix(text, 4) == "ab\nc"
+    # two characters per token: the longest prefix with at most i tokens
+    tok = Cutter("token", lambda t: (len(t) + 1) // 2)
+    assert tok.length("abcde") == 3 and tok.prefix("abcde", 2) == "abcd" and tok.prefix("abcde", 0) == ""
+
+
+def test_unit_resolution():
+    gen = ScriptedGenerator({})
+    assert resolve_unit("auto", gen).unit == "token"
+
+    class NoTokenizer(ScriptedGenerator):
+        def count_tokens(self, text):
+            raise NotImplementedError
+
+    assert resolve_unit("auto", NoTokenizer({})).unit == "step"
+    with pytest.raises(ValueError, match="counts tokens"):
+        resolve_unit("token", NoTokenizer({}))
+
+
+def script(prompt):
+    """The LM: from the start mostly wrong; from a correct prefix, right."""
+
+    def continuations(full):
+        partial = full[len(prompt) :]
+        if RIGHT.startswith(partial) and partial:
+            return [RIGHT[len(partial) :]]
+        if WRONG.startswith(partial) and partial:
+            return [WRONG[len(partial) :]]
+        return [WRONG, WRONG, WRONG, RIGHT]
+
+    return continuations
+
+
+class Counting(ScriptedGenerator):
+    """Sums the completion tokens every call reported."""
+
+    sampled = 0
+
+    def generate(self, prompts, params, **kw):
+        result = super().generate(prompts, params, **kw)
+        self.sampled += result.usage.completion_tokens
+        return result
+
+
+def run(problem, task, **options):
+    gen = Counting(script(problem.prompt))
+    strategy = get_strategy("qalign", **options)
+    return strategy.solve([problem], gen, task, get_verifier("oracle", task=task))[0], gen
+
+
+def test_chain_moves_to_high_reward_and_stays(task, problem):
+    # The LM writes the wrong solution 3 times in 4: majority voting over its samples
+    # says 7, the reward-tilted chain, once it finds 6, keeps it.
+    res, gen = run(problem, task, n=64, beta=0.05, unit="step")
+    assert res.answer == "6" and res.meta["votes"]["6"] > res.meta["votes"]["7"]
+    assert res.meta["by_steps"][1]["answer"] == "7"
+    assert sorted(res.meta["by_steps"]) == [1, 2, 4, 8, 16, 32, 64]
+    # Every proposal's tokens are charged, rejected ones included.
+    assert res.compute.generated_tokens == gen.sampled == res.meta["by_steps"][64]["generated_tokens"]
+    assert res.compute.model_calls == 65 == len(gen.calls)
+    assert sum(c.meta["visits"] for c in res.candidates) == 65  # y_0..y_64
+
+
+def test_chain_is_reproducible_with_a_seed(task, problem):
+    a, _ = run(problem, task, n=16, seed=3, unit="char")
+    b, _ = run(problem, task, n=16, seed=3, unit="char")
+    c, _ = run(problem, task, n=16, seed=4, unit="char")
+    assert a.meta == b.meta and [x.text for x in a.candidates] == [x.text for x in b.candidates]
+    assert a.compute.generated_tokens == b.compute.generated_tokens
+    assert a.compute.generated_tokens != c.compute.generated_tokens  # other cut indices
+
+
+def test_equal_rewards_accept_by_length_ratio(task, problem):
+    # With beta huge, alpha = |y|/|y'|: proposals no longer than the state are always accepted.
+    res, _ = run(problem, task, n=8, beta=1e9, unit="step")
+    assert res.meta["acceptance_rate"] == 1.0  # all solutions have 3 steps
+
+
+def test_bad_options(task, problem):
+    with pytest.raises(ValueError, match="beta"):
+        get_strategy("qalign", beta=0)
+    with pytest.raises(ValueError, match="unit"):
+        get_strategy("qalign", unit="word")
+    with pytest.raises(ValueError, match="needs a verifier"):
+        get_strategy("qalign").solve([problem], ScriptedGenerator({}), task, None)
+    blind = ScriptedGenerator({}, capabilities=Capabilities(continuation=False))
+    with pytest.raises(Exception, match="continuation"):
+        get_strategy("qalign").solve([problem], blind, task, get_verifier("oracle", task=task))
