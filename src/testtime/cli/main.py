@@ -22,6 +22,7 @@ app = typer.Typer(
 from testtime.cli import adapt as _adapt  # noqa: E402,F401
 from testtime.cli import run as _run  # noqa: E402,F401
 from testtime.cli import scale as _scale  # noqa: E402,F401
+from testtime.cli import serve as _serve  # noqa: E402,F401
 from testtime.cli import zoo as _zoo  # noqa: E402,F401
 
 

@@ -68,8 +68,10 @@ def check_binding(host: str, api_keys: Sequence[str] | None) -> None:
             f"--no-auth is only allowed on a loopback host (127.0.0.1, ::1, localhost), not {host!r}"
         )
     if api_keys is not None and not api_keys:
-        raise ValueError("no API key given: use --api-key, --api-key-env or --api-key-file "
-                         "(or --no-auth on a loopback host)")
+        raise ValueError(
+            "no API key given: use --api-key, --api-key-env or --api-key-file "
+            "(or --no-auth on a loopback host)"
+        )
 
 
 class KeyLimiter:
@@ -83,8 +85,11 @@ class KeyLimiter:
 
     def acquire(self, key: str) -> None:
         if self.inflight.get(key, 0) >= self.limit:
-            raise APIError(429, f"too many concurrent requests for this API key (limit {self.limit})",
-                           code="concurrency_limit_exceeded")
+            raise APIError(
+                429,
+                f"too many concurrent requests for this API key (limit {self.limit})",
+                code="concurrency_limit_exceeded",
+            )
         self.inflight[key] = self.inflight.get(key, 0) + 1
 
     def release(self, key: str) -> None:
@@ -115,8 +120,12 @@ async def _read_body(request: Request, limit: int) -> dict[str, Any]:
 def _validation_error(err: ValidationError) -> APIError:
     first = err.errors()[0]
     param = ".".join(str(p) for p in first["loc"]) or None
-    return APIError(422, f"invalid {param}: {first['msg']}" if param else first["msg"],
-                    code="invalid_value", param=param)
+    return APIError(
+        422,
+        f"invalid {param}: {first['msg']}" if param else first["msg"],
+        code="invalid_value",
+        param=param,
+    )
 
 
 async def _wait_disconnect(request: Request) -> None:
@@ -145,8 +154,13 @@ def create_app(
     served = model_name or generator.name
     keys = None if api_keys is None else [k.encode() for k in api_keys]
     redact = Redactor(tuple(secrets))
-    engine = Engine(generator, redact=redact, default_verifier=default_verifier,
-                    serialize=serialize, max_workers=max_workers)
+    engine = Engine(
+        generator,
+        redact=redact,
+        default_verifier=default_verifier,
+        serialize=serialize,
+        max_workers=max_workers,
+    )
     limiter = KeyLimiter(max_concurrency_per_key)
     app = FastAPI(title="testtime serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine, app.state.limiter = engine, limiter
@@ -157,8 +171,11 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        message = (f"unknown URL: {request.method} {request.url.path}" if err.status_code == 404
-                   else str(err.detail))
+        message = (
+            f"unknown URL: {request.method} {request.url.path}"
+            if err.status_code == 404
+            else str(err.detail)
+        )
         return JSONResponse(APIError(err.status_code, message).body(), status_code=err.status_code)
 
     @app.exception_handler(Exception)
@@ -171,8 +188,9 @@ def create_app(
             return _ANONYMOUS
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'",
-                           code="missing_api_key")
+            raise APIError(
+                401, "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
+            )
         given = token.strip().encode()
         # Compare against every key in constant time; the key's index names its slot.
         matches = [i for i, k in enumerate(keys) if hmac.compare_digest(given, k)]
@@ -192,7 +210,9 @@ def create_app(
         limiter.acquire(key)
         cancel = CancelToken()
         try:
-            job = asyncio.wrap_future(engine.executor.submit(engine.run, plan, req.prompts(), cancel))
+            job = asyncio.wrap_future(
+                engine.executor.submit(engine.run, plan, req.prompts(), cancel)
+            )
         except BaseException:
             limiter.release(key)
             raise
@@ -221,8 +241,11 @@ def create_app(
                 yield f"data: {json.dumps(chunk)}\n\n"
             yield "data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -241,13 +264,15 @@ def create_app(
             params = strategy_params(name)
             if params is None or "n" in params:
                 ids.append(f"{name}-16/{served}")
-        return {"object": "list",
-                "data": [{"id": i, "object": "model", "created": 0, "owned_by": "testtime"}
-                         for i in ids]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": i, "object": "model", "created": 0, "owned_by": "testtime"} for i in ids
+            ],
+        }
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": served,
-                "inflight": sum(limiter.inflight.values())}
+        return {"status": "ok", "model": served, "inflight": sum(limiter.inflight.values())}
 
     return app

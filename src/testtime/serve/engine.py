@@ -78,7 +78,9 @@ class RequestGenerator(Generator):
     ) -> GenerationResult:
         if self.request_cancel.cancelled:
             raise RequestCancelled
-        token = self.request_cancel if cancel is None else _EitherCancel(self.request_cancel, cancel)
+        token = (
+            self.request_cancel if cancel is None else _EitherCancel(self.request_cancel, cancel)
+        )
         result = self.inner.generate(prompts, params, cancel=token, on_finish=on_finish)
         if self.request_cancel.cancelled:  # don't let a strategy build on cut-short samples
             raise RequestCancelled
@@ -110,7 +112,8 @@ def chosen_candidate(result: ProblemResult, problem: Problem, task: Task) -> Can
     if result.answer is not None:
         key = task.answer_key(problem, result.answer)
         matching = [
-            c for c in result.candidates
+            c
+            for c in result.candidates
             if c.answer is not None and task.answer_key(problem, c.answer) == key
         ]
         if matching:
@@ -160,8 +163,9 @@ class Engine:
         name = name or FREEFORM
         valid = (FREEFORM, *SYNTHETIC_TASKS)  # never a file path: that would read server files
         if name not in valid:
-            raise APIError(400, f"unknown task {name!r}; valid: {', '.join(valid)}",
-                           param="testtime.task")
+            raise APIError(
+                400, f"unknown task {name!r}; valid: {', '.join(valid)}", param="testtime.task"
+            )
         with self._cache_lock:
             if name not in self._tasks:
                 self._tasks[name] = FreeformTask() if name == FREEFORM else get_task(name)
@@ -180,8 +184,12 @@ class Engine:
                 try:
                     self._verifiers[key] = get_verifier(name, task)
                 except (UnknownName, ValueError, TypeError, FileNotFoundError) as err:
-                    raise APIError(400, f"verifier {name!r}: {err}", code="invalid_verifier",
-                                   param="testtime.verifier") from None
+                    raise APIError(
+                        400,
+                        f"verifier {name!r}: {err}",
+                        code="invalid_verifier",
+                        param="testtime.verifier",
+                    ) from None
             return self._verifiers[key]
 
     def run(self, plan: Plan, prompts: Sequence[str], cancel: CancelToken) -> Outcome:
@@ -191,8 +199,12 @@ class Engine:
         verifier = self.verifier(plan.verifier, strategy, task)
         generator = RequestGenerator(self.generator, cancel)
         problems = [
-            Problem(id=f"prompt-{i}", prompt=p if p.endswith(STEP_DELIMITER) else p + STEP_DELIMITER,
-                    answer="", task=task.name)
+            Problem(
+                id=f"prompt-{i}",
+                prompt=p if p.endswith(STEP_DELIMITER) else p + STEP_DELIMITER,
+                answer="",
+                task=task.name,
+            )
             for i, p in enumerate(prompts)
         ]
         try:
@@ -206,8 +218,9 @@ class Engine:
                 raise
             except ValueError as err:
                 if isinstance(err, json.JSONDecodeError):  # garbage from the upstream
-                    raise upstream_error(BackendError(f"malformed upstream reply: {err}"),
-                                         self.redact) from None
+                    raise upstream_error(
+                        BackendError(f"malformed upstream reply: {err}"), self.redact
+                    ) from None
                 raise APIError(400, self.redact(str(err)), code="invalid_request") from None
             except Exception as err:
                 raise upstream_error(err, self.redact) from None
@@ -227,13 +240,15 @@ class Engine:
             cand = chosen_candidate(result, problem, task)
             reason = "length" if cand is not None and cand.finish_reason == "length" else "stop"
             choices.append(Choice("" if cand is None else cand.text, reason))
-            details.append({
-                "answer": result.answer,
-                "candidates": len(result.candidates),
-                "votes": answer_votes(result, problem, task),
-                "compute": result.compute.to_dict(),
-                "meta": _jsonable(result.meta),
-            })
+            details.append(
+                {
+                    "answer": result.answer,
+                    "candidates": len(result.candidates),
+                    "votes": answer_votes(result, problem, task),
+                    "compute": result.compute.to_dict(),
+                    "meta": _jsonable(result.meta),
+                }
+            )
         total = reduce(Compute.__add__, (r.compute for r in results), Compute())
         # Verifier tokens are tokens processed on the request's behalf, like prompt
         # tokens; they are counted there so prompt + completion covers everything.

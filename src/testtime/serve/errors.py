@@ -76,9 +76,13 @@ def upstream_error(err: BaseException, redact: Redactor) -> APIError:
     if isinstance(err, UnsupportedCapability):
         return APIError(400, redact(str(err)), code="unsupported_capability")
     if _is_timeout(err):
-        return APIError(504, f"upstream timed out: {redact(str(err)) or type(err).__name__}",
-                        code="upstream_timeout")
+        return APIError(
+            504,
+            f"upstream timed out: {redact(str(err)) or type(err).__name__}",
+            code="upstream_timeout",
+        )
     if isinstance(err, BackendError | httpx.HTTPError | ConnectionError):
-        return APIError(502, f"upstream failed: {redact(str(err)) or type(err).__name__}",
-                        code="upstream_error")
+        return APIError(
+            502, f"upstream failed: {redact(str(err)) or type(err).__name__}", code="upstream_error"
+        )
     return APIError(500, "internal error while running the request", code="internal_error")

@@ -44,7 +44,9 @@ class _Request(_Lenient):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
-    n: int = Field(1, ge=1, le=1, description="one choice per prompt; use a strategy for more samples")
+    n: int = Field(
+        1, ge=1, le=1, description="one choice per prompt; use a strategy for more samples"
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     seed: int | None = None
@@ -81,8 +83,7 @@ class _Request(_Lenient):
             value = getattr(self, key)
             if value is not None:
                 if key in out and out[key] != value:
-                    raise APIError(400, f"{key!r} given twice with different values",
-                                   param=key)
+                    raise APIError(400, f"{key!r} given twice with different values", param=key)
                 out[key] = value
         return out
 
@@ -118,8 +119,12 @@ def _head(kind: str, model: str) -> dict[str, Any]:
 def response_body(kind: str, model: str, outcome: Outcome) -> dict[str, Any]:
     if kind == "chat":
         choices = [
-            {"index": i, "message": {"role": "assistant", "content": c.text},
-             "finish_reason": c.finish_reason, "logprobs": None}
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": c.text},
+                "finish_reason": c.finish_reason,
+                "logprobs": None,
+            }
             for i, c in enumerate(outcome.choices)
         ]
         obj = "chat.completion"
@@ -151,8 +156,12 @@ def stream_chunks(
                 d["content"] = delta
             choice = {"index": index, "delta": d, "finish_reason": finish, "logprobs": None}
         else:
-            choice = {"index": index, "text": delta or "", "finish_reason": finish,
-                      "logprobs": None}
+            choice = {
+                "index": index,
+                "text": delta or "",
+                "finish_reason": finish,
+                "logprobs": None,
+            }
         return {**head, "object": obj, "choices": [choice]}
 
     out = []

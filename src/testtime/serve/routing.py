@@ -43,8 +43,12 @@ class Plan:
     task: str | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "options": self.options, "verifier": self.verifier,
-                "task": self.task}
+        return {
+            "strategy": self.strategy,
+            "options": self.options,
+            "verifier": self.verifier,
+            "task": self.task,
+        }
 
 
 def strategy_names() -> list[str]:
@@ -105,8 +109,12 @@ def parse_model(model: str, served: str) -> tuple[str, dict[str, Any]]:
     params = strategy_params(name)
     width = next((w for w in _WIDTH_OPTIONS if params is None or w in params), None)
     if width is None:
-        raise APIError(400, f"strategy {name!r} has no beam width; use {name}-<n>",
-                       code="invalid_model", param="model")
+        raise APIError(
+            400,
+            f"strategy {name!r} has no beam width; use {name}-<n>",
+            code="invalid_model",
+            param="model",
+        )
     return name, {width: int(m["a"]), "n": int(m["b"])}
 
 
@@ -130,8 +138,11 @@ def make_plan(
         if resolved is None:
             raise _unknown_strategy(asked, 400, "testtime.strategy")
         if name != PLAIN_STRATEGY and resolved != name:
-            raise APIError(400, f"the model name asks for strategy {name!r} but testtime.strategy"
-                           f" is {resolved!r}", param="testtime.strategy")
+            raise APIError(
+                400,
+                f"the model name asks for strategy {name!r} but testtime.strategy is {resolved!r}",
+                param="testtime.strategy",
+            )
         if resolved != name:
             name, options = resolved, {}
     verifier, task = testtime.pop("verifier", None), testtime.pop("task", None)
@@ -142,11 +153,19 @@ def make_plan(
     for key in testtime:
         if params is not None and key not in params:
             valid = ", ".join(sorted(params)) or "(none)"
-            raise APIError(400, f"strategy {name!r} has no option {key!r}; valid: {valid}",
-                           code="unknown_option", param=f"testtime.{key}")
+            raise APIError(
+                400,
+                f"strategy {name!r} has no option {key!r}; valid: {valid}",
+                code="unknown_option",
+                param=f"testtime.{key}",
+            )
     if params is not None and "n" in options and "n" not in params:
-        raise APIError(400, f"strategy {name!r} takes no budget n; use {name}/{served}",
-                       code="invalid_model", param="model")
+        raise APIError(
+            400,
+            f"strategy {name!r} takes no budget n; use {name}/{served}",
+            code="invalid_model",
+            param="model",
+        )
     # Sampling fields of the request apply where the strategy has them (greedy has no
     # temperature); the testtime object, being explicit, wins over them.
     for key, value in sampling.items():
@@ -155,8 +174,12 @@ def make_plan(
     options.update(testtime)
     n = options.get("n")
     if isinstance(n, int) and n > max_n:
-        raise APIError(400, f"n={n} exceeds this server's limit of {max_n} samples per request",
-                       code="budget_too_large", param="n")
+        raise APIError(
+            400,
+            f"n={n} exceeds this server's limit of {max_n} samples per request",
+            code="budget_too_large",
+            param="n",
+        )
     return Plan(name, options, verifier, task)
 
 

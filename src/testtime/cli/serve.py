@@ -1,0 +1,106 @@
+"""`testtime serve`: the OpenAI-compatible test-time-compute server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from testtime.cli.main import app
+
+
+def _load_keys(keys: list[str], env: str | None, file: Path | None) -> list[str]:
+    out = [k.strip() for k in keys if k.strip()]
+    if env is not None:
+        value = os.environ.get(env, "")
+        if not value.strip():
+            raise ValueError(f"--api-key-env: environment variable {env} is not set or empty")
+        out += [k.strip() for k in value.split(",") if k.strip()]
+    if file is not None:
+        lines = file.read_text().splitlines()  # FileNotFoundError -> one clear line
+        out += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        if not out:
+            raise ValueError(f"--api-key-file {file} holds no key")
+    return out
+
+
+@app.command()
+def serve(
+    upstream: str = typer.Option(
+        ...,
+        help="embedded (the shipped TinyReasoner), a model directory, or the base URL "
+        "of an OpenAI-compatible server (http://host:port/v1)",
+    ),
+    upstream_key_env: str = typer.Option(
+        None, help="environment variable holding the upstream server's API key (never logged)"
+    ),
+    upstream_model: str = typer.Option(None, help="model name to request from the upstream"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, min=0, max=65535),
+    api_key: Annotated[list[str] | None, typer.Option(help="a client API key (repeatable)")] = None,
+    api_key_env: str = typer.Option(None, help="environment variable with comma-separated keys"),
+    api_key_file: Annotated[
+        Path | None, typer.Option(help="file with one client API key per line")
+    ] = None,
+    no_auth: bool = typer.Option(False, help="accept requests without a key (loopback only)"),
+    max_concurrency_per_key: int = typer.Option(16, min=1, help="in-flight requests per key"),
+    max_body_bytes: int = typer.Option(1 << 20, min=1, help="largest accepted request body"),
+    max_n: int = typer.Option(256, min=1, help="largest sample budget n per request"),
+    verifier: str = typer.Option(
+        None, help="verifier for strategies that need one when a request names none (e.g. prm)"
+    ),
+    workers: int = typer.Option(64, min=1, help="worker threads running strategies"),
+) -> None:
+    """Serve test-time strategies behind the OpenAI API: ask for model
+    `majority-16/<model>`, `best-of-8/<model>`, `beam-4x16/<model>`... or pass
+    `{"testtime": {"strategy": ..., "n": ...}}` in the request body."""
+    from testtime.backends import get_generator
+    from testtime.serve.app import check_binding, create_app
+    from testtime.serve.server import serve as run_server
+
+    if no_auth and (api_key or api_key_env or api_key_file):
+        raise ValueError("--no-auth contradicts the API keys given")
+    keys = None if no_auth else _load_keys(api_key or [], api_key_env, api_key_file)
+    check_binding(host, keys)  # before loading any model
+
+    secrets: list[str] = []
+    remote = upstream.startswith(("http://", "https://"))
+    options: dict[str, str] = {}
+    if upstream_key_env is not None:
+        if not remote:
+            raise ValueError("--upstream-key-env only applies to an HTTP upstream")
+        if not os.environ.get(upstream_key_env):
+            raise ValueError(
+                f"--upstream-key-env: environment variable {upstream_key_env} is not set"
+            )
+        secrets.append(os.environ[upstream_key_env])
+        options["api_key_env"] = upstream_key_env
+    if upstream_model is not None:
+        if not remote:
+            raise ValueError("--upstream-model only applies to an HTTP upstream")
+        options["model"] = upstream_model
+    generator = get_generator(f"openai:{upstream}" if remote else upstream, **options)
+    model_name = upstream_model or (
+        "tiny-reasoner" if upstream in ("embedded", "tiny-reasoner") else generator.name
+    )
+    application = create_app(
+        generator,
+        model_name=model_name,
+        api_keys=keys,
+        max_concurrency_per_key=max_concurrency_per_key,
+        max_body_bytes=max_body_bytes,
+        max_n=max_n,
+        default_verifier=verifier,
+        # In-process models run one request at a time; HTTP upstreams take them concurrently.
+        serialize=not remote,
+        max_workers=workers,
+        secrets=secrets,
+    )
+    typer.echo(
+        f"serving {model_name!r} on http://{host}:{port}/v1 "
+        f"({'no auth' if keys is None else f'{len(keys)} API key(s)'})",
+        err=True,
+    )
+    run_server(application, host, port)
