@@ -56,7 +56,9 @@ def test_beam_charges_every_generated_and_verifier_token(task, problem):
     assert res.compute.generated_tokens > 0
     assert res.compute.prompt_tokens == sum(len(p) for ps, _ in gen.calls for p in ps)
     # oracle: zero verifier FLOPs, generator FLOPs = 2 * params * tokens
-    assert res.compute.policy_flops == 2 * 1000 * (res.compute.prompt_tokens + res.compute.generated_tokens)
+    assert res.compute.policy_flops == 2 * 1000 * (
+        res.compute.prompt_tokens + res.compute.generated_tokens
+    )
 
 
 def test_lookahead_scores_the_rolled_prefix_but_commits_one_step(task, problem):
@@ -88,7 +90,11 @@ def test_weighted_vote_selection(task, problem):
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"n": 0}, "n must be"), ({"n": 6, "width": 4}, "must divide"), ({"lookahead": -1}, "lookahead")],
+    [
+        ({"n": 0}, "n must be"),
+        ({"n": 6, "width": 4}, "must divide"),
+        ({"lookahead": -1}, "lookahead"),
+    ],
 )
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):

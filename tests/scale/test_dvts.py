@@ -17,7 +17,9 @@ TABLE = {
 
 def solve(name, problem, task):
     gen = ScriptedGenerator(tree_script(problem.prompt, TABLE))
-    res = get_strategy(name, n=4, width=2).solve([problem], gen, task, get_verifier("oracle", task=task))[0]
+    res = get_strategy(name, n=4, width=2).solve(
+        [problem], gen, task, get_verifier("oracle", task=task)
+    )[0]
     return res, gen
 
 

@@ -66,7 +66,9 @@ def test_tree_invariants(task, problem):
             continue
         if node.children:  # its own PRM evaluation plus everything backed up through it
             assert node.visits == 1 + sum(ch.visits for ch in node.children)
-            assert node.value_sum == pytest.approx(node.path.score + sum(ch.value_sum for ch in node.children))
+            assert node.value_sum == pytest.approx(
+                node.path.score + sum(ch.value_sum for ch in node.children)
+            )
         else:  # a leaf: evaluated once, a complete one again at every re-selection
             assert node.value_sum == pytest.approx(node.visits * node.path.score)
             assert node.visits == 1 or node.path.meta["complete"]
@@ -76,7 +78,9 @@ def test_tree_invariants(task, problem):
 
 def test_unfinished_search_completes_the_most_visited_path(task, problem):
     gen = ScriptedGenerator(tree_script(problem.prompt, TABLE))
-    res = get_strategy("mcts", n=1, branching=3).solve([problem], gen, task, get_verifier("oracle", task=task))[0]
+    res = get_strategy("mcts", n=1, branching=3).solve(
+        [problem], gen, task, get_verifier("oracle", task=task)
+    )[0]
     # One simulation only expanded the root: the answer comes from a greedy completion.
     _, last = gen.calls[-1]
     assert last.temperature == 0 and last.stop == ()

@@ -31,7 +31,11 @@ def test_cut_units():
     assert char.length(text) == len(text) and char.prefix(text, 4) == "ab\nc"
     # two characters per token: the longest prefix with at most i tokens
     tok = Cutter("token", lambda t: (len(t) + 1) // 2)
-    assert tok.length("abcde") == 3 and tok.prefix("abcde", 2) == "abcd" and tok.prefix("abcde", 0) == ""
+    assert (
+        tok.length("abcde") == 3
+        and tok.prefix("abcde", 2) == "abcd"
+        and tok.prefix("abcde", 0) == ""
+    )
 
 
 def test_unit_resolution():
@@ -86,7 +90,9 @@ def test_chain_moves_to_high_reward_and_stays(task, problem):
     assert res.meta["by_steps"][1]["answer"] == "7"
     assert sorted(res.meta["by_steps"]) == [1, 2, 4, 8, 16, 32, 64]
     # Every proposal's tokens are charged, rejected ones included.
-    assert res.compute.generated_tokens == gen.sampled == res.meta["by_steps"][64]["generated_tokens"]
+    assert (
+        res.compute.generated_tokens == gen.sampled == res.meta["by_steps"][64]["generated_tokens"]
+    )
     assert res.compute.model_calls == 65 == len(gen.calls)
     assert sum(c.meta["visits"] for c in res.candidates) == 65  # y_0..y_64
 

@@ -28,7 +28,9 @@ def test_bank_retrieves_the_most_similar_and_never_the_query():
     assert len(bank) == 3  # no duplicates
 
 
-def test_retrieved_examples_condition_every_expansion_and_verified_solutions_join(task, problem, tmp_path):
+def test_retrieved_examples_condition_every_expansion_and_verified_solutions_join(
+    task, problem, tmp_path
+):
     path = tmp_path / "bank.json"
     SolutionBank([EXAMPLE]).save(path)
     gen = ScriptedGenerator(tree_script(problem.prompt, TABLE))
@@ -37,7 +39,9 @@ def test_retrieved_examples_condition_every_expansion_and_verified_solutions_joi
     assert res.answer == "6"
     assert res.meta["retrieved"][0]["prompt"] == EXAMPLE[0]
     context = EXAMPLE[0] + EXAMPLE[1]
-    assert gen.calls and all(p.startswith(context + problem.prompt) for ps, _ in gen.calls for p in ps)
+    assert gen.calls and all(
+        p.startswith(context + problem.prompt) for ps, _ in gen.calls for p in ps
+    )
     # Context tokens are charged as prompt tokens.
     assert res.compute.prompt_tokens == sum(len(p) for ps, _ in gen.calls for p in ps)
     # The verified solution was banked and saved.

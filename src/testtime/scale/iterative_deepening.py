@@ -55,10 +55,12 @@ class IterativeDeepening(SequentialStrategy):
         cont = self.continuer(generator, problem, compute)
         attempt, checkpoint, checkpoints = Attempt(), self.initial, []
         while True:
-            limit = min(checkpoint, self.budget) - attempt.thinking_tokens
-            if limit <= 0:
+            if attempt.thinking_tokens >= self.budget:
                 attempt.cut = True
                 break
+            while checkpoint <= attempt.thinking_tokens:  # a checkpoint the cue already passed
+                checkpoint = math.ceil(checkpoint * self.growth)
+            limit = min(checkpoint, self.budget) - attempt.thinking_tokens
             ((text, tokens, stop),) = cont([attempt.text], [limit], (ANSWER_PREFIX,))
             attempt.text += text
             attempt.thinking_tokens += tokens
@@ -72,7 +74,6 @@ class IterativeDeepening(SequentialStrategy):
             attempt.text = end_line(attempt.text) + WAIT_CUE
             attempt.extensions += 1
             attempt.thinking_tokens += cont.cue_tokens
-            checkpoint = math.ceil(checkpoint * self.growth)
         force_answers(cont, [""], [attempt], self.answer_tokens)
         cand = attempt_candidate(attempt, task, checkpoints=checkpoints)
         return ProblemResult(problem.id, cand.answer, [cand], compute, meta=dict(cand.meta))

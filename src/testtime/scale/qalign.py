@@ -187,12 +187,10 @@ class QAlign(Strategy):
                     "verifier_tokens": compute.verifier_tokens,
                 }
         answer, tally = vote(history, problem, task)
-        visits = Counter(id(s) for s in history)
-        unique = {id(s): s for s in history}
-        candidates = []
-        for key, cand in unique.items():
-            cand.meta["visits"] = visits[key]
-            candidates.append(cand)
+        visits = Counter(s.text for s in history)
+        candidates = list({s.text: s for s in history}.values())  # one per distinct state
+        for cand in candidates:
+            cand.meta["visits"] = visits[cand.text]
         meta = {
             "votes": tally,
             "by_steps": report,
