@@ -89,7 +89,14 @@ class CoTTA(AdaptMethod):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.backwards += 1
+        self.before_step()
         self.optimizer.step()
-        ema_update(self.teacher, self.model, self.ema)
+        self.update_teacher()
         self.restore()
         return target
+
+    def before_step(self) -> None:
+        """Called between backward and the optimizer step (gradients available)."""
+
+    def update_teacher(self) -> None:
+        ema_update(self.teacher, self.model, self.ema)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
@@ -127,3 +128,36 @@ def replace_modules(
                 setattr(parent, child_name, build(child))
                 count += 1
     return count
+
+
+class ChannelAffine(nn.Module):
+    """An identity-initialised element-wise affine map ``h·γ + β`` applied, through a
+    forward hook, to the output of ``target`` (per channel: dim 1 for conv/BN/GN
+    outputs, the last dim for LayerNorm). Inserts a trainable map without touching
+    the model's structure or state-dict; :meth:`remove` takes it out again."""
+
+    def __init__(self, target: nn.Module, channels: int, channel_dim: int = 1) -> None:
+        super().__init__()
+        self.channel_dim = channel_dim
+        self.scale = nn.Parameter(torch.ones(channels))
+        self.shift = nn.Parameter(torch.zeros(channels))
+        self._handle = target.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, args: tuple, out: Tensor) -> Tensor:
+        del module, args
+        shape = [1] * out.dim()
+        shape[self.channel_dim] = -1
+        return out * self.scale.view(shape) + self.shift.view(shape)
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def channels_of(module: nn.Module) -> tuple[int, int]:
+    """(number of channels, channel dim) of a conv or norm layer's output."""
+    if isinstance(module, nn.LayerNorm):
+        return module.normalized_shape[-1], -1
+    for attr in ("num_features", "num_channels", "out_channels"):
+        if hasattr(module, attr):
+            return int(getattr(module, attr)), 1
+    raise ValueError(f"cannot tell the channels of a {type(module).__name__}")
