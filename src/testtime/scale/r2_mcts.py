@@ -90,10 +90,30 @@ class R2MCTS(MCTS):
         examples: int = 2,
         bank: str | SolutionBank | None = None,
         accept: float = 0.9,
-        **mcts_options,
+        branching: int = 3,
+        c_uct: float = 1.0,
+        max_steps: int = 40,
+        temperature: float = 0.8,
+        step_tokens: int = 64,
+        max_tokens: int = 256,
+        aggregation: str = "last",
+        select: str = "score",
+        seed: int | None = 0,
     ) -> None:
-        """``bank``: a SolutionBank, or the path of a saved one (created when absent)."""
-        super().__init__(n, **mcts_options)
+        """``bank``: a SolutionBank, or the path of a saved one (created when absent);
+        ``examples`` retrieved per problem; a solution scored >= ``accept`` is banked."""
+        super().__init__(
+            n,
+            branching,
+            c_uct,
+            max_steps,
+            temperature,
+            step_tokens,
+            max_tokens,
+            aggregation,
+            select,
+            seed,
+        )
         if examples < 0:
             raise ValueError(f"examples must be >= 0, got {examples}")
         self.examples = examples

@@ -160,6 +160,29 @@ class Scaling3D(SelfRefine):
     budget_param = "n"
 
     def __init__(
-        self, n: int = 4, turns: int = 2, budget: int | None = 128, waits: int | None = 1, **options
+        self,
+        n: int = 4,
+        turns: int = 2,
+        budget: int | None = 128,
+        waits: int | None = 1,
+        max_tokens: int = 256,
+        threshold: float = 0.5,
+        select: str = "vote",
+        temperature: float = 0.8,
+        answer_tokens: int = 16,
+        aggregation: str = "last",
+        seed: int | None = 0,
     ) -> None:
-        super().__init__(turns=turns, n=n, budget=budget, waits=waits, **options)
+        super().__init__(
+            turns,
+            n,
+            budget,
+            waits,
+            max_tokens,
+            threshold,
+            select,
+            temperature,
+            answer_tokens,
+            aggregation,
+            seed,
+        )
