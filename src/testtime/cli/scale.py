@@ -1,3 +1,136 @@
-"""`testtime scale` (placeholder until implemented)."""
+"""`testtime scale`: accuracy and compute of scaling strategies vs budget N."""
 
-from testtime.cli.main import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from typer import Option
+
+from testtime.cli.main import app
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    """``"1,4,16"`` -> [1, 4, 16], with a clear error naming the option."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{what} is empty")
+    return values
+
+
+def parse_names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValueError("no strategy given (e.g. --strategy majority,best-of-n)")
+    return names
+
+
+def run_and_report(
+    *,
+    task_name: str,
+    strategies: list[str],
+    budgets: list[int],
+    out: Path,
+    limit: int,
+    seed: int,
+    difficulties: list[int] | None,
+    backend: str,
+    backend_options: dict[str, Any],
+    verifier_name: str | None,
+    options: dict[str, Any],
+) -> Path:
+    """Validate, build the backend and verifier, run the harness, print a summary;
+    returns the report's path. Shared by `testtime scale` and `testtime run`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from testtime.backends import get_generator
+    from testtime.scale import STRATEGIES
+    from testtime.scale.common import check_positive
+    from testtime.scale.harness import scale
+    from testtime.tasks import get_task
+    from testtime.verifiers import get_verifier
+
+    # Cheap checks first, so bad input fails before a model is loaded.
+    for name in strategies:
+        STRATEGIES.get(name)
+    for n in budgets:
+        check_positive("every budget N", n)
+    task = get_task(task_name)
+    verifier = get_verifier(verifier_name, task=task) if verifier_name else None
+    generator = get_generator(backend, **backend_options)
+    result = scale(
+        task, generator, strategies, budgets, out, verifier=verifier,
+        difficulties=difficulties, limit=limit, seed=seed, options=options, backend=backend,
+    )
+    table = Table("difficulty", "strategy", "N", "accuracy", "95% CI", "tokens/problem")
+    for r in result.rows:
+        table.add_row(
+            str(r["difficulty"]), r["strategy"], str(r["n"]), f"{r['accuracy']:.3f}",
+            f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]",
+            f"{r['generated_tokens'] + r['prompt_tokens']:.0f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"report: {result.report}")
+    return result.report
+
+
+DEFAULT_OUT = Path("runs/scale")
+
+
+@app.command("scale")
+def scale_command(
+    task: Annotated[str | None, Option(help="task family (arith, countdown, mul) or a .jsonl file")] = None,
+    strategy: Annotated[str, Option(help="comma-separated strategy names (see --list)")] = "majority",
+    n: Annotated[str, Option(help="comma-separated budgets N")] = "1,2,4,8,16",
+    limit: Annotated[int, Option(help="problems per difficulty")] = 50,
+    seed: Annotated[int, Option(help="seed of the problems and of sampling")] = 0,
+    out: Annotated[Path, Option(help="output directory (resumable)")] = DEFAULT_OUT,
+    difficulty: Annotated[int | None, Option(help="a single difficulty")] = None,
+    difficulties: Annotated[
+        str | None, Option(help="comma-separated difficulties (default: the task's levels)")
+    ] = None,
+    backend: Annotated[
+        str, Option(help="embedded, openai:<base_url>, vllm:<model> or a model directory")
+    ] = "embedded",
+    model: Annotated[str | None, Option(help="model name for openai/vllm backends")] = None,
+    api_key_env: Annotated[str | None, Option(help="environment variable holding the API key")] = None,
+    verifier: Annotated[
+        str | None, Option(help="verifier for scored strategies: oracle, prm, orm...")
+    ] = None,
+    temperature: Annotated[float, Option(help="sampling temperature")] = 0.8,
+    top_p: Annotated[float, Option(help="nucleus sampling threshold")] = 1.0,
+    max_tokens: Annotated[int, Option(help="tokens per sample")] = 256,
+    aggregation: Annotated[str, Option(help="step-score aggregation: last, min, prod, mean")] = "last",
+    list_: Annotated[bool, Option("--list", help="print the strategy names and exit")] = False,
+) -> None:
+    """Run strategies × budgets N on a task and write results.json, plots and report.md."""
+    if list_:
+        from testtime.scale import STRATEGIES
+
+        for name in STRATEGIES.names():
+            print(name)
+        return
+    if task is None:
+        raise ValueError("--task is required (e.g. --task arith), or use --list")
+    if difficulty is not None and difficulties is not None:
+        raise ValueError("give --difficulty or --difficulties, not both")
+    levels = [difficulty] if difficulty is not None else (
+        parse_ints(difficulties, "--difficulties") if difficulties else None
+    )
+    backend_options: dict[str, Any] = {}
+    if model is not None:
+        backend_options["model"] = model
+    if api_key_env is not None:
+        backend_options["api_key_env"] = api_key_env
+    run_and_report(
+        task_name=task, strategies=parse_names(strategy), budgets=parse_ints(n, "--n"), out=out,
+        limit=limit, seed=seed, difficulties=levels, backend=backend,
+        backend_options=backend_options, verifier_name=verifier,
+        options={"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
+                 "aggregation": aggregation, "seed": seed},
+    )
