@@ -1,0 +1,193 @@
+"""Search and MCMC vs sampling, on the embedded TinyReasoner with its learned PRM.
+
+    python benchmarks/scaling_search.py search   # PRM beam / DVTS vs best-of-N, weighted vote, majority
+    python benchmarks/scaling_search.py qalign   # QAlign vs best-of-N with the same imperfect reward
+
+``search`` (Snell et al., 2024): strategies x N on the hardest arith level.
+``qalign`` (Faria & Smith, 2025): one chain of ``--steps`` MCMC steps per problem,
+read at every power of two, against best-of-N / weighted majority / majority at
+N = the same powers of two, all scored by the same learned PRM.
+
+Generation is resumable (run stores under ``runs/benchmarks/``); the summaries
+are written atomically to ``benchmarks/results/``. Single-threaded torch, as the
+machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from testtime.backends import get_generator
+from testtime.backends.base import Generator
+from testtime.scale import get_strategy
+from testtime.scale.common import mark_correct
+from testtime.scale.harness import scale
+from testtime.store import RunStore, atomic_write_json, resumable_map
+from testtime.tasks import get_task
+from testtime.tasks.base import Task
+from testtime.verifiers import get_verifier
+from testtime.verifiers.base import Verifier
+
+RESULTS = Path(__file__).parent / "results"
+RUNS = Path("runs/benchmarks")
+
+
+def setup(args: argparse.Namespace) -> tuple[Task, Generator, Verifier]:
+    import torch
+
+    torch.set_num_threads(1)
+    task = get_task(args.task)
+    return task, get_generator(args.backend), get_verifier(args.verifier, task=task)
+
+
+def common_args(parser: argparse.ArgumentParser, *, level: int) -> None:
+    parser.add_argument("--task", default="arith")
+    parser.add_argument("--level", type=int, default=level, help="difficulty")
+    parser.add_argument("--problems", type=int, default=50)
+    parser.add_argument("--backend", default="embedded")
+    parser.add_argument("--verifier", default="prm")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k != "func"}
+
+
+def harness_rows(
+    task: Task,
+    generator: Generator,
+    verifier: Verifier | None,
+    strategies: list[str],
+    budgets: list[int],
+    run: str,
+    args: argparse.Namespace,
+    options: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Rows of the scaling harness (accuracy with a bootstrap CI, mean compute per problem)."""
+    out = scale(
+        task,
+        generator,
+        strategies,
+        budgets,
+        RUNS / run,
+        verifier=verifier,
+        difficulties=[args.level],
+        limit=args.problems,
+        seed=args.seed,
+        options=options,
+        backend=args.backend,
+        show_progress=False,
+    )
+    return out.rows
+
+
+def brief(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        print(
+            f"{r['strategy']:>20} N={r['n']:<4} acc={r['accuracy']:.3f} "
+            f"[{r['ci_low']:.2f},{r['ci_high']:.2f}] gen_tokens={r['generated_tokens']:.0f} "
+            f"verifier_tokens={r['verifier_tokens']:.0f}"
+        )
+
+
+def run_search(args: argparse.Namespace) -> None:
+    task, generator, verifier = setup(args)
+    budgets = [int(b) for b in args.budgets.split(",")]
+    start = time.time()
+    rows = harness_rows(
+        task,
+        generator,
+        verifier,
+        ["majority", "best-of-n", "weighted-majority", "beam", "dvts"],
+        budgets,
+        f"search-{args.task}-{args.level}-{args.verifier}",
+        args,
+        {"width": args.width, "aggregation": "last", "temperature": 0.8},
+    )
+    brief(rows)
+    config = {**settings(args), "wall_s": time.time() - start}
+    atomic_write_json(RESULTS / "scaling_search.json", {"config": config, "rows": rows})
+
+
+def run_qalign(args: argparse.Namespace) -> None:
+    task, generator, verifier = setup(args)
+    start = time.time()
+    problems = task.generate(args.problems, args.level, args.seed)
+    strategy = get_strategy("qalign", n=args.steps, beta=args.beta, unit=args.unit, seed=args.seed)
+    strategy.check(task, generator, verifier)
+    config = {"bench": "qalign", **settings(args)}
+    with RunStore(RUNS / f"qalign-{args.task}-{args.level}-{args.verifier}", config) as store:
+
+        def solve(key: str) -> dict[str, Any]:
+            problem = by_key[key]
+            result = strategy.solve([problem], generator, task, verifier)[0]
+            return {
+                "by_steps": result.meta["by_steps"],
+                "acceptance": result.meta["acceptance_rate"],
+            }
+
+        by_key = {store.key("qalign", p.id): p for p in problems}
+        chains = resumable_map(store, list(by_key), solve)
+    qalign_rows = []
+    for t in sorted({int(t) for c in chains for t in c["by_steps"]}):
+        at = [c["by_steps"][str(t)] for c in chains]
+        correct = [mark_correct(a["answer"], p, task) for a, p in zip(at, problems, strict=True)]
+        qalign_rows.append(
+            {
+                "strategy": "qalign",
+                "n": t,
+                "accuracy": statistics.mean(correct),
+                "generated_tokens": statistics.mean(a["generated_tokens"] for a in at),
+                "verifier_tokens": statistics.mean(a["verifier_tokens"] for a in at),
+            }
+        )
+    acceptance = statistics.mean(c["acceptance"] for c in chains)
+    budgets = [r["n"] for r in qalign_rows]
+    bon_rows = harness_rows(
+        task,
+        generator,
+        verifier,
+        ["best-of-n", "weighted-majority", "majority"],
+        budgets,
+        f"qalign-bon-{args.task}-{args.level}-{args.verifier}",
+        args,
+        {"aggregation": "last", "temperature": 1.0},  # QAlign proposes at T = 1
+    )
+    for r in qalign_rows:
+        print(
+            f"{'qalign':>20} N={r['n']:<4} acc={r['accuracy']:.3f} gen_tokens={r['generated_tokens']:.0f}"
+        )
+    brief(bon_rows)
+    config["wall_s"] = time.time() - start
+    config["acceptance_rate"] = acceptance
+    atomic_write_json(
+        RESULTS / "qalign_vs_bon.json", {"config": config, "rows": qalign_rows + bon_rows}
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(required=True)
+    search = sub.add_parser("search", help="PRM beam / DVTS vs best-of-N")
+    common_args(search, level=10)
+    search.add_argument("--budgets", default="4,8,16")
+    search.add_argument("--width", type=int, default=4, help="beam width M")
+    search.set_defaults(func=run_search)
+    qalign = sub.add_parser("qalign", help="QAlign vs best-of-N, same reward")
+    common_args(qalign, level=10)
+    qalign.add_argument("--steps", type=int, default=64)
+    qalign.add_argument("--beta", type=float, default=1.0)
+    qalign.add_argument("--unit", default="auto")
+    qalign.set_defaults(func=run_qalign)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
