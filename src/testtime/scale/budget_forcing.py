@@ -28,7 +28,7 @@ class Attempt:
     """One attempt's text (after its prefix) and how it was produced."""
 
     text: str = ""
-    thinking_tokens: int = 0
+    thinking_tokens: int = 0  # generated thinking plus the wait cues (they count to B)
     tokens: int = 0  # all generated tokens, the forced answer included
     extensions: int = 0  # wait cues appended
     cut: bool = False  # thinking was cut by the budget (not ended by the model)

@@ -146,7 +146,7 @@ class QAlign(Strategy):
         assert verifier is not None  # check() refused a missing verifier
         cutter = resolve_unit(self.unit, generator)
         compute = Compute()
-        rng = random.Random(derive_seed(0 if self.seed is None else self.seed, problem.id, "mcmc"))
+        rng = random.Random(derive_seed(self.seed, problem.id, "mcmc"))  # None: unseeded
         gen_seed = self.seed if generator.capabilities.seed else None
 
         def sample(prefixes: list[str], step: int) -> list[Candidate]:
