@@ -48,8 +48,8 @@ def _decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8)
 
 
-def _read_imagefolder(entries: list[tuple[str, bytes]], split: str) -> tuple[np.ndarray, np.ndarray]:
-    # Sorted by (class, file name) so that index order is deterministic.
+def _sorted_items(entries: list[tuple[str, bytes]], split: str) -> list[tuple[int, str, bytes]]:
+    """``(label, file name, encoded bytes)`` sorted by (class, file name): the index order."""
     items = []
     for name, data in entries:
         parts = Path(name).parts
@@ -58,6 +58,13 @@ def _read_imagefolder(entries: list[tuple[str, bytes]], split: str) -> tuple[np.
     if not items:
         raise FileNotFoundError(f"no {split}/<class>/*.jpg images found")
     items.sort(key=lambda t: (t[0], t[1]))
+    return items
+
+
+def _read_imagefolder(
+    entries: list[tuple[str, bytes]], split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    items = _sorted_items(entries, split)
     images = np.stack([_decode(d) for _, _, d in items])
     labels = np.array([c for c, _, _ in items], dtype=np.int64)
     return images, labels
