@@ -202,6 +202,16 @@ class CollapseGuard(nn.Module):
             "resets": self.resets, "events": list(self.events),
         }  # fmt: skip
 
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        # Through the method's own load_state_dict (a nested load would bypass it), so that
+        # the method keeps the source snapshot its reset() returns to.
+        inner = {k[len("method.") :]: v for k, v in state_dict.items() if k.startswith("method.")}
+        if "_extra_state" not in state_dict:
+            raise KeyError("not a CollapseGuard state_dict: no '_extra_state'")
+        result = self.method.load_state_dict(inner, strict=strict, assign=assign)
+        self.set_extra_state(state_dict["_extra_state"])
+        return result
+
     def set_extra_state(self, state: dict[str, Any]) -> None:
         state = copy.deepcopy(state)
         self.step, self.marginal, self.entropy = state["step"], state["marginal"], state["entropy"]
