@@ -1,0 +1,176 @@
+"""A small OpenAI-compatible HTTP server for tests: FastAPI + uvicorn on loopback,
+serving ``/v1/completions`` and ``/v1/chat/completions`` (streaming) from any
+:class:`~testtime.backends.base.Generator` (the tests use the tiny random GPT-2).
+
+Faults are scripted per request (``server.faults.append(...)``): an HTTP status
+with headers, a stall longer than the client's timeout, or a malformed stream.
+``server.stats`` records what the server saw (requests, streams the client
+closed early, chunks sent)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from testtime.backends.base import Generator, SamplingParams
+
+
+@dataclass
+class Fault:
+    """What the server does with the next request instead of (or before) serving it."""
+
+    status: int | None = None  # answer with this HTTP status
+    headers: dict[str, str] = field(default_factory=dict)
+    stall_s: float = 0.0  # sleep before answering (client timeout tests)
+    malformed: bool = False  # stream a chunk that is not JSON
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    served: int = 0
+    closed_early: int = 0
+    chunks_sent: int = 0
+    bodies: list[dict] = field(default_factory=list)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status)
+
+
+class StubServer:
+    def __init__(
+        self,
+        generator: Generator,
+        *,
+        model: str = "tiny",
+        api_key: str = "sk-test-123",
+        token_delay_s: float = 0.0,
+    ) -> None:
+        self.generator, self.model, self.api_key = generator, model, api_key
+        self.token_delay_s = token_delay_s
+        self.faults: deque[Fault] = deque()
+        self.stats = Stats()
+        self.app = FastAPI()
+        self.app.post("/v1/completions")(self._completions)
+        self.app.post("/v1/chat/completions")(self._chat)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ----
+    def start(self) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=port, log_level="error", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("stub server did not start")
+            time.sleep(0.01)
+        return f"http://127.0.0.1:{port}/v1"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+
+    # ---- endpoints ----
+    async def _completions(self, request: Request):
+        return await self._serve(request, chat=False)
+
+    async def _chat(self, request: Request):
+        return await self._serve(request, chat=True)
+
+    async def _serve(self, request: Request, chat: bool):
+        self.stats.requests += 1
+        fault = self.faults.popleft() if self.faults else Fault()
+        if fault.stall_s:
+            await asyncio.sleep(fault.stall_s)
+        if fault.status is not None:
+            return JSONResponse(
+                {"error": {"message": f"injected {fault.status}"}},
+                fault.status,
+                headers=fault.headers,
+            )
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Incorrect API key provided")
+        body = await request.json()
+        self.stats.bodies.append(body)
+        if body.get("model") != self.model:
+            return _error(404, f"The model `{body.get('model')}` does not exist.")
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        params = SamplingParams(
+            n=body.get("n", 1),
+            temperature=body.get("temperature", 1.0),
+            top_p=body.get("top_p", 1.0),
+            max_tokens=body.get("max_tokens", 16),
+            stop=tuple(body.get("stop") or ()),
+            seed=body.get("seed"),
+            logprobs=True,
+        )
+        result = await asyncio.to_thread(self.generator.generate, [prompt], params)
+        usage = {
+            "prompt_tokens": result.usage.prompt_tokens,
+            "completion_tokens": result.usage.completion_tokens,
+            "total_tokens": result.usage.total_tokens,
+        }
+        want_lp = bool(body.get("logprobs"))
+        return StreamingResponse(
+            self._stream(result.completions[0], usage, chat, want_lp, fault.malformed),
+            media_type="text/event-stream",
+        )
+
+    async def _stream(
+        self, comps, usage: dict, chat: bool, want_lp: bool, malformed: bool
+    ) -> AsyncIterator[str]:
+        self.stats.served += 1
+        try:
+            if malformed:
+                yield 'data: {"choices": [ this is not json\n\n'
+                return
+            # One token per chunk, choices interleaved like a real server.
+            longest = max(c.num_tokens for c in comps)
+            for t in range(longest):
+                for k, c in enumerate(comps):
+                    if t >= c.num_tokens:
+                        continue
+                    last = t == c.num_tokens - 1
+                    # Char-level model: token t is character t of the text (EOS has none).
+                    piece = c.text[t] if t < len(c.text) else ""
+                    lp = c.token_logprobs[t]
+                    choice: dict = {"index": k, "finish_reason": c.finish_reason if last else None}
+                    if chat:
+                        choice["delta"] = {"content": piece}
+                        if want_lp:
+                            choice["logprobs"] = {"content": [{"token": piece, "logprob": lp}]}
+                    else:
+                        choice["text"] = piece
+                        if want_lp:
+                            choice["logprobs"] = {"tokens": [piece], "token_logprobs": [lp]}
+                    if last and c.stop_string is not None:
+                        choice["stop_reason"] = c.stop_string
+                    yield f"data: {json.dumps({'choices': [choice]})}\n\n"
+                    self.stats.chunks_sent += 1
+                if self.token_delay_s:
+                    await asyncio.sleep(self.token_delay_s)
+            yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
+            yield "data: [DONE]\n\n"
+        except (asyncio.CancelledError, GeneratorExit):
+            self.stats.closed_early += 1
+            raise

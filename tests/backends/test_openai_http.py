@@ -1,0 +1,213 @@
+"""OpenAIGenerator against a real OpenAI-compatible HTTP server on loopback
+(tests/backends/openai_stub_server.py, backed by the tiny random GPT-2)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import pytest
+
+from testtime.backends import get_generator
+from testtime.backends.base import BackendError, CancelToken, SamplingParams
+from testtime.backends.openai_http import OpenAIGenerator, _parse_retry_after
+
+from .openai_stub_server import Fault, StubServer
+
+KEY = "sk-test-123"
+PROMPTS = ["arith: 7 +3 *2\n", "mul: 12*3\n"]
+
+
+@pytest.fixture(scope="module")
+def server(lean_gen):
+    srv = StubServer(lean_gen, api_key=KEY)
+    srv.base_url = srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def stub(server):
+    server.faults.clear()
+    server.token_delay_s = 0.0
+    return server
+
+
+def client(stub, **kw) -> OpenAIGenerator:
+    opts = {"model": "tiny", "api_key": KEY, "timeout": 2.0, "backoff_base": 0.01, **kw}
+    return OpenAIGenerator(stub.base_url, **opts)
+
+
+def same_as_local(res, lean_gen, params: SamplingParams) -> None:
+    for prompt, row in zip(PROMPTS, res.completions, strict=True):
+        want = lean_gen.generate([prompt], params).completions[0]
+        for got, ref in zip(row, want, strict=True):
+            assert (got.text, got.finish_reason, got.num_tokens, got.stop_string) == (
+                ref.text,
+                ref.finish_reason,
+                ref.num_tokens,
+                ref.stop_string,
+            )
+            assert got.token_logprobs == pytest.approx(ref.token_logprobs)
+
+
+def test_completions_stream_matches_the_model(stub, lean_gen):
+    params = SamplingParams(n=3, temperature=0.8, max_tokens=12, seed=1, logprobs=True, stop=("=",))
+    with client(stub) as gen:
+        res = gen.generate(PROMPTS, params)
+        assert gen.capabilities.continuation
+    same_as_local(res, lean_gen, params)
+    local = [lean_gen.generate([p], params).usage for p in PROMPTS]
+    assert res.usage.prompt_tokens == sum(u.prompt_tokens for u in local)
+    assert res.usage.completion_tokens == sum(u.completion_tokens for u in local)
+    assert res.usage.calls == 2
+    body = stub.stats.bodies[-1]
+    assert (body["n"], body["seed"], body["stop"], body["logprobs"]) == (3, 1, ["="], 1)
+
+
+def test_chat_mode_and_async_use_inside_a_running_loop(stub, lean_gen):
+    params = SamplingParams(n=2, temperature=1.0, max_tokens=10, seed=4, logprobs=True)
+    gen = client(stub, mode="chat")
+    assert not gen.capabilities.continuation
+
+    async def main():
+        a = await gen.agenerate(PROMPTS, params)
+        b = gen.generate(PROMPTS, params)  # the sync wrapper works while this loop runs
+        return a, b
+
+    a, b = asyncio.run(main())
+    gen.close()
+    same_as_local(a, lean_gen, params)
+    assert [[c.text for c in r] for r in a.completions] == [
+        [c.text for c in r] for r in b.completions
+    ]
+    assert stub.stats.bodies[-1]["logprobs"] is True and "messages" in stub.stats.bodies[-1]
+
+
+def test_cancel_closes_the_stream_and_counts_received_tokens(stub):
+    stub.token_delay_s = 0.05  # 60 tokens would take 3 s
+    cancel = CancelToken()
+    threading.Timer(0.4, cancel.cancel).start()
+    closed_before = stub.stats.closed_early
+    t0 = time.monotonic()
+    with client(stub) as gen:
+        res = gen.generate(
+            PROMPTS[:1], SamplingParams(n=2, temperature=0, max_tokens=60), cancel=cancel
+        )
+    assert time.monotonic() - t0 < 1.5
+    comps = res.completions[0]
+    assert all(c.finish_reason == "cancelled" and 0 < c.num_tokens < 60 for c in comps)
+    assert res.usage.completion_tokens == sum(c.num_tokens for c in comps)
+    assert res.usage.prompt_tokens > 0  # estimated: the cancelled stream had no usage
+    deadline = time.monotonic() + 2
+    while stub.stats.closed_early == closed_before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stub.stats.closed_early == closed_before + 1  # the server saw the disconnect
+
+
+def test_first_finish_cancels_other_samples(stub):
+    stub.token_delay_s = 0.02
+    cancel, seen = CancelToken(), []
+
+    def first(i, j, comp):
+        seen.append(comp)
+        cancel.cancel()
+
+    with client(stub, split_n=True) as gen:
+        res = gen.generate(
+            PROMPTS[:1],
+            SamplingParams(n=4, max_tokens=60, seed=3, stop=("c",)),
+            cancel=cancel,
+            on_finish=first,
+        )
+    reasons = [c.finish_reason for c in res.completions[0]]
+    assert seen and seen[0].finish_reason in ("stop", "length")
+    assert "cancelled" in reasons
+    assert sorted(b["seed"] for b in stub.stats.bodies[-4:]) == [3, 4, 5, 6]  # split_n: seed + j
+
+
+def test_retries_on_500_and_429_then_succeeds(stub, lean_gen):
+    stub.faults.extend([Fault(status=500), Fault(status=429, headers={"Retry-After": "0.2"})])
+    params = SamplingParams(n=1, temperature=0, max_tokens=8)
+    t0 = time.monotonic()
+    with client(stub) as gen:
+        res = gen.generate(PROMPTS[:1], params)
+    assert time.monotonic() - t0 >= 0.2  # Retry-After was honoured
+    assert res.usage.calls == 3
+    assert (
+        res.completions[0][0].text == lean_gen.generate(PROMPTS[:1], params).completions[0][0].text
+    )
+
+
+def test_retries_are_bounded(stub):
+    stub.faults.extend([Fault(status=503)] * 3)
+    with (
+        client(stub, max_attempts=2) as gen,
+        pytest.raises(BackendError, match="after 2 attempts: HTTP 503"),
+    ):
+        gen.generate(PROMPTS[:1], SamplingParams(max_tokens=4))
+    stub.faults.clear()
+
+
+def test_timeouts_are_retried_then_reported(stub):
+    stub.faults.append(Fault(stall_s=0.6))
+    with client(stub, timeout=0.3) as gen:
+        res = gen.generate(PROMPTS[:1], SamplingParams(temperature=0, max_tokens=4))
+        assert res.completions[0][0].finish_reason == "length" and res.usage.calls == 2
+        stub.faults.extend([Fault(stall_s=0.6)] * 2)
+        with pytest.raises(BackendError, match="timed out"):
+            OpenAIGenerator(
+                stub.base_url,
+                model="tiny",
+                api_key=KEY,
+                timeout=0.3,
+                max_attempts=2,
+                backoff_base=0.01,
+            ).generate(PROMPTS[:1], SamplingParams(max_tokens=4))
+
+
+def test_refused_key_and_unknown_model_are_clear(stub):
+    with client(stub, api_key="sk-wrong-secret") as gen, pytest.raises(BackendError) as err:
+        gen.generate(PROMPTS[:1], SamplingParams(max_tokens=4))
+    assert "refused the API key" in str(err.value) and "sk-wrong-secret" not in str(err.value)
+    assert "sk-wrong-secret" not in repr(gen)
+    with (
+        client(stub, model="gpt-9") as gen,
+        pytest.raises(BackendError, match="'gpt-9' is unknown"),
+    ):
+        gen.generate(PROMPTS[:1], SamplingParams(max_tokens=4))
+    assert stub.stats.requests >= 2
+
+
+def test_malformed_json_is_a_backend_error(stub):
+    stub.faults.append(Fault(malformed=True))
+    with client(stub) as gen, pytest.raises(BackendError, match="malformed JSON"):
+        gen.generate(PROMPTS[:1], SamplingParams(max_tokens=4))
+
+
+def test_unreachable_server_and_key_from_env(monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    gen = OpenAIGenerator(
+        f"http://127.0.0.1:{port}/v1", model="m", max_attempts=2, backoff_base=0.01
+    )
+    with pytest.raises(BackendError, match="connection error"):
+        gen.generate(["x"], SamplingParams(max_tokens=2))
+    gen.close()
+    with pytest.raises(ValueError, match="MY_KEY"):
+        OpenAIGenerator("http://x/v1", model="m", api_key_env="MY_KEY")
+    monkeypatch.setenv("MY_KEY", "sk-env")
+    gen = get_generator("openai:http://127.0.0.1:1/v1", model="m", api_key_env="MY_KEY")
+    assert isinstance(gen, OpenAIGenerator) and gen.base_url == "http://127.0.0.1:1/v1"
+    with pytest.raises(ValueError, match="needs a model name"):
+        get_generator("openai:http://127.0.0.1:1/v1")
+
+
+def test_retry_after_parsing():
+    assert _parse_retry_after("1.5") == 1.5
+    assert _parse_retry_after(None) is None
+    assert _parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a past date
+    assert _parse_retry_after("soon") is None
