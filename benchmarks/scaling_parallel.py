@@ -1,0 +1,163 @@
+"""Parallel scaling on the embedded TinyReasoner: self-consistency, RPC, FFS, TTSPM.
+
+    python benchmarks/scaling_parallel.py [--level 6] [--problems 100] [--max-n 64]
+
+1. maj@N vs pass@1 (Wang et al.): one pool of max-n samples per problem, every
+   budget by subsampling; the headline is maj@64 − pass@1.
+2. RPC (Zhou et al.) vs majority on the same pool (with logprobs): samples RPC
+   needs to match majority's accuracy.
+3. FFS (spec §3, sync) vs majority at equal N: accuracy and generated tokens.
+4. TTSPM (spec §7): estimate p from N <= 4, predict the saturation point
+   N* = ceil(ln(ε/p) / ln(1 − p)) of F(N) = 1 − (1 − p)^N, compare with the
+   observed knee (first N whose per-sample marginal gain falls below ε).
+
+Generation is resumable (run stores under runs/benchmarks/); the summary goes
+to benchmarks/results/scaling_parallel.json (written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from testtime.backends import get_generator
+from testtime.scale.harness import scale
+from testtime.store import atomic_write_json
+from testtime.tasks import get_task
+
+RESULTS = Path(__file__).parent / "results"
+RUNS = Path("runs/benchmarks")
+
+
+def powers_of_two(max_n: int) -> list[int]:
+    return [2**i for i in range(int(math.log2(max_n)) + 1)]
+
+
+def curve(rows: list[dict[str, Any]], strategy: str, key: str = "accuracy") -> dict[int, float]:
+    return {r["n"]: r[key] for r in rows if r["strategy"] == strategy}
+
+
+def samples_to_match(target: float, other: dict[int, float]) -> int | None:
+    """Smallest N at which the ``other`` curve reaches ``target`` (None if never)."""
+    return next((n for n, acc in sorted(other.items()) if acc >= target - 1e-12), None)
+
+
+def ttspm(coverage: dict[int, float], epsilon: float, small: int = 4) -> dict[str, Any]:
+    """Spec §7: fit p of F(N) = 1 − (1 − p)^N on N <= ``small``, predict N* where the
+    marginal gain p(1 − p)^N falls below ε, and find the observed knee."""
+    ns = [n for n in sorted(coverage) if n <= small]
+    # Least squares on log(1 − F) = N · log(1 − p), through the origin.
+    logs = [math.log(max(1.0 - coverage[n], 1e-9)) for n in ns]
+    slope = sum(n * y for n, y in zip(ns, logs, strict=True)) / sum(n * n for n in ns)
+    p = 1.0 - math.exp(slope)
+    predicted = None
+    if 0.0 < p < 1.0:
+        predicted = max(1, math.ceil(math.log(epsilon / p) / math.log(1.0 - p))) if p > epsilon else 1
+    knee, gains = observed_knee(coverage, epsilon)
+    return {
+        "p_hat": p, "epsilon": epsilon, "predicted_n_star": predicted, "observed_knee": knee,
+        "predicted_curve": {n: 1.0 - (1.0 - p) ** n for n in sorted(coverage)},
+        "observed_curve": coverage, "marginal_gain_per_sample": gains,
+    }
+
+
+def observed_knee(values: dict[int, float], epsilon: float) -> tuple[int | None, dict[str, float]]:
+    """First budget after which the gain per added sample falls below ε, and the gains."""
+    budgets = sorted(values)
+    knee, gains = None, {}
+    for a, b in zip(budgets, budgets[1:], strict=False):
+        gains[f"{a}->{b}"] = (values[b] - values[a]) / (b - a)
+        if knee is None and gains[f"{a}->{b}"] < epsilon:
+            knee = a
+    return knee, gains
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", default="arith")
+    parser.add_argument("--level", type=int, default=6)
+    parser.add_argument("--problems", type=int, default=100)
+    parser.add_argument("--max-n", type=int, default=64)
+    parser.add_argument("--ffs-n", default="4,16,64")
+    parser.add_argument("--backend", default="embedded")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--epsilon", type=float, default=0.005)
+    parser.add_argument("--subsets", type=int, default=8, help="random k-subsets per problem")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=Path, default=RUNS)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)  # the machine is shared
+    task = get_task(args.task)
+    generator = get_generator(args.backend)
+    budgets = powers_of_two(args.max_n)
+    options = {"temperature": args.temperature, "max_tokens": 256}
+    common = dict(
+        difficulties=[args.level], limit=args.problems, seed=args.seed, options=options,
+        backend=args.backend,
+    )
+    start = time.perf_counter()
+    pool = scale(
+        task, generator, ["sample", "majority", "rpc"], budgets, args.runs / "parallel-pool",
+        max_subsets=args.subsets, **common,
+    )
+    pool_s = time.perf_counter() - start
+    ffs_budgets = [int(x) for x in args.ffs_n.split(",")]
+    start = time.perf_counter()
+    ffs = scale(task, generator, ["ffs"], ffs_budgets, args.runs / "parallel-ffs", **common)
+    ffs_s = time.perf_counter() - start
+
+    rows = pool.rows + ffs.rows
+    pass1 = curve(rows, "sample")[1]
+    maj, rpc = curve(rows, "majority"), curve(rows, "rpc")
+    tokens = {s: curve(rows, s, "generated_tokens") for s in ("majority", "ffs")}
+    ffs_acc = curve(rows, "ffs")
+    summary = {
+        "settings": vars(args) | {"runs": str(args.runs)},
+        "wall_s": {"pool": pool_s, "ffs": ffs_s},
+        "pass@1": pass1,
+        "maj@max_n": maj[args.max_n],
+        "maj@max_n_minus_pass@1_points": 100.0 * (maj[args.max_n] - pass1),
+        "rpc_vs_majority": {
+            n: {"majority": maj[n], "rpc": rpc[n], "rpc_samples_to_match": samples_to_match(maj[n], rpc)}
+            for n in budgets
+        },
+        "ffs_vs_majority": {
+            n: {
+                "ffs_accuracy": ffs_acc[n], "majority_accuracy": maj.get(n),
+                "ffs_tokens": tokens["ffs"][n], "majority_tokens": tokens["majority"].get(n),
+                "token_saving": None if n not in tokens["majority"]
+                else 1.0 - tokens["ffs"][n] / tokens["majority"][n],
+            }
+            for n in ffs_budgets
+        },
+        "ttspm": ttspm(curve(rows, "majority", "coverage"), args.epsilon),
+        "majority_accuracy_knee": observed_knee(maj, args.epsilon)[0],
+        "rows": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(RESULTS / "scaling_parallel.json", summary)
+    for name in ("accuracy_vs_n.png", "accuracy_vs_flops.png"):
+        shutil.copyfile(pool.out_dir / name, RESULTS / f"scaling_parallel_{name}")
+    print(f"pass@1 {pass1:.3f}  maj@{args.max_n} {maj[args.max_n]:.3f}  "
+          f"gain {summary['maj@max_n_minus_pass@1_points']:.1f} points")
+    for n in budgets:
+        print(f"N={n:3d}  majority {maj[n]:.3f}  rpc {rpc[n]:.3f}")
+    for n, d in summary["ffs_vs_majority"].items():
+        print(f"FFS N={n}: acc {d['ffs_accuracy']:.3f} tokens {d['ffs_tokens']:.0f} | "
+              f"majority acc {d['majority_accuracy']} tokens {d['majority_tokens']}")
+    t = summary["ttspm"]
+    print(f"TTSPM: p̂={t['p_hat']:.3f}  predicted N*={t['predicted_n_star']}  "
+          f"observed coverage knee={t['observed_knee']}  "
+          f"majority-accuracy knee={summary['majority_accuracy_knee']}")
+    print(f"summary: {RESULTS / 'scaling_parallel.json'}")
+
+
+if __name__ == "__main__":
+    main()
