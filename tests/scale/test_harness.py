@@ -119,3 +119,22 @@ def test_plan_validates_before_generating(task):
     with pytest.raises(ValueError, match="twice"):
         make_plan(task, gen, ["majority", "majority"], [4])
     assert gen.calls == []
+
+
+def test_per_budget_strategies_run_once_per_budget(task, tmp_path):
+    def script(prompt):
+        p = next(p for p in task.generate(20, 3, seed=0) if p.prompt == prompt)
+        return ["1+1=2\n" * 5 + "answer: 0\n", task.solve(p)]
+
+    gen = ScriptedGenerator(script)
+    out = scale(task, gen, ["ffs", "greedy"], [1, 2], tmp_path, difficulties=[3], limit=4,
+                show_progress=False)
+    rows = {(r["strategy"], r["n"]): r for r in out.rows}
+    assert set(rows) == {("ffs", 1), ("ffs", 2), ("greedy", 1)}
+    assert [p.n for _, p in gen.calls].count(2) == 4  # ffs@2: one lock-step call per problem
+    # ffs@2 wins with the short right solution; its cancelled partner costs as many tokens
+    assert rows[("ffs", 2)]["accuracy"] == 1.0
+    solved = [len(task.solve(p)) for p in task.generate(4, 3, 0)]
+    assert rows[("ffs", 2)]["generated_tokens"] == pytest.approx(2 * np.mean(solved))
+    assert rows[("ffs", 2)]["coverage"] is None
+    assert rows[("greedy", 1)]["accuracy"] == 0.0

@@ -292,14 +292,11 @@ def _evaluate_pool_strategy(
         for k in budgets_of(strategy, plan.budgets):
             rng = np.random.default_rng(derive_seed(seed, name, k, problem.id))
             chosen = subsets(len(pool), k, max_subsets, rng)
-            hits, covered, first_answer = 0.0, 0.0, None
             start = time.perf_counter()
-            for idx in chosen:
-                answer, _ = strategy.select([pool[i] for i in idx], problem, plan.task)
-                first_answer = answer if first_answer is None else first_answer
-                hits += mark_correct(answer, problem, plan.task)
-                covered += any(correct[i] for i in idx)
+            answers = [strategy.select([pool[i] for i in idx], problem, plan.task)[0] for idx in chosen]
             select_s = (time.perf_counter() - start) / len(chosen)
+            hits = sum(mark_correct(a, problem, plan.task) for a in answers)
+            covered = sum(any(correct[i] for i in idx) for idx in chosen)
             fraction = k / len(pool)
             cost = compute_share(policy, fraction)
             if strategy.needs_verifier:
@@ -307,7 +304,7 @@ def _evaluate_pool_strategy(
             cost["wall_s"] = (cost["wall_s"] or 0.0) + select_s
             records.append(
                 Record(
-                    name, k, difficulty, problem.id, problem.answer, first_answer,
+                    name, k, difficulty, problem.id, problem.answer, answers[0],
                     hits / len(chosen), covered / len(chosen), len(chosen), cost,
                 )
             )
