@@ -36,8 +36,8 @@ def perturb_statistics(h: Tensor, channel_dim: int = 1) -> Tensor:
     dims = tuple(range(2, h.dim()))
     mu = h.mean(dims, keepdim=True)
     sig = (h.var(dims, keepdim=True) + 1e-6).sqrt()
-    spread_mu = (mu.var(0, keepdim=True) + 1e-6).sqrt()
-    spread_sig = (sig.var(0, keepdim=True) + 1e-6).sqrt()
+    spread_mu = (mu.var(0, keepdim=True, correction=0) + 1e-6).sqrt()
+    spread_sig = (sig.var(0, keepdim=True, correction=0) + 1e-6).sqrt()
     new_mu = mu + torch.randn_like(mu) * spread_mu
     new_sig = sig + torch.randn_like(sig) * spread_sig
     return ((h - mu) / sig * new_sig + new_mu).movedim(1, channel_dim)
