@@ -37,6 +37,11 @@ def serve(
         None, help="environment variable holding the upstream server's API key (never logged)"
     ),
     upstream_model: str = typer.Option(None, help="model name to request from the upstream"),
+    upstream_timeout: float = typer.Option(60.0, min=0.001, help="seconds per upstream read"),
+    upstream_attempts: int = typer.Option(
+        5, min=1, help="tries per upstream call (retries on 429/5xx/timeouts/dropped connections)"
+    ),
+    upstream_concurrency: int = typer.Option(64, min=1, help="concurrent upstream requests"),
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, min=0, max=65535),
     api_key: Annotated[list[str] | None, typer.Option(help="a client API key (repeatable)")] = None,
@@ -67,7 +72,7 @@ def serve(
 
     secrets: list[str] = []
     remote = upstream.startswith(("http://", "https://"))
-    options: dict[str, str] = {}
+    options: dict[str, object] = {}
     if upstream_key_env is not None:
         if not remote:
             raise ValueError("--upstream-key-env only applies to an HTTP upstream")
@@ -81,6 +86,12 @@ def serve(
         if not remote:
             raise ValueError("--upstream-model only applies to an HTTP upstream")
         options["model"] = upstream_model
+    if remote:
+        options.update(
+            timeout=upstream_timeout,
+            max_attempts=upstream_attempts,
+            max_concurrency=upstream_concurrency,
+        )
     generator = get_generator(f"openai:{upstream}" if remote else upstream, **options)
     model_name = upstream_model or (
         "tiny-reasoner" if upstream in ("embedded", "tiny-reasoner") else generator.name

@@ -63,6 +63,10 @@ def _is_timeout(err: BaseException) -> bool:
     while seen is not None:
         if isinstance(seen, TimeoutError | httpx.TimeoutException):
             return True
+        # The HTTP backend reports exhausted retries of timed-out reads as a plain
+        # BackendError whose message says so.
+        if isinstance(seen, BackendError) and "timed out" in str(seen):
+            return True
         seen = seen.__cause__ or seen.__context__
     return False
 
