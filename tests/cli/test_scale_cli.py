@@ -43,6 +43,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert not (tmp_path / "results.json").exists()
 
 
+def test_unreachable_server_is_one_clear_line(tmp_path):
+    res = cli(
+        "scale", "--task", "arith", "--difficulty", "2", "--limit", "1", "--n", "2",
+        "--backend", "openai:http://127.0.0.1:9/v1", "--model", "m", "--out", str(tmp_path),
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: ") and "127.0.0.1:9" in res.stderr
+    assert not (tmp_path / "results.json").exists()
+
+
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="TinyReasoner weights are not trained yet")
 def test_end_to_end_on_the_embedded_model(tmp_path):
     res = cli(
