@@ -357,8 +357,8 @@ def _frost_texture(rng: np.random.Generator, size: int = _FROST_SIZE) -> np.ndar
     _rasterise_segments(crystals, np.array(starts), np.array(ends), np.array(values))
     crystals = ndimage.gaussian_filter(np.minimum(crystals, 1.0), 0.5, mode="wrap")
     haze = _plasma([rng], decay=2.0, size=256)[0, :size, :size]
-    grain = ndimage.gaussian_filter(rng.normal(0, 0.06, (size, size)), 0.7, mode="wrap")
-    level = np.clip(0.3 + 0.25 * haze + 0.55 * crystals + grain, 0, 1)
+    grain = ndimage.gaussian_filter(rng.normal(0, 0.04, (size, size)), 0.7, mode="wrap")
+    level = np.clip(0.38 + 0.25 * haze + 0.4 * crystals + grain, 0, 1)
     return (level[..., None] * _FROST_TINT).astype(np.float32)
 
 

@@ -146,12 +146,14 @@ def _correlated_order(
     ``delta=None``: sorted by label (ties in random order). Otherwise each class's
     samples are spread over ``slots`` consecutive time slots with proportions drawn
     from Dirichlet(δ, …, δ); small δ puts a class in few slots (strong correlation),
-    large δ approaches an i.i.d. stream. Samples within a slot are shuffled.
+    large δ approaches an i.i.d. stream. Samples within a slot are shuffled. The
+    default ``slots`` (n / number of classes) makes slots so many that with small δ
+    two classes rarely share one, so δ → 0 approaches the label-sorted stream.
     """
     shuffled = rng.permutation(len(labels))
     if delta is None:
         return shuffled[np.argsort(labels[shuffled], kind="stable")]
-    n_slots = slots or max(1, len(labels) // 100)
+    n_slots = slots or max(1, len(labels) // len(np.unique(labels)))
     slot_of = np.empty(len(labels), dtype=np.int64)
     for c in np.unique(labels):
         members = shuffled[labels[shuffled] == c]
