@@ -1,0 +1,27 @@
+from testtime.scale.report import markdown, write_report
+
+
+def row(strategy, n, acc, flops):
+    return {
+        "strategy": strategy, "n": n, "difficulty": 6, "accuracy": acc, "ci_low": acc - 0.1,
+        "ci_high": acc + 0.1, "coverage": None, "generated_tokens": 100.0 * n,
+        "prompt_tokens": 20.0, "verifier_tokens": 0.0, "flops": flops, "model_calls": 1.0,
+        "wall_s": 0.5,
+    }
+
+
+def test_report_table_and_plots(tmp_path):
+    rows = [row("majority", 1, 0.4, 2e6), row("majority", 4, 0.6, 8e6), row("greedy", 1, 0.5, 2e6)]
+    text = markdown(rows, {"task": "arith"})
+    assert "## Difficulty 6" in text and "| majority | 4 | 0.6 |" in text
+    assert "| – |" in text  # missing coverage is shown as a dash
+    report = write_report(tmp_path, rows, {"task": "arith"})
+    assert report.read_text() == text
+    for name in ("accuracy_vs_n.png", "accuracy_vs_flops.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plots_fall_back_to_tokens_without_flops(tmp_path):
+    rows = [row("majority", 1, 0.4, None), row("majority", 2, 0.5, None)]
+    write_report(tmp_path, rows, {})
+    assert (tmp_path / "accuracy_vs_flops.png").stat().st_size > 1000
