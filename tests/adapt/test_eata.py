@@ -1,0 +1,69 @@
+"""EATA/ETA: entropy and redundancy filters, the Fisher anti-forgetting term."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from testtime.adapt import EATA, ETA
+from testtime.adapt.params import collect_norm_params
+
+from .tiny import changed, images, source_pair, state, tiny_net
+
+
+def test_no_reliable_sample_means_no_update():
+    model = tiny_net()
+    before = state(model)
+    method = ETA(model, e_margin=1e-6)
+    method(images(16))
+    assert not changed(before, model) and method.backwards == 0
+    assert method.mean_probs is None
+
+
+def test_entropy_filter_and_redundancy_filter_select_samples():
+    method = ETA(tiny_net(), e_margin=0.4 * math.log(10))
+    logits = torch.full((4, 10), 0.0)
+    logits[0, 3] = logits[1, 3] = 20.0  # two confident, identical predictions
+    idx, ent = method.select(logits)
+    assert idx.tolist() == [0, 1] and (ent < 1e-3).all()
+    # the EMA now points at class 3: the same predictions are redundant next time
+    idx, _ = method.select(logits)
+    assert idx.numel() == 0
+    other = logits.clone()
+    other[0, 3], other[0, 7] = 0.0, 20.0
+    idx, _ = method.select(other)
+    assert idx.tolist() == [0]
+
+
+def test_eta_updates_only_norm_affine():
+    model = tiny_net()
+    before = state(model)
+    method = ETA(model, e_margin=3.0)
+    method(images(16))
+    assert changed(before, model) == {"1.weight", "1.bias", "4.weight", "4.bias"}
+    assert method.backwards == 1
+
+
+def test_fisher_regulariser_pulls_towards_source():
+    def drift(beta: float) -> float:
+        model = tiny_net()
+        source = [p.detach().clone() for p in collect_norm_params(model)[0]]
+        method = EATA(model, source_pair(), fisher_alpha=beta, e_margin=3.0, d_margin=1.1, lr=5e-2)
+        method.fisher = [torch.ones_like(f) for f in method.fisher]  # a strong, even pull
+        for s in range(10):
+            method(images(16, seed=s))
+        params = collect_norm_params(model)[0]
+        return sum(float((p.detach() - s).norm()) for p, s in zip(params, source, strict=True))
+
+    assert drift(50.0) < 0.5 * drift(0.0)
+
+
+def test_eata_validates_its_options():
+    with pytest.raises(ValueError, match="EATA needs source_data"):
+        EATA(tiny_net())
+    with pytest.raises(ValueError, match="use 'eata'"):
+        ETA(tiny_net(), source_data=source_pair())
+    with pytest.raises(ValueError, match="fisher_alpha must be >= 0"):
+        EATA(tiny_net(), source_pair(), fisher_alpha=-1.0)
