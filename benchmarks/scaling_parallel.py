@@ -18,7 +18,6 @@ to benchmarks/results/scaling_parallel.json (written atomically).
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 from testtime.backends import get_generator
 from testtime.scale.harness import scale
+from testtime.scale.ttspm import fit_p, observed_knee, saturation_point
 from testtime.store import atomic_write_json
 from testtime.tasks import get_task
 
@@ -34,7 +34,7 @@ RUNS = Path("runs/benchmarks")
 
 
 def powers_of_two(max_n: int) -> list[int]:
-    return [2**i for i in range(int(math.log2(max_n)) + 1)]
+    return [2**i for i in range(max_n.bit_length()) if 2**i <= max_n]
 
 
 def curve(rows: list[dict[str, Any]], strategy: str, key: str = "accuracy") -> dict[int, float]:
@@ -46,34 +46,16 @@ def samples_to_match(target: float, other: dict[int, float]) -> int | None:
     return next((n for n, acc in sorted(other.items()) if acc >= target - 1e-12), None)
 
 
-def ttspm(coverage: dict[int, float], epsilon: float, small: int = 4) -> dict[str, Any]:
-    """Spec §7: fit p of F(N) = 1 − (1 − p)^N on N <= ``small``, predict N* where the
-    marginal gain p(1 − p)^N falls below ε, and find the observed knee."""
-    ns = [n for n in sorted(coverage) if n <= small]
-    # Least squares on log(1 − F) = N · log(1 − p), through the origin.
-    logs = [math.log(max(1.0 - coverage[n], 1e-9)) for n in ns]
-    slope = sum(n * y for n, y in zip(ns, logs, strict=True)) / sum(n * n for n in ns)
-    p = 1.0 - math.exp(slope)
-    predicted = None
-    if 0.0 < p < 1.0:
-        predicted = max(1, math.ceil(math.log(epsilon / p) / math.log(1.0 - p))) if p > epsilon else 1
-    knee, gains = observed_knee(coverage, epsilon)
+def ttspm(coverage: dict[int, float], epsilon: float) -> dict[str, Any]:
+    """Spec §7 on the measured coverage (pass@N) curve: p from N <= 4, predicted N*,
+    observed knee, and the model curve next to the measured one."""
+    p = fit_p(coverage)
     return {
-        "p_hat": p, "epsilon": epsilon, "predicted_n_star": predicted, "observed_knee": knee,
+        "p_hat": p, "epsilon": epsilon, "predicted_n_star": saturation_point(p, epsilon),
+        "observed_knee": observed_knee(coverage, epsilon),
         "predicted_curve": {n: 1.0 - (1.0 - p) ** n for n in sorted(coverage)},
-        "observed_curve": coverage, "marginal_gain_per_sample": gains,
+        "observed_curve": coverage,
     }
-
-
-def observed_knee(values: dict[int, float], epsilon: float) -> tuple[int | None, dict[str, float]]:
-    """First budget after which the gain per added sample falls below ε, and the gains."""
-    budgets = sorted(values)
-    knee, gains = None, {}
-    for a, b in zip(budgets, budgets[1:], strict=False):
-        gains[f"{a}->{b}"] = (values[b] - values[a]) / (b - a)
-        if knee is None and gains[f"{a}->{b}"] < epsilon:
-            knee = a
-    return knee, gains
 
 
 def main() -> None:
@@ -138,7 +120,7 @@ def main() -> None:
             for n in ffs_budgets
         },
         "ttspm": ttspm(curve(rows, "majority", "coverage"), args.epsilon),
-        "majority_accuracy_knee": observed_knee(maj, args.epsilon)[0],
+        "majority_accuracy_knee": observed_knee(maj, args.epsilon),
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

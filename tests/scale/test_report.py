@@ -25,3 +25,11 @@ def test_plots_fall_back_to_tokens_without_flops(tmp_path):
     rows = [row("majority", 1, 0.4, None), row("majority", 2, 0.5, None)]
     write_report(tmp_path, rows, {})
     assert (tmp_path / "accuracy_vs_flops.png").stat().st_size > 1000
+
+
+def test_report_states_the_ttspm_saturation():
+    rows = [row("majority", n, 0.5, 1e6) for n in (1, 2, 4, 8, 16, 32)]
+    for r in rows:
+        r["coverage"] = 1 - 0.7 ** r["n"]
+    text = markdown(rows, {})
+    assert "p̂ = 0.300" in text and "predicts N* = 10" in text and "knee: N = 8" in text

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from testtime.scale.ttspm import fit_p, observed_knee, saturation_point
 from testtime.store import atomic_write_bytes, atomic_write_text
 
 PLOTS = {"n": "accuracy_vs_n.png", "flops": "accuracy_vs_flops.png"}
@@ -94,8 +95,25 @@ def markdown(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
         lines.append("|" + "---|" * len(cols))
         for r in drows:
             lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
-        lines.append("")
+        lines += ["", *_saturation(drows), ""]
     return "\n".join(lines)
+
+
+def _saturation(rows: Sequence[dict[str, Any]], epsilon: float = 0.01) -> list[str]:
+    """TTSPM (spec §7) on the longest coverage curve: predicted vs observed saturation."""
+    curves = [
+        {r["n"]: r["coverage"] for r in srows if r["coverage"] is not None}
+        for srows in _by(rows, "strategy").values()
+    ]
+    curve = max(curves, key=len, default={})
+    if len(curve) < 3 or min(curve) > 4:
+        return []
+    p = fit_p(curve)
+    return [
+        f"TTSPM saturation (ε = {epsilon} per added sample): p̂ = {p:.3f} from pass@N, N ≤ 4, "
+        f"predicts N* = {saturation_point(p, epsilon)}; observed coverage knee: "
+        f"N = {observed_knee(curve, epsilon)} (None: not reached)."
+    ]
 
 
 def write_report(out_dir: str | Path, rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> Path:
