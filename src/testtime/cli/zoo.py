@@ -1,3 +1,38 @@
-"""`testtime zoo` (placeholder until implemented)."""
+"""``testtime zoo``: the embedded models (``zoo list``, ``zoo train <name>``)."""
 
-from testtime.cli.main import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from testtime.cli.main import app
+from testtime.zoo import TRAINERS, WEIGHTS_DIR
+
+zoo_app = typer.Typer(no_args_is_help=True, help="Embedded models: list and train them.")
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("list")
+def list_models() -> None:
+    """Trainable models and the shipped weight directories."""
+    for name in TRAINERS.names():
+        typer.echo(f"trainable: {name}")
+    for path in sorted(WEIGHTS_DIR.glob("*/config.json")):
+        typer.echo(f"shipped:   {path.parent}")
+
+
+@zoo_app.command()
+def train(
+    name: Annotated[str, typer.Argument(help="model to train, e.g. reasoner")],
+    steps: Annotated[int | None, typer.Option(help="optimizer steps (default: the model's own)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the initialisation and the data stream")] = 0,
+    out: Annotated[Path | None, typer.Option(help="output directory (default runs/zoo/<name>)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the checkpoint in --out")] = False,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch")] = 1,
+) -> None:
+    """Train an embedded model from scratch into a Hugging Face directory."""
+    trainer = TRAINERS.get(name)
+    info = trainer(out or Path("runs/zoo") / name, steps, seed, resume, threads)
+    typer.echo(f"trained {name}: {info['steps_trained']} steps, selected {info['selected']}")

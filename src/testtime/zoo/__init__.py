@@ -1,1 +1,29 @@
-"""testtime.zoo."""
+"""Embedded models shipped with testtime (weights under ``zoo/weights/``) and
+their training entry points, registered by name for ``testtime zoo train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from testtime.registry import Registry
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+# name -> train(out, steps, seed, resume, threads) -> training info; imports stay lazy so
+# the CLI starts without loading torch.
+TRAINERS: Registry[dict[str, Any]] = Registry("zoo model")
+
+
+def reasoner_path() -> Path:
+    """The shipped TinyReasoner: a GPT-2 directory in Hugging Face format with its tokenizer."""
+    return WEIGHTS_DIR / "tiny-reasoner"
+
+
+@TRAINERS.register("reasoner")
+def _train_reasoner(
+    out: Path, steps: int | None, seed: int, resume: bool, threads: int
+) -> dict[str, Any]:
+    from testtime.zoo.reasoner import train_reasoner
+
+    return train_reasoner(out, steps=steps, seed=seed, resume=resume, threads=threads)
