@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from testtime.cli.scale import parse_options
 from testtime.scale import STRATEGIES
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "src/testtime/zoo/weights/tiny-reasoner/config.json"
@@ -33,6 +34,7 @@ def test_list_prints_exactly_the_strategy_names():
         (["--n", "1,0"], "budget N must be a positive integer"),
         (["--n", "4,x"], "--n must be comma-separated integers"),
         (["--verifier", "nope"], "unknown verifier 'nope'; valid:"),
+        (["--option", "mode=async"], "option 'mode' is not taken by any of: majority"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
@@ -71,3 +73,11 @@ def test_end_to_end_on_the_embedded_model(tmp_path):
     by = {(r["strategy"], r["n"]): r for r in rows}
     assert by[("majority", 4)]["generated_tokens"] > 2 * by[("majority", 1)]["generated_tokens"]
     assert (tmp_path / "accuracy_vs_flops.png").is_file()
+
+
+def test_parse_options_types_values():
+    assert parse_options(["mode=async", "width=4", "beta=0.5", "x=true", "lookahead-k=none"]) == {
+        "mode": "async", "width": 4, "beta": 0.5, "x": True, "lookahead_k": None
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_options(["novalue"])

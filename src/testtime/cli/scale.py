@@ -28,6 +28,31 @@ def parse_names(text: str) -> list[str]:
     return names
 
 
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``["mode=async", "width=4"]`` -> {"mode": "async", "width": 4} (ints, floats,
+    true/false/none recognised; anything else stays a string)."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option must look like KEY=VALUE, got {pair!r}")
+        value: Any = raw
+        lowered = raw.strip().lower()
+        if lowered in ("true", "false"):
+            value = lowered == "true"
+        elif lowered == "none":
+            value = None
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(raw)
+                    break
+                except ValueError:
+                    continue
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
 def run_and_report(
     *,
     task_name: str,
@@ -41,16 +66,18 @@ def run_and_report(
     backend_options: dict[str, Any],
     verifier_name: str | None,
     options: dict[str, Any],
+    extra_options: dict[str, Any] | None = None,
 ) -> Path:
     """Validate, build the backend and verifier, run the harness, print a summary;
-    returns the report's path. Shared by `testtime scale` and `testtime run`."""
+    returns the report's path. Shared by `testtime scale` and `testtime run`.
+    ``extra_options`` (from --option) must be taken by at least one strategy."""
     from rich.console import Console
     from rich.table import Table
 
     from testtime.backends import get_generator
     from testtime.scale import STRATEGIES
     from testtime.scale.common import check_positive
-    from testtime.scale.harness import scale
+    from testtime.scale.harness import accepts, scale
     from testtime.tasks import get_task
     from testtime.verifiers import get_verifier
 
@@ -59,12 +86,16 @@ def run_and_report(
         STRATEGIES.get(name)
     for n in budgets:
         check_positive("every budget N", n)
+    for key in extra_options or {}:
+        if not any(accepts(name, key) for name in strategies):
+            raise ValueError(f"option {key!r} is not taken by any of: {', '.join(strategies)}")
     task = get_task(task_name)
     verifier = get_verifier(verifier_name, task=task) if verifier_name else None
     generator = get_generator(backend, **backend_options)
     result = scale(
         task, generator, strategies, budgets, out, verifier=verifier,
-        difficulties=difficulties, limit=limit, seed=seed, options=options, backend=backend,
+        difficulties=difficulties, limit=limit, seed=seed,
+        options={**options, **(extra_options or {})}, backend=backend,
     )
     table = Table("difficulty", "strategy", "N", "accuracy", "95% CI", "tokens/problem")
     for r in result.rows:
@@ -106,6 +137,10 @@ def scale_command(
     top_p: Annotated[float, Option(help="nucleus sampling threshold")] = 1.0,
     max_tokens: Annotated[int, Option(help="tokens per sample")] = 256,
     aggregation: Annotated[str, Option(help="step-score aggregation: last, min, prod, mean")] = "last",
+    option: Annotated[
+        list[str] | None,
+        Option(help="strategy option KEY=VALUE (repeatable), e.g. mode=async for ffs"),
+    ] = None,
     list_: Annotated[bool, Option("--list", help="print the strategy names and exit")] = False,
 ) -> None:
     """Run strategies × budgets N on a task and write results.json, plots and report.md."""
@@ -133,4 +168,5 @@ def scale_command(
         backend_options=backend_options, verifier_name=verifier,
         options={"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
                  "aggregation": aggregation, "seed": seed},
+        extra_options=parse_options(option),
     )

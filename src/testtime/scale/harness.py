@@ -39,13 +39,17 @@ COMPUTE_FIELDS = (
 )
 
 
+def accepts(name: str, option: str) -> bool:
+    """Whether strategy ``name``'s constructor takes keyword ``option``."""
+    params = inspect.signature(STRATEGIES.get(name)).parameters
+    return option in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 def build_strategy(name: str, options: dict[str, Any], budget: int | None = None) -> Strategy:
     """Strategy ``name`` with the ``options`` its constructor accepts (others are
     meant for other strategies) and, when it has one, its budget set to ``budget``."""
     factory = STRATEGIES.get(name)
-    params = inspect.signature(factory).parameters
-    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in options.items() if takes_all or k in params}
+    kwargs = {k: v for k, v in options.items() if accepts(name, k)}
     budget_param = getattr(factory, "budget_param", "n")
     if budget_param is not None and budget is not None:
         kwargs[budget_param] = budget
