@@ -188,3 +188,10 @@ def test_bad_input(kwargs, message):
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(UnknownName, match="gaussian_noise"):
         corrupt(np.zeros((1, 32, 32, 3), np.uint8), "gaussian-noise", 1)
+
+
+@pytest.mark.parametrize("name", ["elastic_transform", "snow", "glass_blur"])
+def test_result_does_not_depend_on_internal_chunking(images, monkeypatch, name):
+    full = corrupt(images, name, 5, seed=1)
+    monkeypatch.setattr(C, "_CHUNK", 3)
+    np.testing.assert_array_equal(corrupt(images, name, 5, seed=1), full)

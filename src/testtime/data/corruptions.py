@@ -36,6 +36,7 @@ from scipy import ndimage
 from testtime.registry import Registry
 
 SIZE = 32
+_CHUNK = 500  # images per vectorised call
 SEVERITIES = (1, 2, 3, 4, 5)
 STANDARD = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
@@ -133,14 +134,15 @@ def _line_blur(x: np.ndarray, radius: int, sigma: float, angles_deg: np.ndarray)
     weights /= weights.sum()
     rad = np.deg2rad(angles_deg)
     padded = np.pad(x, ((0, 0), (taps, taps), (taps, taps), (0, 0)), mode="edge")
-    nn = np.arange(n)[:, None, None]
-    rows = np.arange(h)[None, :, None] + taps
-    cols = np.arange(w)[None, None, :] + taps
     out = np.zeros_like(x)
     for i, wt in enumerate(weights):
-        dy = np.rint(i * np.sin(rad)).astype(int)[:, None, None]
-        dx = np.rint(i * np.cos(rad)).astype(int)[:, None, None]
-        out += wt * padded[nn, rows - dy, cols - dx]
+        dy = np.rint(i * np.sin(rad)).astype(int)
+        dx = np.rint(i * np.cos(rad)).astype(int)
+        # Few distinct offsets per tap: add shifted slices for each group of images.
+        offsets, group = np.unique(np.stack([dy, dx], axis=1), axis=0, return_inverse=True)
+        for g, (oy, ox) in enumerate(offsets):
+            sel = np.flatnonzero(group.ravel() == g)
+            out[sel] += wt * padded[sel, taps - oy : taps - oy + h, taps - ox : taps - ox + w]
     return out
 
 
@@ -533,17 +535,12 @@ def _elastic_transform(x, rngs, p):
 
 def _sample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, mode: str) -> np.ndarray:
     """Bilinear sample of every channel of x [N,H,W,C] at per-image [N,H,W] coordinates."""
-    n, h, w, c = x.shape
-    shape = (n, h, w, c)
-    coords = np.stack(
-        [
-            np.broadcast_to(np.arange(n)[:, None, None, None], shape),
-            np.broadcast_to(rows[..., None], shape),
-            np.broadcast_to(cols[..., None], shape),
-            np.broadcast_to(np.arange(c), shape),
-        ]
-    )
-    return ndimage.map_coordinates(x, coords, order=1, mode=mode)
+    batch = np.broadcast_to(np.arange(len(x))[:, None, None], rows.shape)
+    coords = np.stack([batch, rows, cols])  # the batch coordinate is exact: 8 taps, not 16
+    out = np.empty_like(x)
+    for ch in range(x.shape[3]):
+        out[..., ch] = ndimage.map_coordinates(x[..., ch], coords, order=1, mode=mode)
+    return out
 
 
 @lru_cache
@@ -623,6 +620,12 @@ def corrupt(
         raise ValueError(f"indices must be {len(images)} non-negative integers, one per image")
     if len(images) == 0:
         return images.copy()
-    x = images.astype(np.float32) / 255
-    out = spec.fn(x, image_rngs(int(seed), name, severity, idx), spec.params[severity - 1])
-    return np.clip(np.rint(np.asarray(out) * 255), 0, 255).astype(np.uint8)
+    out = np.empty_like(images)
+    # Chunks bound the float temporaries (elastic's coordinates are ~100 KB per image);
+    # per-image seeding makes the result independent of the chunking.
+    for a in range(0, len(images), _CHUNK):
+        x = images[a : a + _CHUNK].astype(np.float32) / 255
+        rngs = image_rngs(int(seed), name, severity, idx[a : a + _CHUNK])
+        res = spec.fn(x, rngs, spec.params[severity - 1])
+        out[a : a + _CHUNK] = np.clip(np.rint(np.asarray(res) * 255), 0, 255)
+    return out
