@@ -99,6 +99,8 @@ class PETAL(CoTTA):
     @torch.no_grad()
     def restore(self) -> None:
         super().restore()
+        if self.restore_quantile <= 0:
+            return
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         fisher = torch.cat([(g * g).flatten() for g in grads])
         k = max(1, int(self.restore_quantile * fisher.numel()))
