@@ -10,7 +10,6 @@ from typing import Annotated
 from typer import Option
 
 from testtime.cli.main import app
-from testtime.cli.scale import run_and_report
 
 # A preset that finishes in a few minutes on a laptop CPU: the middle arith level,
 # where sampling + aggregation has the most room over a single sample.
@@ -37,6 +36,9 @@ def run_command(
     limit: Annotated[int, Option(help="problems in the scaling study")] = 50,
 ) -> None:
     """Scaling study on the embedded model (+ adaptation demo); prints where the reports are."""
+    # Imported here: testtime.cli.scale imports testtime.cli.main, which imports this module.
+    from testtime.cli.scale import run_and_report
+
     verifier = best_verifier()
     report = run_and_report(
         task_name=PRESET["task_name"], strategies=PRESET["strategies"], budgets=PRESET["budgets"],
