@@ -343,16 +343,16 @@ def write_model_card(out: Path) -> None:
     if quality is None:
         lines.append("Not measured yet: run `python benchmarks/reasoner_quality.py`.")
     else:
+        ks = [k for k in quality["results"][0] if k.startswith("pass@")]
         lines += [
-            f"{quality['problems']} problems per level, {quality['samples']} samples each;"
-            " unbiased pass@k estimator.",
+            f"{quality['problems']} arith problems per level (fewer for the other tasks, see"
+            f" quality.json), up to {quality['samples']} samples each; unbiased pass@k estimator"
+            " (see benchmarks/reasoner_quality.py).",
             "",
-            "| task | level | pass@1 | pass@8 | pass@64 | greedy |",
-            "|---|---|---|---|---|---|",
+            "| task | level | " + " | ".join(ks) + " | greedy |",
+            "|---|---|" + "---|" * len(ks) + "---|",
         ]
         for r in quality["results"]:
-            lines.append(
-                f"| {r['task']} | {r['level']} | {r['pass@1']:.3f} | {r['pass@8']:.3f} |"
-                f" {r['pass@64']:.3f} | {r['greedy']:.3f} |"
-            )
+            cells = " | ".join(f"{r[k]:.3f}" for k in ks)
+            lines.append(f"| {r['task']} | {r['level']} | {cells} | {r['greedy']:.3f} |")
     atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
