@@ -57,6 +57,9 @@ class CifarConfig:
     warmup_frac: float = 0.25
     seed: int = 0
     eval_every: int = 2
+    # bfloat16 autocast for the training passes: ~2x faster convolutions on CPUs with
+    # AVX512-BF16/AMX; weights, optimizer and evaluation stay float32.
+    bf16: bool = True
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -220,7 +223,9 @@ def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> float:
+def evaluate(
+    model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 500
+) -> float:
     """Top-1 accuracy of ``model`` (eval mode) on uint8 NHWC ``images``."""
     was_training = model.training
     model.eval()
@@ -287,7 +292,7 @@ the source model for test-time adaptation experiments in `testtime`.
   (reflect pad 4) + horizontal flip.
 - Training: {cfg.epochs} epochs, batch {cfg.batch_size}, SGD Nesterov (momentum {cfg.momentum}),
   one-cycle LR peak {cfg.lr} ({cfg.warmup_frac:.0%} warm-up), weight decay {cfg.weight_decay},
-  label smoothing {cfg.label_smoothing}, seed {cfg.seed}, one CPU thread.
+  label smoothing {cfg.label_smoothing}, seed {cfg.seed}, one CPU thread{", bfloat16 autocast" if cfg.bf16 else ""}.
 - Wall time: {card.get("wall_s", 0) / 60:.1f} min on one CPU core.
 - Clean CIFAR-10 test accuracy: **{card.get("test_acc", float("nan")) * 100:.2f}%** (10,000 images;
   the test split was only measured, never used for choices).
@@ -382,7 +387,9 @@ def train_cifar(
     )  # fmt: skip
     model.train()
     with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task(f"train {name}", total=total, completed=start_epoch * steps_per_epoch, info="")
+        task = bar.add_task(
+            f"train {name}", total=total, completed=start_epoch * steps_per_epoch, info=""
+        )
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             # Per-epoch generator: shuffling and augmentation do not depend on where a run resumed.
@@ -397,7 +404,9 @@ def train_cifar(
                 y = train_y[idx]
                 for group in opt.param_groups:
                     group["lr"] = _lr_at(epoch * steps_per_epoch + b, total, cfg)
-                loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                    logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
