@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -25,7 +26,8 @@ def start_stub(*args: str) -> tuple[subprocess.Popen, str]:
     """The stub upstream (see serve_stub.py); returns (process, base URL with /v1)."""
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "serve_stub.py"), "--port", "0", *args],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     line = proc.stdout.readline() if proc.stdout else ""
     if not line.startswith("READY "):
@@ -37,8 +39,18 @@ def start_stub(*args: str) -> tuple[subprocess.Popen, str]:
 def start_serve(upstream: str, *args: str) -> tuple[subprocess.Popen, str]:
     """`testtime serve --no-auth` in front of ``upstream``; returns (process, base URL)."""
     port = free_port()
-    cmd = [sys.executable, "-c", "from testtime.cli.main import main; main()", "serve",
-           "--upstream", upstream, "--no-auth", "--port", str(port), *args]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from testtime.cli.main import main; main()",
+        "serve",
+        "--upstream",
+        upstream,
+        "--no-auth",
+        "--port",
+        str(port),
+        *args,
+    ]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -63,6 +75,12 @@ def stop(*procs: subprocess.Popen) -> None:
             proc.kill()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in [0, 100])."""
     ordered = sorted(values)
@@ -72,5 +90,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def summary_ms(seconds: list[float]) -> dict[str, float]:
     ms = [1000 * s for s in seconds]
-    return {"n": len(ms), "p50_ms": round(percentile(ms, 50), 3),
-            "p99_ms": round(percentile(ms, 99), 3), "mean_ms": round(sum(ms) / len(ms), 3)}
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "mean_ms": round(sum(ms) / len(ms), 3),
+    }

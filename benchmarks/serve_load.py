@@ -5,7 +5,8 @@
    call. Goal: 0 errors. Reports p50/p99 latency and throughput.
 2. faults: the same 200 requests while the upstream fails a share of calls
    (hangs past the upstream timeout, answers 500, resets the connection,
-   returns non-JSON). Every request must either succeed or get a clear
+   returns non-JSON), once with the HTTP backend's retries (5 attempts) and
+   once without (1 attempt). Every request must either succeed or get a clear
    OpenAI-style 502/504 error; the server must stay up.
 
     .venv/bin/python benchmarks/serve_load.py [--concurrency 200]
@@ -21,7 +22,7 @@ import json
 import time
 
 import httpx
-from serve_common import RESULTS, start_serve, start_stub, stop, summary_ms
+from serve_common import RESULTS, cpu_seconds, start_serve, start_stub, stop, summary_ms
 
 from testtime.store import atomic_write_json
 
@@ -42,8 +43,13 @@ async def one(client: httpx.AsyncClient, url: str, i: int) -> dict:
         r = await client.post(f"{url}/v1/completions", json=body)
         text = r.text
     except httpx.HTTPError as err:
-        return {"ok": False, "clear": False, "status": None, "error": repr(err),
-                "s": time.perf_counter() - start}
+        return {
+            "ok": False,
+            "clear": False,
+            "status": None,
+            "error": repr(err),
+            "s": time.perf_counter() - start,
+        }
     elapsed = time.perf_counter() - start
     if r.status_code == 200:
         if body["stream"]:
@@ -72,10 +78,14 @@ def phase(upstream_args: list[str], serve_args: list[str], n: int) -> dict:
     serve = None
     try:
         serve, url = start_serve(upstream, "--upstream-model", "stub", *serve_args)
+        cpu_before = cpu_seconds(serve.pid)
         results, wall = asyncio.run(burst(url, n))
+        server_cpu = cpu_seconds(serve.pid) - cpu_before
         alive = httpx.get(f"{url}/health", timeout=5).json()["status"] == "ok"
-        after = httpx.post(f"{url}/v1/completions", timeout=30,
-                           json={"model": "stub", "prompt": "q\n"}).status_code
+        injected = httpx.get(f"{upstream}/stats", timeout=5).json()
+        after = httpx.post(
+            f"{url}/v1/completions", timeout=30, json={"model": "stub", "prompt": "q\n"}
+        ).status_code
     finally:
         stop(stub, *([serve] if serve else []))
     ok = [r for r in results if r["ok"]]
@@ -85,6 +95,7 @@ def phase(upstream_args: list[str], serve_args: list[str], n: int) -> dict:
         statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
     return {
         "requests": n,
+        "upstream_calls": injected,
         "succeeded": len(ok),
         "errors": len(failed),
         "errors_by_status": statuses,
@@ -94,6 +105,8 @@ def phase(upstream_args: list[str], serve_args: list[str], n: int) -> dict:
         "latency_failed": summary_ms([r["s"] for r in failed]) if failed else None,
         "wall_s": round(wall, 3),
         "throughput_rps": round(n / wall, 1),
+        # Machine-load-independent cost: CPU the server process spent per request.
+        "server_cpu_ms_per_request": round(1000 * server_cpu / n, 2),
         "server_alive_after": alive and after == 200,
     }
 
@@ -105,20 +118,41 @@ def main() -> None:
     ap.add_argument("--fault-rate", type=float, default=0.3)
     ap.add_argument("--upstream-timeout", type=float, default=2.0)
     args = ap.parse_args()
-    serve_args = ["--workers", str(args.concurrency),
-                  "--max-concurrency-per-key", str(args.concurrency),
-                  "--upstream-timeout", str(args.upstream_timeout)]
+    serve_args = [
+        "--workers",
+        str(args.concurrency),
+        "--max-concurrency-per-key",
+        str(args.concurrency),
+        "--upstream-timeout",
+        str(args.upstream_timeout),
+    ]
+    faulty = [
+        "--delay",
+        str(args.delay),
+        "--fault-rate",
+        str(args.fault_rate),
+        "--hang-s",
+        str(args.upstream_timeout + 5),
+    ]
     load = phase(["--delay", str(args.delay)], serve_args, args.concurrency)
-    faults = phase(["--delay", str(args.delay), "--fault-rate", str(args.fault_rate),
-                    "--hang-s", str(args.upstream_timeout + 5)], serve_args, args.concurrency)
+    faults = {
+        f"attempts_{attempts}": phase(
+            faulty, [*serve_args, "--upstream-attempts", str(attempts)], args.concurrency
+        )
+        for attempts in (5, 1)
+    }
     result = {
         "benchmark": "serve_load",
         "concurrency": args.concurrency,
         "mix": "1/2 streaming, 1/2 majority-4, all at once",
         "upstream_delay_s": args.delay,
         "load": load,
-        "faults": {"fault_rate": args.fault_rate, "kinds": ["timeout", "500", "drop", "garbage"],
-                   **faults},
+        "faults": {
+            "fault_rate": args.fault_rate,
+            "kinds": ["timeout", "500", "drop", "garbage"],
+            "upstream_timeout_s": args.upstream_timeout,
+            **faults,
+        },
     }
     atomic_write_json(RESULTS / "serve_load.json", result)
     print(json.dumps(result, indent=2))

@@ -8,7 +8,7 @@ fixed solution ``TEXT``, one token per whitespace-separated word.
 
     python benchmarks/serve_stub.py --port 0 [--delay 0.02] [--fault-rate 0.2]
 
-prints ``READY <port>`` once listening.
+prints ``READY <port>`` once listening; ``GET /v1/stats`` counts the calls per outcome.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ class Stub:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
-                headers = {k.lower(): v.strip() for k, _, v in
-                           (ln.partition(":") for ln in lines[1:] if ln)}
+                headers = {
+                    k.lower(): v.strip()
+                    for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)
+                }
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
                 if not await self.respond(method, path, body, writer):
                     return
@@ -49,6 +51,9 @@ class Stub:
 
     async def respond(self, method: str, path: str, body: bytes, w: asyncio.StreamWriter) -> bool:
         """Answer one request; False when the connection must end."""
+        if method == "GET" and path.endswith("/stats"):  # what the stub has injected so far
+            self.send(w, 200, self.counts)
+            return True
         if method == "GET" and path.endswith("/models"):
             self.send(w, 200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
             return True
@@ -80,15 +85,20 @@ class Stub:
         return True
 
     def raw(self, w: asyncio.StreamWriter, status: int, data: bytes, ctype: str) -> None:
-        w.write(f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}"
-                "\r\n\r\n".encode() + data)
+        w.write(
+            f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}"
+            "\r\n\r\n".encode()
+            + data
+        )
 
     def send(self, w: asyncio.StreamWriter, status: int, obj: dict) -> None:
         self.raw(w, status, json.dumps(obj).encode(), "application/json")
 
     async def stream(self, w: asyncio.StreamWriter, req: dict, chat: bool) -> None:
-        w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n")
+        w.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
 
         def chunk(obj: dict | str) -> None:
             data = f"data: {obj if isinstance(obj, str) else json.dumps(obj)}\n\n".encode()
@@ -104,11 +114,15 @@ class Stub:
                     choice["delta"] = {"content": piece}
                 else:
                     choice["text"] = piece
-                    choice["logprobs"] = ({"tokens": [piece], "token_logprobs": [-0.1]}
-                                          if req.get("logprobs") is not None else None)
+                    choice["logprobs"] = (
+                        {"tokens": [piece], "token_logprobs": [-0.1]}
+                        if req.get("logprobs") is not None
+                        else None
+                    )
                 chunk({"id": "stub", "object": "chunk", "model": "stub", "choices": [choice]})
-        chunk({"id": "stub", "object": "chunk", "model": "stub", "choices": [],
-               "usage": usage(req)})
+        chunk(
+            {"id": "stub", "object": "chunk", "model": "stub", "choices": [], "usage": usage(req)}
+        )
         chunk("[DONE]")
         w.write(b"0\r\n\r\n")
 
@@ -126,17 +140,27 @@ def completion(req: dict, chat: bool) -> dict:
     choices = []
     for i in range(n):
         if chat:
-            choices.append({"index": i, "message": {"role": "assistant", "content": TEXT},
-                            "finish_reason": "stop"})
+            choices.append(
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": TEXT},
+                    "finish_reason": "stop",
+                }
+            )
         else:
             lp = None
             if req.get("logprobs") is not None:
                 toks = [w if j == 0 else " " + w for j, w in enumerate(words)]
                 lp = {"tokens": toks, "token_logprobs": [-0.1] * len(toks)}
             choices.append({"index": i, "text": TEXT, "finish_reason": "stop", "logprobs": lp})
-    return {"id": "stub", "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()), "model": req.get("model", "stub"),
-            "choices": choices, "usage": usage(req)}
+    return {
+        "id": "stub",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": req.get("model", "stub"),
+        "choices": choices,
+        "usage": usage(req),
+    }
 
 
 async def main() -> None:
