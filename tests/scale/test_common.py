@@ -61,3 +61,15 @@ def test_score_candidates_and_best(task, problem):
     assert cands[0].step_scores == [0.0, 0.0] and cands[1].step_scores == [1.0, 1.0]
     assert best_scored(cands, "last") is cands[1]
     assert compute.verifier_tokens == 0 and compute.verifier_flops == 0.0
+
+
+def test_apportion_and_split_usage_are_exact():
+    from testtime.backends.base import Usage
+    from testtime.scale.common import apportion, split_usage
+
+    assert apportion(10, [1, 1, 1]) == [4, 3, 3]
+    assert sum(apportion(7, [0.2, 0.5, 0.3])) == 7 and apportion(0, [1, 2]) == [0, 0]
+    comps = [[Completion("a" * 5, "stop", 5)] * 2, [Completion("b" * 20, "stop", 20)]]
+    parts = split_usage(Usage(30, 30, 1), ["x" * 10, "y" * 20], comps)
+    assert [(u.prompt_tokens, u.completion_tokens) for u in parts] == [(10, 10), (20, 20)]
+    assert sum(u.calls for u in parts) == 1

@@ -50,8 +50,8 @@ def test_subsampled_majority_matches_brute_force(task, tmp_path):
         verifier=get_verifier("oracle", task=task), difficulties=[3], limit=6,
         max_subsets=1000, show_progress=False,
     )
-    # One shared pool of 5 per problem, sampled in one call.
-    assert len(gen.calls) == 6 and all(p.n == 5 for _, p in gen.calls)
+    # One shared pool of 5 per problem; all six pools sampled in one batched call.
+    assert len(gen.calls) == 1 and len(gen.calls[0][0]) == 6 and gen.calls[0][1].n == 5
     rows = {(r["strategy"], r["n"]): r for r in out.rows}
     assert ("sample", 1) in rows and ("sample", 2) not in rows
     assert rows[("sample", 1)]["accuracy"] == pytest.approx(0.4)
@@ -97,15 +97,17 @@ def test_interrupted_run_writes_nothing_and_resumes(task, tmp_path):
 
     gen.generate = flaky
     with pytest.raises(KeyboardInterrupt):
-        scale(task, gen, ["majority"], [4], tmp_path, difficulties=[3], limit=6, show_progress=False)
+        scale(task, gen, ["majority"], [4], tmp_path, difficulties=[3], limit=6,
+              batch_samples=4, show_progress=False)
     assert not (tmp_path / "results.json").exists() and not (tmp_path / "report.md").exists()
     budget["left"] = 100
-    scale(task, gen, ["majority"], [4], tmp_path, difficulties=[3], limit=6, show_progress=False)
-    assert len(gen.calls) == 6  # 3 before the interruption + the 3 missing pools
+    scale(task, gen, ["majority"], [4], tmp_path, difficulties=[3], limit=6,
+          batch_samples=8, show_progress=False)
+    assert [len(prompts) for prompts, _ in gen.calls] == [1, 1, 1, 2, 1]  # 3 stored, then the 3 missing ones, two per call
     assert (tmp_path / "results.json").exists()
     # a finished run is not regenerated, and other strategies reuse its pools
     scale(task, gen, ["majority", "sample"], [4], tmp_path, difficulties=[3], limit=6, show_progress=False)
-    assert len(gen.calls) == 6
+    assert len(gen.calls) == 5
 
 
 def test_plan_validates_before_generating(task):

@@ -16,6 +16,7 @@ from testtime.backends.base import (
     FinishCallback,
     Generator,
     SamplingParams,
+    Usage,
 )
 from testtime.scale.base import Candidate, Compute
 from testtime.tasks.base import Problem, Task
@@ -41,6 +42,30 @@ def check_positive(name: str, value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def apportion(total: int, weights: Sequence[float]) -> list[int]:
+    """Split integer ``total`` in proportion to ``weights`` (largest remainder), so the
+    parts are integers that sum to ``total`` exactly."""
+    if not weights:
+        raise ValueError("nothing to apportion to")
+    norm = sum(weights)
+    shares = [total * w / norm for w in weights] if norm > 0 else [total / len(weights)] * len(weights)
+    parts = [int(s) for s in shares]
+    by_remainder = sorted(range(len(shares)), key=lambda i: parts[i] - shares[i])
+    for i in by_remainder[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+def split_usage(usage: Usage, prompts: Sequence[str], completions: Sequence[Sequence[Completion]]) -> list[Usage]:
+    """Attribute one batched call's usage to its prompts: prompt tokens in proportion
+    to prompt length, completion tokens to each prompt's own samples, and the call to
+    as many prompts as there were calls (so per-prompt means stay exact)."""
+    prompt = apportion(usage.prompt_tokens, [len(p) for p in prompts])
+    done = apportion(usage.completion_tokens, [sum(c.num_tokens for c in cs) for cs in completions])
+    calls = apportion(usage.calls, [1.0] * len(prompts))
+    return [Usage(p, c, k) for p, c, k in zip(prompt, done, calls, strict=True)]
 
 
 def to_candidate(completion: Completion, task: Task) -> Candidate:

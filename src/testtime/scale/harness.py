@@ -205,6 +205,7 @@ def run_scale(
     verifier: Verifier | None = None,
     backend: str = "",
     max_subsets: int = 16,
+    batch_samples: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> list[Record]:
     """Generate (or resume) everything ``plan`` needs and evaluate every budget.
@@ -212,7 +213,8 @@ def run_scale(
     The run directory's store is fingerprinted with what changes the generated
     text (task, backend, verifier, strategy options incl. seed); strategies,
     budgets, difficulties and the problem limit may change between resumptions.
-    ``progress(k)`` is called as k problems' worth of work finishes.
+    Pools are sampled for several problems per call (about ``batch_samples``
+    sequences per call). ``progress(k)`` is called as k problems' worth of work finishes.
     """
     step = progress or (lambda _k: None)
     seed = int(plan.options.get("seed") or 0)
@@ -224,7 +226,9 @@ def run_scale(
     with RunStore(out_dir, config) as store:
         for difficulty, problems in plan.problems.items():
             for group in plan.groups:
-                pools = _sample_pools(store, group, problems, generator, plan.task, verifier, step)
+                pools = _sample_pools(
+                    store, group, problems, generator, plan.task, verifier, step, batch_samples
+                )
                 for name in group.members:
                     records += _evaluate_pool_strategy(
                         plan, name, group, difficulty, problems, pools, max_subsets, seed
@@ -246,33 +250,40 @@ def _sample_pools(
     task: Task,
     verifier: Verifier | None,
     step: Callable[[int], None],
+    batch_samples: int,
 ) -> list[dict[str, Any]]:
-    def sample(problem: Problem) -> dict[str, Any]:
-        policy, verify = Compute(), Compute()
-        start = time.perf_counter()
-        pool = group.sampler.sample_pool(
-            problem, generator, task, group.size, policy, logprobs=group.logprobs
-        )
-        policy.wall_s = time.perf_counter() - start
-        if group.scored:
-            assert verifier is not None  # make_plan checked
-            start = time.perf_counter()
-            score_candidates(pool, problem, verifier, verify)
-            verify.wall_s = time.perf_counter() - start
-        step(1)
-        return {
-            "candidates": [asdict(c) for c in pool],
-            "policy": policy.to_dict(),
-            "verifier": verify.to_dict(),
-        }
-
-    by_key = {
-        store.key("pool", group.key, group.size, group.logprobs, group.scored, p.id): p
+    """Each problem's pool, from the store or sampled now — several problems per
+    batched call (about ``batch_samples`` sequences) — and committed as it comes."""
+    keys = [
+        store.key("pool", group.key, group.size, group.logprobs, group.scored, p.id)
         for p in problems
-    }
-    done = sum(k in store for k in by_key)
-    step(done)
-    return resumable_map(store, list(by_key), lambda k: sample(by_key[k]))
+    ]
+    missing = [i for i, k in enumerate(keys) if k not in store]
+    step(len(problems) - len(missing))
+    per_call = max(1, batch_samples // group.size)
+    for start in range(0, len(missing), per_call):
+        chunk = [problems[i] for i in missing[start : start + per_call]]
+        began = time.perf_counter()
+        pools = group.sampler.sample_pools(
+            chunk, generator, task, group.size, logprobs=group.logprobs
+        )
+        wall = (time.perf_counter() - began) / len(chunk)
+        for i, problem, (pool, used) in zip(missing[start:], chunk, pools, strict=False):
+            policy, verify = Compute(wall_s=wall), Compute()
+            policy.add_usage(used, generator)
+            if group.scored:
+                assert verifier is not None  # make_plan checked
+                began = time.perf_counter()
+                score_candidates(pool, problem, verifier, verify)
+                verify.wall_s = time.perf_counter() - began
+            value = {
+                "candidates": [asdict(c) for c in pool],
+                "policy": policy.to_dict(),
+                "verifier": verify.to_dict(),
+            }
+            store.put(keys[i], value)
+        step(len(chunk))
+    return [store.get(k) for k in keys]
 
 
 def _evaluate_pool_strategy(
@@ -417,6 +428,7 @@ def scale(
     options: dict[str, Any] | None = None,
     backend: str = "",
     max_subsets: int = 16,
+    batch_samples: int = 64,
     bootstrap: int = 1000,
     show_progress: bool = True,
 ) -> ScaleOutput:
@@ -436,7 +448,8 @@ def scale(
         job = bar.add_task(f"scale {task.name}", total=count_work(plan))
         records = run_scale(
             plan, generator, out_dir, verifier=verifier, backend=backend,
-            max_subsets=max_subsets, progress=lambda k: bar.advance(job, k),
+            max_subsets=max_subsets, batch_samples=batch_samples,
+            progress=lambda k: bar.advance(job, k),
         )
     rows = summarise(records, bootstrap=bootstrap, seed=seed)
     out = Path(out_dir)
