@@ -146,7 +146,7 @@ def train_itta(
                 align.backward()
                 opt.step()
                 if log is not None:
-                    log(step, float(align))
+                    log(step, align.item())
                 step += 1
                 if step >= steps:
                     break

@@ -86,7 +86,7 @@ def train_label_shift_adapter(
         loss.backward()
         opt.step()
         if log is not None:
-            log(step, float(loss))
+            log(step, loss.item())
     adapter.requires_grad_(False)
     return adapter
 
