@@ -20,3 +20,9 @@ def test_shipped_subset_is_reproducible_from_the_shared_copy(tmp_path):
     with np.load(path) as new, np.load(demo.DEMO_PATH) as shipped:
         for key in ("jpeg", "offsets", "labels", "indices"):
             np.testing.assert_array_equal(new[key], shipped[key])
+
+
+def test_test_set_falls_back_to_the_shipped_subset(monkeypatch):
+    monkeypatch.setattr(demo, "default_source", lambda: None)
+    x, y, idx = demo.load_test_set()
+    assert len(x) == len(y) == len(idx) == 1000

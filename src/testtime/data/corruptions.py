@@ -125,8 +125,9 @@ def _clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
 def _line_blur(x: np.ndarray, radius: int, sigma: float, angles_deg: np.ndarray) -> np.ndarray:
     """Motion blur: a one-sided line kernel of ``2·radius + 1`` Gaussian-weighted taps.
 
-    Each image of ``x`` [N,H,W,C] has its own angle; taps sit at the nearest pixel
-    along the line and the image edge is replicated (ImageMagick's default).
+    Each image of ``x`` [N,H,W,C] has its own angle a; like ImageMagick, tap i reads
+    the pixel nearest to p + i·(cos a, sin a) (x right, y down), with the image
+    edge replicated.
     """
     n, h, w, _ = x.shape
     taps = 2 * radius + 1
@@ -142,7 +143,7 @@ def _line_blur(x: np.ndarray, radius: int, sigma: float, angles_deg: np.ndarray)
         offsets, group = np.unique(np.stack([dy, dx], axis=1), axis=0, return_inverse=True)
         for g, (oy, ox) in enumerate(offsets):
             sel = np.flatnonzero(group.ravel() == g)
-            out[sel] += wt * padded[sel, taps - oy : taps - oy + h, taps - ox : taps - ox + w]
+            out[sel] += wt * padded[sel, taps + oy : taps + oy + h, taps + ox : taps + ox + w]
     return out
 
 
