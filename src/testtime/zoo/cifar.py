@@ -419,7 +419,6 @@ def train_cifar(
                 entry["test_acc"] = evaluate(model, vx, vy)
                 model.train()
             history.append(entry)
-            log(json.dumps(entry))
             _save_checkpoint(
                 ckpt_path,
                 {
@@ -427,6 +426,7 @@ def train_cifar(
                     "epoch": epoch + 1, "history": history, "wall_s": wall,
                 },
             )  # fmt: skip
+            log(json.dumps(entry))
 
     model.eval()
     card = {
@@ -435,6 +435,9 @@ def train_cifar(
         "wall_s": wall,
         "test_acc": history[-1].get("test_acc", float("nan")),
         "train_images": len(train_x),
+        # The keys `testtime zoo train` prints: no checkpoint selection, the last epoch ships.
+        "steps_trained": steps_per_epoch * cfg.epochs,
+        "selected": f"last epoch ({cfg.epochs})",
     }
     export_model(model.to(memory_format=torch.contiguous_format), out, name, card)
     atomic_write_json(out / "card.json", card)
