@@ -72,11 +72,13 @@ def test_verifier_guided_strategy_with_a_task(make_server) -> None:
     assert resp.usage.model_extra["testtime"]["verifier"] == "oracle"
 
 
-def test_multiple_prompts_give_one_choice_each(make_server) -> None:
+def test_multiple_prompts_and_choices(make_server) -> None:
     url = make_server(ScriptedGenerator(lambda p, c, i: f"answer: {p.strip()}"))
-    resp = client(url).completions.create(model="majority-2/tiny", prompt=["a", "b"])
-    assert [ch.text for ch in resp.choices] == ["answer: a", "answer: b"]
-    assert resp.usage.model_extra["testtime"]["candidates"] == 4
+    resp = client(url).completions.create(model="majority-2/tiny", prompt=["a", "b"], n=2)
+    # n independent strategy runs per prompt, prompt-major like OpenAI
+    assert [ch.text for ch in resp.choices] == ["answer: a", "answer: a", "answer: b", "answer: b"]
+    assert [ch.index for ch in resp.choices] == [0, 1, 2, 3]
+    assert resp.usage.model_extra["testtime"]["candidates"] == 8
 
 
 def test_streaming_chat_and_completions(make_server) -> None:

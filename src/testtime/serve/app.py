@@ -211,7 +211,7 @@ def create_app(
         cancel = CancelToken()
         try:
             job = asyncio.wrap_future(
-                engine.executor.submit(engine.run, plan, req.prompts(), cancel)
+                engine.executor.submit(engine.run, plan, req.choice_prompts(), cancel)
             )
         except BaseException:
             limiter.release(key)

@@ -12,6 +12,9 @@ from testtime.serve.engine import Outcome
 from testtime.serve.errors import APIError
 
 
+MAX_CHOICES = 64
+
+
 class _Lenient(BaseModel):
     # Clients send many optional OpenAI fields (presence_penalty, user, ...); unknown
     # ones are ignored, the ones that would change the result are validated below.
@@ -44,9 +47,8 @@ class _Request(_Lenient):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
-    n: int = Field(
-        1, ge=1, le=1, description="one choice per prompt; use a strategy for more samples"
-    )
+    # Choices per prompt, each an independent run of the strategy (OpenAI semantics).
+    n: int = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool = False
     stream_options: StreamOptions | None = None
     seed: int | None = None
@@ -86,6 +88,13 @@ class _Request(_Lenient):
                     raise APIError(400, f"{key!r} given twice with different values", param=key)
                 out[key] = value
         return out
+
+    def choice_prompts(self) -> list[str]:
+        """One prompt per returned choice, prompt-major like OpenAI's choice indices."""
+        return [p for p in self.prompts() for _ in range(self.n)]
+
+    def prompts(self) -> list[str]:
+        raise NotImplementedError
 
     @property
     def include_usage(self) -> bool:
