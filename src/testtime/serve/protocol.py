@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from testtime.serve.engine import Outcome
 from testtime.serve.errors import APIError
 
-
 MAX_CHOICES = 64
 
 
