@@ -51,7 +51,8 @@ class LocalGenerator(Generator):
 
     ``add_bos=None`` prepends the tokenizer's BOS token when it has one distinct
     from EOS (TinyReasoner is trained on ``<bos> prompt solution <eos>``; plain
-    GPT-2, whose BOS is its EOS, is prompted without it)."""
+    GPT-2, whose BOS is its EOS, is prompted without it). ``ignore_eos`` samples
+    through EOS (fixed-length samples for throughput benchmarks)."""
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class LocalGenerator(Generator):
         dtype: str | torch.dtype = "float32",
         max_batch: int = 256,
         add_bos: bool | None = None,
+        ignore_eos: bool = False,
     ) -> None:
         from transformers import AutoTokenizer
 
@@ -88,6 +90,8 @@ class LocalGenerator(Generator):
         self.eos_ids |= set(cfg_eos if isinstance(cfg_eos, list) else [cfg_eos]) - {None}
         if add_bos is None:
             add_bos = tok.bos_token_id is not None and tok.bos_token_id not in self.eos_ids
+        if ignore_eos:
+            self.eos_ids = set()
         self.add_bos = add_bos
         self.detok = Detokenizer(tok)
         self.max_batch = max_batch
@@ -109,6 +113,8 @@ class LocalGenerator(Generator):
                 .eval()
             )
             self._num_params = sum(p.numel() for p in self.hf_model.parameters())
+            if ignore_eos:  # generate() would otherwise fall back to the config's EOS
+                self.hf_model.generation_config.eos_token_id = None
 
     @property
     def num_parameters(self) -> int:

@@ -1,0 +1,167 @@
+"""Sampling throughput of the local engines: generated tokens/s at several batch sizes,
+lean sampler vs plain transformers ``generate()``, next to a compute limit.
+
+Limit: a decoder spends ~2 x parameters FLOPs per token (Kaplan et al. 2020), so
+``limit tokens/s = matmul FLOP/s / (2 x parameters)``, with the FLOP/s of a large
+fp32 matmul measured on the same threads. Samples are fixed-length (EOS ignored,
+``--max-tokens`` each) so every engine generates the same number of tokens;
+``--natural`` adds runs that stop at EOS.
+
+    python benchmarks/throughput.py [--model DIR] [--batches 1,16,64,256] [--threads 1]
+
+Uses TinyReasoner when its weights exist, else a randomly initialised GPT-2 of
+the same configuration (flagged ``random_init`` in the results). Writes
+benchmarks/results/throughput.json (atomically) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from testtime.backends import embedded_model_dir
+from testtime.backends.base import BackendError, SamplingParams
+from testtime.backends.local import LocalGenerator
+from testtime.store.atomic import atomic_write_json
+
+RESULTS = Path(__file__).parent / "results" / "throughput.json"
+# TinyReasoner's architecture (testtime.zoo.reasoner defaults), for the random stand-in.
+TINY_REASONER_SHAPE = {"n_layer": 4, "n_embd": 192, "n_head": 6, "n_positions": 512}
+
+
+def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of an n x n fp32 matmul on the current torch threads."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def random_stand_in(directory: Path) -> Path:
+    """A randomly initialised GPT-2 with TinyReasoner's shape and tokenizer."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from testtime.zoo.tokenizer import save_tokenizer
+
+    tok = save_tokenizer(directory)
+    config = GPT2Config(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                        **TINY_REASONER_SHAPE)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(directory)
+    return directory
+
+
+def arith_prompts(count: int, seed: int = 0) -> list[str]:
+    """Prompts in the arith task's format, of varying length (the batch needs padding)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        ops = " ".join(f"{rng.choice('+-*')}{rng.randint(2, 99)}" for _ in range(rng.randint(2, 10)))
+        out.append(f"arith: {rng.randint(0, 999)} {ops}\n")
+    return out
+
+
+def measure(gen: LocalGenerator, batch: int, max_tokens: int, repeats: int) -> dict:
+    prompts = arith_prompts(batch)
+    params = SamplingParams(temperature=1.0, max_tokens=max_tokens, seed=0)
+    best = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = gen.generate(prompts, params)
+        dt = time.perf_counter() - t0
+        if best is None or dt < best[0]:
+            best = (dt, res.usage)
+    dt, usage = best
+    return {"batch": batch, "seconds": round(dt, 4), "generated_tokens": usage.completion_tokens,
+            "prompt_tokens": usage.prompt_tokens,
+            "tokens_per_s": round(usage.completion_tokens / dt, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="HF GPT-2 directory (default: TinyReasoner)")
+    ap.add_argument("--batches", default="1,16,64,256")
+    ap.add_argument("--engines", default="lean,hf")
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2, help="best of this many runs")
+    ap.add_argument("--natural", action="store_true", help="also measure with EOS honoured")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    batches = [int(b) for b in args.batches.split(",")]
+    engines = args.engines.split(",")
+
+    tmp = None
+    random_init = False
+    if args.model:
+        model_dir = Path(args.model)
+    else:
+        try:
+            model_dir = embedded_model_dir()
+        except BackendError:
+            tmp = tempfile.TemporaryDirectory()
+            model_dir, random_init = random_stand_in(Path(tmp.name)), True
+            print("TinyReasoner weights not found: measuring a RANDOM GPT-2 of the same shape")
+
+    flops = matmul_flops()
+    rows = []
+    modes = [("fixed", True)] + ([("natural", False)] if args.natural else [])
+    for engine in engines:
+        for mode, ignore_eos in modes:
+            gen = LocalGenerator(model_dir, engine=engine, ignore_eos=ignore_eos)
+            limit = flops / (2 * gen.num_parameters)
+            gen.generate(arith_prompts(4), SamplingParams(max_tokens=8, seed=0))  # warm-up
+            for b in batches:
+                r = measure(gen, b, args.max_tokens, args.repeats)
+                r.update(engine=engine, mode=mode, limit_tokens_per_s=round(limit, 1),
+                         fraction_of_limit=round(r["tokens_per_s"] / limit, 4))
+                rows.append(r)
+                print(f"{engine:>4} {mode:>7} batch {b:>4}: {r['tokens_per_s']:>9.1f} tok/s "
+                      f"= {100 * r['fraction_of_limit']:5.1f}% of limit {limit:,.0f} tok/s",
+                      flush=True)
+
+    result = {
+        "machine": {"threads": args.threads, "matmul_gflops": round(flops / 1e9, 2),
+                    "torch": torch.__version__, "cpu": platform.processor() or platform.machine()},
+        "model": {"dir": str(model_dir) if not random_init else "random stand-in",
+                  "random_init": random_init, "parameters": gen.num_parameters,
+                  **({"shape": TINY_REASONER_SHAPE} if random_init else {})},
+        "max_tokens": args.max_tokens,
+        "target": "lean at batch 64 >= 25% of the limit",
+        "results": rows,
+    }
+    lean64 = [r for r in rows if r["engine"] == "lean" and r["batch"] == 64 and r["mode"] == "fixed"]
+    if lean64:
+        result["target_met"] = lean64[0]["fraction_of_limit"] >= 0.25
+    atomic_write_json(args.out, result)
+
+    print(f"\nmatmul: {flops / 1e9:.1f} GFLOP/s on {args.threads} thread(s); "
+          f"{gen.num_parameters:,} parameters{' (random init)' if random_init else ''}")
+    print(f"{'engine':>6} {'mode':>7} {'batch':>5} {'tok/s':>9} {'limit':>9} {'%limit':>7}")
+    for r in rows:
+        print(f"{r['engine']:>6} {r['mode']:>7} {r['batch']:>5} {r['tokens_per_s']:>9.0f} "
+              f"{r['limit_tokens_per_s']:>9.0f} {100 * r['fraction_of_limit']:>6.1f}%")
+    speedup = {r["batch"]: r["tokens_per_s"] for r in rows if r["engine"] == "lean"
+               and r["mode"] == "fixed"}
+    for r in rows:
+        if r["engine"] == "hf" and r["mode"] == "fixed" and r["batch"] in speedup:
+            print(f"lean / hf at batch {r['batch']}: {speedup[r['batch']] / r['tokens_per_s']:.1f}x")
+    print(f"wrote {args.out}")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
