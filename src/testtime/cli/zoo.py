@@ -26,7 +26,7 @@ def list_models() -> None:
 @zoo_app.command()
 def train(
     name: Annotated[str, typer.Argument(help="model to train, e.g. reasoner")],
-    steps: Annotated[int | None, typer.Option(help="optimizer steps (default: the model's own)")] = None,
+    steps: Annotated[int | None, typer.Option(help="optimizer steps; epochs for resnet-bn/-gn (default: the model's own)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the initialisation and the data stream")] = 0,
     out: Annotated[Path | None, typer.Option(help="output directory (default runs/zoo/<name>)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the checkpoint in --out")] = False,

@@ -27,3 +27,26 @@ def _train_reasoner(
     from testtime.zoo.reasoner import train_reasoner
 
     return train_reasoner(out, steps=steps, seed=seed, resume=resume, threads=threads)
+
+
+def _cifar_trainer(name: str):
+    def train(
+        out: Path, steps: int | None, seed: int, resume: bool, threads: int
+    ) -> dict[str, Any]:
+        from testtime.zoo.cifar import train_cifar
+
+        # For the CIFAR ResNets `--steps` counts epochs (the one-cycle schedule spans them).
+        return train_cifar(name, out, epochs=steps, seed=seed, resume=resume, threads=threads)
+
+    return train
+
+
+for _name in ("resnet-bn", "resnet-gn"):
+    TRAINERS.register(_name)(_cifar_trainer(_name))
+
+
+def load_cifar_model(name: str = "resnet-bn") -> Any:
+    """The shipped CIFAR-10 ResNet ``name`` (resnet-bn | resnet-gn) in eval mode; inputs float [0, 1] NCHW."""
+    from testtime.zoo.cifar import load_cifar_model as load
+
+    return load(name)
