@@ -86,7 +86,7 @@ def test_chat_mode_and_async_use_inside_a_running_loop(stub, lean_gen):
     assert stub.stats.bodies[-1]["logprobs"] is True and "messages" in stub.stats.bodies[-1]
 
 
-def test_cancel_closes_the_stream_and_counts_received_tokens(stub):
+def test_cancel_closes_the_stream_and_counts_received_tokens(stub, tiny_model_dir):
     stub.token_delay_s = 0.05  # 60 tokens would take 3 s
     cancel = CancelToken()
     threading.Timer(0.4, cancel.cancel).start()
@@ -100,7 +100,6 @@ def test_cancel_closes_the_stream_and_counts_received_tokens(stub):
     comps = res.completions[0]
     assert all(c.finish_reason == "cancelled" and 0 < c.num_tokens < 60 for c in comps)
     assert res.usage.completion_tokens == sum(c.num_tokens for c in comps)
-    assert res.usage.prompt_tokens > 0  # estimated: the cancelled stream had no usage
     deadline = time.monotonic() + 2
     while stub.stats.closed_early == closed_before and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -197,6 +196,8 @@ def test_unreachable_server_and_key_from_env(monkeypatch):
     with pytest.raises(BackendError, match="connection error"):
         gen.generate(["x"], SamplingParams(max_tokens=2))
     gen.close()
+    with pytest.raises(NotImplementedError, match="tokenizer"):
+        gen.count_tokens("abc")  # as the Generator interface says for "cannot count"
     with pytest.raises(ValueError, match="MY_KEY"):
         OpenAIGenerator("http://x/v1", model="m", api_key_env="MY_KEY")
     monkeypatch.setenv("MY_KEY", "sk-env")

@@ -46,7 +46,6 @@ from testtime.backends.base import (
     GenerationResult,
     Generator,
     SamplingParams,
-    UnsupportedCapability,
     Usage,
 )
 
@@ -168,7 +167,8 @@ class OpenAIGenerator(Generator):
 
     def count_tokens(self, text: str) -> int:
         if self.tokenizer is None:
-            raise UnsupportedCapability(
+            # NotImplementedError, as the Generator interface documents for "cannot count".
+            raise NotImplementedError(
                 f"backend {self.name!r} counts tokens only with a tokenizer (option tokenizer=...)"
             )
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -466,6 +466,8 @@ class OpenAIGenerator(Generator):
                 job.usage_seen = True
                 usage.prompt_tokens += int(u.get("prompt_tokens", 0))
                 usage.completion_tokens += int(u["completion_tokens"])
+                if len(self._prompt_tokens) > 10_000:  # bound the memo on long runs
+                    self._prompt_tokens.clear()
                 self._prompt_tokens[prompt] = int(u.get("prompt_tokens", 0))
         for j in pending:
             if samples[j].reason is None:  # stream ended without a finish reason
