@@ -236,21 +236,45 @@ def train_reasoner(
             if done == stop_after and done < config.steps:
                 return {"steps_trained": done, "complete": False, "history": state.history}
 
-    assert selected_weights is not None and state.selected is not None
-    model.load_state_dict(selected_weights)
+    assert selected_weights is not None
+    return _export(model, selected_weights, state, config, seed, out)
+
+
+def export_checkpoint(out: str | Path, to: str | Path | None = None) -> dict[str, Any]:
+    """Write the Hugging Face directory of the checkpoint selected so far by the
+    (possibly still running or killed) training run in ``out``, into ``to``."""
+    out = Path(out)
+    ckpt = torch.load(out / "checkpoints" / CHECKPOINT, weights_only=False)
+    config = ReasonerConfig(**{**ckpt["config"], "window": tuple(ckpt["config"]["window"])})
+    model = build_model(config, build_tokenizer())
+    return _export(model, ckpt["selected_weights"], _State(**ckpt["state"]), config, ckpt["seed"], Path(to or out))
+
+
+def _export(
+    model: GPT2LMHeadModel,
+    weights: dict[str, torch.Tensor],
+    state: _State,
+    config: ReasonerConfig,
+    seed: int,
+    out: Path,
+) -> dict[str, Any]:
+    assert state.selected is not None
+    model.load_state_dict(weights)
     info = {
         "model": "tiny-reasoner",
         "seed": seed,
         "config": asdict(config),
         "parameters": sum(p.numel() for p in model.parameters()),
         "steps_trained": state.step,
-        "complete": True,
+        "complete": state.step == config.steps,
         "selected": state.selected,
         "history": state.history,
         "wall_s": round(state.wall_s, 1),
         "threads": torch.get_num_threads(),
-        "mixture": {"families": {k: {"share": w, "difficulties": list(d)} for k, (w, d) in MIXTURE.items()},
-                    "kinds": KINDS},
+        "mixture": {
+            "families": {k: {"share": w, "difficulties": list(d)} for k, (w, d) in MIXTURE.items()},
+            "kinds": KINDS,
+        },
     }
     save_model_dir(model, out, info)
     return info
@@ -316,7 +340,8 @@ def write_model_card(out: Path) -> None:
         f"- seed {info['seed']}; {info['steps_trained']} steps of {c['batch_size']} sequences;"
         f" AdamW lr {c['lr']} (warm-up {c['warmup']}, cosine to {c['min_lr_ratio']}x),"
         f" weight decay {c['weight_decay']}; wall time {info['wall_s'] / 60:.1f} min on"
-        f" {info['threads']} CPU thread(s).",
+        f" {info['threads']} CPU thread(s)"
+        + ("." if info["complete"] else f" (exported mid-run: schedule planned for {c['steps']} steps)."),
         "- Families: "
         + "; ".join(
             f"{k} {v['share']:.0%} (difficulties {v['difficulties'][0]}-{v['difficulties'][-1]})"
