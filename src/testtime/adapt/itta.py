@@ -117,13 +117,16 @@ def train_itta(
     *,
     steps: int = 100,
     lr: float = 1e-3,
+    batch_size: int = 64,
     feature_layer: str | None = None,
     log: Callable[[int, float], None] | None = None,
 ) -> ConsistencyLoss:
     """Train ITTA's consistency loss on labelled source batches, the model frozen:
     minimise 1 − cos(∇_a L_cls, ∇_a L_cons) over the loss's weights, a being the
-    affine maps adapted at test time (identity here). Returns the trained loss; the
-    model is left unchanged (the maps are removed)."""
+    affine maps adapted at test time (identity here). Each step costs a double
+    backward through the network on 2×``batch_size`` images (tensor-pair source data
+    is cut into such batches). Returns the trained loss; the model is left unchanged
+    (the maps are removed)."""
     configure_norm(model, "frozen")
     branches = _Branches(model, feature_layer)
     params = list(branches.maps.parameters())
@@ -133,7 +136,7 @@ def train_itta(
     try:
         while step < steps:
             start = step
-            for x, y in iter_source_batches(source_data, method="ITTA training"):
+            for x, y in iter_source_batches(source_data, batch_size, method="ITTA training"):
                 device = params[0].device
                 logits, z, z_aug = branches(x.to(device))
                 if loss_fn is None:

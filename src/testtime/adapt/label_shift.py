@@ -18,13 +18,14 @@ from torch import Tensor, nn
 
 from testtime.adapt.base import ADAPT_METHODS, AdaptMethod, SourceData, iter_source_batches
 from testtime.adapt.common import make_optimizer, softmax_entropy
-from testtime.adapt.params import collect_norm_params, configure_norm, find_classifier
+from testtime.adapt.params import collect_norm_params, configure_norm
 
 
 class LabelShiftAdapter(nn.Module):
-    """π ↦ (s, b): the head's logits become ``logits·(1 + s) + b``, i.e. the head's
-    weights are replaced by (1 + s)·W and its bias by (1 + s)·b₀ + b. An MLP on log π;
-    its last layer is zero-initialised, so an untrained adapter is the identity."""
+    """π ↦ (s, b): the logits become ``logits·(1 + s) + b``; for a linear head this
+    replaces its weights by (1 + s)·W and its bias by (1 + s)·b₀ + b. An MLP on log π;
+    its last layer is zero-initialised, so an untrained adapter is the identity. It is
+    applied to the model's output, so heads followed by a fixed scale work too."""
 
     def __init__(self, num_classes: int, hidden: int = 64) -> None:
         super().__init__()
@@ -115,7 +116,6 @@ class LabelShiftTTA(AdaptMethod):
         optimizer: str = "adam",
         prior_momentum: float = 0.9,
         train_steps: int = 2000,
-        feature_layer: str | None = None,
     ) -> None:
         if adapter is None:
             if source_data is None:
@@ -127,20 +127,14 @@ class LabelShiftTTA(AdaptMethod):
         self.adapter = adapter
         self.prior_momentum = prior_momentum
         self.register_buffer("prior", adapter.source_prior.detach().clone())
-        self.head = find_classifier(model, feature_layer)
-        self._handle = self.head.register_forward_hook(self._adapt_head)
         self.optimizer = make_optimizer(collect_norm_params(model)[0], optimizer, lr)
-
-    def _adapt_head(self, module: nn.Module, args: tuple, out: Tensor) -> Tensor:
-        del module, args
-        return self.adapter(out, self.prior)
 
     def configure(self) -> None:
         configure_norm(self.model, "affine")
         self.adapter.requires_grad_(False)
 
     def forward_and_adapt(self, x: Tensor) -> Tensor:
-        logits = self.model(x)
+        logits = self.adapter(self.model(x), self.prior)
         self.forwards += 1
         loss = softmax_entropy(logits).mean()
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,183 @@
+"""Throughput of every adaptation method next to plain passes of the same network.
+
+    python benchmarks/adapt_throughput.py [--device cpu|cuda] [--batch 200] [--iters 10]
+        [--methods tent,eata,...] [--model resnet-bn] [--threads 1]
+
+Baselines on the same batches: ``forward`` (no grad, eval), ``fwd+bwd all weights``
+(entropy loss, gradients for *all* weights) and ``fwd+bwd norm affine``
+(gradients for the norm-layer affine parameters only, which is what Tent needs).
+Each method's time per batch includes its optimizer step and bookkeeping; setup
+(Fisher, SWA prior, ITTA/label-shift training on ``--source`` images) is timed
+apart. The model is the zoo's CIFAR ResNet (trained weights when shipped, else a
+random initialisation: throughput does not depend on the weights, except that
+CoTTA-style methods augment only when the anchor is unsure, always the case for
+random weights, so their numbers are then worst cases). Columns "× all" / "× affine"
+are baseline time / method time (> 1: faster than the baseline). Writes
+benchmarks/results/adapt_throughput[-<device>].json atomically and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from testtime.adapt import ADAPT_METHODS, NEEDS_SOURCE_DATA, get_method
+from testtime.adapt.common import softmax_entropy
+from testtime.adapt.params import collect_norm_params, configure_norm
+from testtime.store.atomic import atomic_write_json
+from testtime.zoo.cifar import MODELS, build_model, load_cifar_model
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def make_model(name: str, device: torch.device) -> tuple[torch.nn.Module, bool]:
+    try:
+        return load_cifar_model(name).to(device), True
+    except FileNotFoundError:
+        torch.manual_seed(0)
+        return build_model(MODELS[name]).to(device).eval(), False
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(step: Callable[[torch.Tensor], object], batches: list[torch.Tensor], device) -> float:
+    """Seconds per batch, after one warm-up batch."""
+    step(batches[0])
+    sync(device)
+    start = time.perf_counter()
+    for x in batches[1:]:
+        step(x)
+    sync(device)
+    return (time.perf_counter() - start) / (len(batches) - 1)
+
+
+def baselines(model_name: str, batches: list[torch.Tensor], device) -> dict[str, float]:
+    out = {}
+    model, _ = make_model(model_name, device)
+    configure_norm(model, "frozen")
+    with torch.no_grad():
+        out["forward"] = timed(model, batches, device)
+    for label, mode in (("fwd+bwd all weights", "all"), ("fwd+bwd norm affine", "affine")):
+        model, _ = make_model(model_name, device)
+        configure_norm(model, mode)
+
+        def step(x: torch.Tensor, model=model) -> None:
+            softmax_entropy(model(x)).mean().backward()
+
+        out[label] = timed(step, batches, device)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--iters", type=int, default=6, help="timed batches per method (+1 warm-up)")
+    ap.add_argument("--methods", default=",".join(ADAPT_METHODS.names()))
+    ap.add_argument("--model", default="resnet-bn")
+    ap.add_argument(
+        "--source", type=int, default=1000, help="source images for methods that need them"
+    )
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        ADAPT_METHODS.get(m)  # unknown names fail before any work
+
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        torch.rand(args.batch, 3, 32, 32, generator=g).to(device) for _ in range(args.iters + 1)
+    ]
+    source = (
+        torch.rand(args.source, 3, 32, 32, generator=g).to(device),
+        torch.arange(args.source, device=device) % 10,
+    )
+    _, trained = make_model(args.model, device)
+
+    base = baselines(args.model, batches, device)
+    rows = []
+    for name in methods:
+        model, _ = make_model(args.model, device)
+        options = {"source_data": source} if name in NEEDS_SOURCE_DATA or name == "psmt" else {}
+        if name == "itta":
+            options["train_steps"] = 20
+        if name == "label-shift":
+            options["train_steps"] = 500
+        sync(device)
+        t0 = time.perf_counter()
+        method = get_method(name, model, **options)
+        sync(device)
+        setup = time.perf_counter() - t0
+        sec = timed(method, batches, device)
+        passes = len(batches)
+        rows.append(
+            {
+                "method": name,
+                "setup_s": round(setup, 3),
+                "s_per_batch": sec,
+                "images_per_s": args.batch / sec,
+                "forwards_per_batch": method.forwards / passes,
+                "backwards_per_batch": method.backwards / passes,
+                "vs_fwd_bwd_all": base["fwd+bwd all weights"] / sec,
+                "vs_fwd_bwd_norm_affine": base["fwd+bwd norm affine"] / sec,
+                "trainable_params": sum(p.numel() for p in collect_norm_params(model)[0]),
+            }
+        )
+        print(f"{name}: {args.batch / sec:.0f} img/s", flush=True)
+
+    result = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor(),
+        "threads": args.threads,
+        "batch": args.batch,
+        "model": args.model,
+        "trained_weights": trained,
+        "torch": torch.__version__,
+        "baselines_s_per_batch": base,
+        "methods": rows,
+    }
+    out = args.out or RESULTS / f"adapt_throughput-{device.type}.json"
+    atomic_write_json(out, result)
+
+    table = Table(title=f"adaptation throughput, {args.model}, batch {args.batch}, {device}")
+    for col in (
+        "method",
+        "img/s",
+        "fwd/batch",
+        "bwd/batch",
+        "× fwd+bwd",
+        "× fwd+bwd (affine)",
+        "setup s",
+    ):
+        table.add_column(col, justify="right")
+    for label, s in base.items():
+        table.add_row(label, f"{args.batch / s:.0f}", "", "", "", "", "")
+    for r in rows:
+        table.add_row(
+            r["method"], f"{r['images_per_s']:.0f}", f"{r['forwards_per_batch']:.1f}",
+            f"{r['backwards_per_batch']:.1f}", f"{r['vs_fwd_bwd_all']:.2f}",
+            f"{r['vs_fwd_bwd_norm_affine']:.2f}", f"{r['setup_s']:.1f}",
+        )  # fmt: skip
+    Console().print(table)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
