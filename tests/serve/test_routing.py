@@ -14,6 +14,7 @@ def test_parse_model_names() -> None:
     assert parse_model("best-of-8/tiny", "tiny") == ("best-of-n", {"n": 8})
     assert parse_model("weighted-majority/tiny", "tiny") == ("weighted-majority", {})
     assert parse_model("beam-4x8/tiny", "tiny") == ("beam", {"width": 4, "n": 8})
+    assert parse_model("self-refine-3/tiny", "tiny") == ("self-refine", {"turns": 3})
     # Served model names may contain slashes themselves.
     assert parse_model("ffs-4/org/model-7b", "org/model-7b") == ("ffs", {"n": 4})
 
@@ -24,6 +25,7 @@ def test_parse_model_names() -> None:
         ("nope/tiny", 404, "unknown strategy 'nope'"),
         ("majority-16/other", 404, "not served"),
         ("majority-4x8/tiny", 400, "no beam width"),
+        ("sample-4/tiny", 400, "takes no budget"),
     ],
 )
 def test_bad_model_names(model: str, status: int, fragment: str) -> None:
@@ -53,7 +55,6 @@ def test_plan_merges_prefix_sampling_and_testtime_options() -> None:
     [
         ("majority-4/tiny", {"strategy": "ffs"}, "asks for strategy 'majority'"),
         ("tiny", {"strategy": 3}, "must be a string"),
-        ("sample-4/tiny", {}, "takes no budget n"),
         ("tiny", {"strategy": "majority", "n": 999}, "limit of 64"),
         ("greedy/tiny", {"temperature": 0.5}, "has no option 'temperature'"),
     ],

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from testtime.backends.base import CancelToken, Generator
+from testtime.scale.base import STRATEGIES
 from testtime.serve.engine import Engine, RequestCancelled
 from testtime.serve.errors import APIError, Redactor
 from testtime.serve.protocol import (
@@ -42,7 +43,7 @@ from testtime.serve.protocol import (
     response_body,
     stream_chunks,
 )
-from testtime.serve.routing import make_plan, strategy_names, strategy_params
+from testtime.serve.routing import make_plan, strategy_names
 
 log = logging.getLogger("testtime.serve")
 
@@ -261,9 +262,8 @@ def create_app(
         ids = [served]
         for name in strategy_names():
             ids.append(f"{name}/{served}")
-            params = strategy_params(name)
-            if params is None or "n" in params:
-                ids.append(f"{name}-16/{served}")
+            if getattr(STRATEGIES.get(name), "budget_param", "n") == "n":
+                ids.append(f"{name}-16/{served}")  # e.g. majority-16: 16 samples
         return {
             "object": "list",
             "data": [

@@ -2,10 +2,12 @@
 
 Two ways, combinable, with the library's names and options (``get_strategy``):
 
-* the model name: ``<strategy>-<n>/<model>`` (``majority-16/tiny-reasoner``,
-  ``best-of-8/...`` for ``best-of-n``), ``<strategy>-<M>x<N>/<model>`` (``beam-4x8``:
-  beam width M, N beams), ``<strategy>/<model>`` (the strategy's defaults); the
-  plain model name is one sample (strategy ``sample``);
+* the model name: ``<strategy>-<k>/<model>`` sets the strategy's budget
+  (``Strategy.budget_param``, as in the scaling harness: ``majority-16/tiny-reasoner``
+  = 16 samples, ``best-of-8/...`` for ``best-of-n``, ``self-refine-3`` = 3 turns,
+  ``budget-forcing-256`` = a 256-token thinking budget), ``<strategy>-<M>x<N>/<model>``
+  (``beam-4x16``: beam width M, budget N), ``<strategy>/<model>`` (the strategy's
+  defaults); the plain model name is one sample (strategy ``sample``);
 * a ``testtime`` object in the body (``extra_body={"testtime": {...}}`` in the
   OpenAI client): ``strategy``, ``verifier``, ``task`` and any strategy option
   (``n``, ``aggregation``, ``mode``...). ``strategy``, ``verifier`` and ``task`` are
@@ -104,8 +106,18 @@ def parse_model(model: str, served: str) -> tuple[str, dict[str, Any]]:
     name = _resolve_name(m["name"]) if m else None
     if m is None or name is None:
         raise _unknown_strategy(prefix, 404, "model")
+    # The number sets the strategy's budget: samples n for most, turns for
+    # self-refine, the thinking budget for budget forcing (as in the harness).
+    budget = getattr(STRATEGIES.get(name), "budget_param", "n")
+    if budget is None:
+        raise APIError(
+            400,
+            f"strategy {name!r} takes no budget; use {name}/{served}",
+            code="invalid_model",
+            param="model",
+        )
     if m["b"] is None:
-        return name, {"n": int(m["a"])}
+        return name, {budget: int(m["a"])}
     params = strategy_params(name)
     width = next((w for w in _WIDTH_OPTIONS if params is None or w in params), None)
     if width is None:
@@ -115,7 +127,7 @@ def parse_model(model: str, served: str) -> tuple[str, dict[str, Any]]:
             code="invalid_model",
             param="model",
         )
-    return name, {width: int(m["a"]), "n": int(m["b"])}
+    return name, {width: int(m["a"]), budget: int(m["b"])}
 
 
 def make_plan(
@@ -159,13 +171,6 @@ def make_plan(
                 code="unknown_option",
                 param=f"testtime.{key}",
             )
-    if params is not None and "n" in options and "n" not in params:
-        raise APIError(
-            400,
-            f"strategy {name!r} takes no budget n; use {name}/{served}",
-            code="invalid_model",
-            param="model",
-        )
     # Sampling fields of the request apply where the strategy has them (greedy has no
     # temperature); the testtime object, being explicit, wins over them.
     for key, value in sampling.items():
