@@ -37,7 +37,11 @@ def main() -> None:
     )
     common_args(parser, level=8)
     parser.add_argument("--parts", default="budget,deepening,refine,3d")
-    parser.add_argument("--budgets", default="16,32,64,128,256,512", help="thinking budgets B")
+    parser.add_argument(
+        "--budgets",
+        default="16,32,64,128,192,256,384",
+        help="thinking budgets B (prompt + B must fit the 512-token context)",
+    )
     parser.add_argument("--turns", default="1,2,3,4")
     args = parser.parse_args()
     task, generator, verifier = setup(args)
