@@ -17,6 +17,7 @@ benchmarks/results/throughput.json (atomically) and prints a table.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import tempfile
@@ -134,7 +135,9 @@ def main() -> None:
 
     result = {
         "machine": {"threads": args.threads, "matmul_gflops": round(flops / 1e9, 2),
-                    "torch": torch.__version__, "cpu": platform.processor() or platform.machine()},
+                    "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+                    # other jobs on the machine skew every number; this says how busy it was
+                    "load_average_1min": round(os.getloadavg()[0], 2)},
         "model": {"dir": str(model_dir) if not random_init else "random stand-in",
                   "random_init": random_init, "parameters": gen.num_parameters,
                   **({"shape": TINY_REASONER_SHAPE} if random_init else {})},

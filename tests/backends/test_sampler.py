@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from testtime.backends.base import BackendError, CancelToken, SamplingParams
-from testtime.backends.sampler import Detokenizer, LeanSampler, choose_tokens, plan_chunks
+from testtime.backends.sampler import (
+    Detokenizer,
+    GPT2Shape,
+    KVCache,
+    LeanGPT2,
+    LeanSampler,
+    choose_tokens,
+    plan_chunks,
+)
 
 PROMPTS = ["arith: 7 +3 *2\n", "mul: 347*86\n", "a\n", "countdown: 3 7 25 50 -> 82\n"]
 
@@ -209,3 +217,22 @@ def test_plan_chunks_covers_every_row_once():
     assert sorted(rows) == [(i, j) for i in range(3) for j in range(5)]
     assert all(len(p) * (j1 - j0) <= 4 for p, j0, j1 in chunks)
     assert [p for p, _, _ in plan_chunks([5, 1, 3], n=1, max_batch=2)] == [[1, 2], [0]]
+
+
+def test_weights_from_a_state_dict_and_bad_checkpoints(hf_model, lean_gen):
+    shape = GPT2Shape.from_config(hf_model.config.to_dict())
+    sd = hf_model.state_dict()  # includes the tied lm_head.weight, which must not count twice
+    m = LeanGPT2(shape, sd)
+    n_hf = sum(p.numel() for p in hf_model.parameters())
+    assert m.num_parameters == lean_gen.lean.num_parameters == n_hf
+    ids = torch.tensor([[1, 5, 9, 12]])
+    cache = KVCache(*torch.zeros(2, shape.n_layer, 1, shape.n_head, 4, 16), None)
+    with torch.no_grad():
+        want = hf_model(ids).logits[:, -1]
+    torch.testing.assert_close(
+        m.prefill(ids, torch.zeros(1, dtype=torch.long), cache, 1), want, atol=1e-4, rtol=0
+    )
+    with pytest.raises(ValueError, match="not a GPT-2 config"):
+        GPT2Shape.from_config({"model_type": "llama"})
+    with pytest.raises(ValueError, match="missing tensor 'h.1.ln_1.weight'"):
+        LeanGPT2(shape, {k: v for k, v in sd.items() if "h.1.ln_1.weight" not in k})

@@ -153,7 +153,9 @@ class LeanGPT2:
         self.wte = get("wte.weight")
         self.wpe = get("wpe.weight")
         # GPT-2 ties the LM head to the token embedding; honour an untied head if saved.
-        self.lm_head = get("lm_head.weight") if "lm_head.weight" in sd else self.wte
+        self.lm_head = self.wte
+        if "lm_head.weight" in sd and not torch.equal(sd["lm_head.weight"], sd["wte.weight"]):
+            self.lm_head = get("lm_head.weight")  # an untied head (a full state_dict repeats it)
         self.lnf_w, self.lnf_b = get("ln_f.weight"), get("ln_f.bias")
         self.layers = []
         for i in range(shape.n_layer):
