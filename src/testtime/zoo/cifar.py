@@ -78,8 +78,8 @@ class CifarConfig:
 # The trainable models, by the name used on the command line and in the weights folder.
 MODELS: dict[str, CifarConfig] = {
     # Epochs sized to the shared 2-core machine: the shipped weights come from these defaults.
-    "resnet-bn": CifarConfig(norm="bn", epochs=6),
-    "resnet-gn": CifarConfig(norm="gn", epochs=4),
+    "resnet-bn": CifarConfig(norm="bn", epochs=4),
+    "resnet-gn": CifarConfig(norm="gn", epochs=4, widths=(24, 48, 96, 192)),
 }
 
 
