@@ -10,7 +10,16 @@ import torch
 from testtime.adapt import EATA, ETA
 from testtime.adapt.params import collect_norm_params
 
-from .tiny import changed, images, source_pair, state, tiny_net
+from .tiny import (
+    changed,
+    images,
+    shifted_accuracy,
+    source_pair,
+    state,
+    template_data,
+    tiny_net,
+    trained_net,
+)
 
 
 def test_no_reliable_sample_means_no_update():
@@ -67,3 +76,9 @@ def test_eata_validates_its_options():
         ETA(tiny_net(), source_data=source_pair())
     with pytest.raises(ValueError, match="fisher_alpha must be >= 0"):
         EATA(tiny_net(), source_pair(), fisher_alpha=-1.0)
+
+
+def test_eta_and_eata_adapt_under_shift():
+    x, y = template_data(200, 3)
+    assert shifted_accuracy(ETA(trained_net())) > 0.6
+    assert shifted_accuracy(EATA(trained_net(), (x, y))) > 0.6

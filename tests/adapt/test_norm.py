@@ -8,7 +8,7 @@ from torch import nn
 
 from testtime.adapt import BNAdapt, BNAlpha, Source
 
-from .tiny import changed, images, state, tiny_net
+from .tiny import changed, images, shifted_accuracy, state, tiny_net, trained_net
 
 
 def test_source_is_the_eval_model_and_changes_nothing():
@@ -50,3 +50,10 @@ def test_bn_alpha_interpolates_between_source_and_batch_statistics():
         BNAlpha(tiny_net(), alpha=2.0)
     with pytest.raises(ValueError, match="BatchNorm"):
         BNAlpha(nn.Sequential(nn.Flatten(), nn.Linear(3, 2)))
+
+
+def test_bn_adaptation_recovers_a_covariate_shift():
+    source = shifted_accuracy(Source(trained_net()))
+    assert source < 0.3  # the shift breaks the source statistics
+    assert shifted_accuracy(BNAdapt(trained_net())) > source + 0.5
+    assert shifted_accuracy(BNAlpha(trained_net())) > source + 0.5

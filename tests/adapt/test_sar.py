@@ -7,7 +7,7 @@ from torch import nn
 from testtime.adapt import SAR
 from testtime.adapt.sar import default_exclude
 
-from .tiny import changed, images, state, tiny_net
+from .tiny import changed, images, shifted_accuracy, state, tiny_net, trained_net
 
 
 def test_sar_takes_two_passes_on_norm_affine_and_works_with_batch_one_gn():
@@ -58,3 +58,7 @@ def test_excluded_layers_stay_frozen():
     vit_like.blocks = nn.Sequential(*[nn.LayerNorm(2) for _ in range(12)])
     assert default_exclude(vit_like) == ["blocks.9", "blocks.10", "blocks.11", "norm"]
     assert default_exclude(tiny_net()) == []
+
+
+def test_sar_adapts_under_shift():
+    assert shifted_accuracy(SAR(trained_net())) > 0.6

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from testtime.adapt import Tent
+from testtime.adapt import BNAdapt, Tent
 from testtime.adapt.common import softmax_entropy
 
-from .tiny import changed, images, state, tiny_net
+from .tiny import changed, images, shifted_accuracy, state, tiny_net, trained_net
 
 
 def test_tent_updates_only_norm_affine_and_lowers_entropy():
@@ -42,3 +42,8 @@ def test_sgd_option():
     method = Tent(tiny_net(), optimizer="sgd", lr=2.5e-4)
     assert isinstance(method.optimizer, torch.optim.SGD)
     assert method.optimizer.param_groups[0]["momentum"] == 0.9
+
+
+def test_tent_keeps_the_accuracy_bn_adaptation_recovers():
+    bn = shifted_accuracy(BNAdapt(trained_net()))
+    assert shifted_accuracy(Tent(trained_net())) >= bn - 0.03

@@ -114,14 +114,6 @@ class AdaptMethod(nn.Module):
             self.optimizer.load_state_dict(state["optimizer"])
         self._set_state(state["method"])
 
-    @property
-    def device(self) -> torch.device:
-        for p in self.model.parameters():
-            return p.device
-        for b in self.model.buffers():
-            return b.device
-        return torch.device("cpu")
-
 
 def get_method(name: str, model: nn.Module, **options: Any) -> AdaptMethod:
     """Build the registered adaptation method ``name`` around ``model``."""
