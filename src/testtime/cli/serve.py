@@ -93,9 +93,13 @@ def serve(
             max_concurrency=upstream_concurrency,
         )
     generator = get_generator(f"openai:{upstream}" if remote else upstream, **options)
-    model_name = upstream_model or (
-        "tiny-reasoner" if upstream in ("embedded", "tiny-reasoner") else generator.name
-    )
+    # The name clients ask for: the upstream's model, or the model directory's name.
+    if upstream_model:
+        model_name = upstream_model
+    elif upstream in ("embedded", "tiny-reasoner"):
+        model_name = "tiny-reasoner"
+    else:
+        model_name = Path(upstream).expanduser().resolve().name
     application = create_app(
         generator,
         model_name=model_name,

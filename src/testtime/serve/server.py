@@ -11,11 +11,21 @@ from types import TracebackType
 import uvicorn
 from fastapi import FastAPI
 
+GRACE_S = 5
+
 
 def _config(app: FastAPI, log_level: str) -> uvicorn.Config:
     # No access log: request lines would be noise at load, and nothing secret is
     # in them anyway (keys travel in headers, which are never logged).
-    return uvicorn.Config(app, log_level=log_level, access_log=False, timeout_keep_alive=30)
+    # On shutdown, requests still running after the grace period are cancelled, which
+    # cancels their upstream work (a long strategy run must not hold the exit hostage).
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=GRACE_S,
+    )
 
 
 def serve(app: FastAPI, host: str, port: int, *, log_level: str = "info") -> None:
