@@ -175,6 +175,8 @@ def test_input_validation_errors_are_openai_shaped(make_server) -> None:
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
     bad_json = httpx.post(f"{url}/v1/chat/completions", headers=auth, content=b"{nope")
     assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "invalid_json"
+    deep = httpx.post(f"{url}/v1/chat/completions", headers=auth, content=b"[" * 999 + b"]" * 999)
+    assert deep.status_code == 400 and deep.json()["error"]["code"] == "invalid_json"
     hot = post({"model": "tiny", "messages": [{"role": "user", "content": "q"}], "temperature": 9})
     err = hot.json()["error"]
     assert hot.status_code == 422 and err["param"] == "temperature"

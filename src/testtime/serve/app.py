@@ -111,7 +111,7 @@ async def _read_body(request: Request, limit: int) -> dict[str, Any]:
             raise too_large
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise APIError(400, f"request body is not valid JSON: {err}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise APIError(400, "request body must be a JSON object", code="invalid_json")
