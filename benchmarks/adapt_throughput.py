@@ -6,7 +6,8 @@
 Baselines on the same batches: ``forward`` (no grad, eval), ``fwd+bwd all weights``
 (entropy loss, gradients for *all* weights) and ``fwd+bwd norm affine``
 (gradients for the norm-layer affine parameters only, which is what Tent needs).
-Each method's time per batch includes its optimizer step and bookkeeping; setup
+Times are medians over batches, each method timed in alternation with the
+baselines (ratios use the adjacent baseline times). Each method's time per batch includes its optimizer step and bookkeeping; setup
 (Fisher, SWA prior, ITTA/label-shift training on ``--source`` images) is timed
 apart. The model is the zoo's CIFAR ResNet (trained weights when shipped, else a
 random initialisation: throughput does not depend on the weights, except that
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,32 +52,52 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(step: Callable[[torch.Tensor], object], batches: list[torch.Tensor], device) -> float:
-    """Seconds per batch, after one warm-up batch."""
-    step(batches[0])
+def timed_once(step: Callable[[torch.Tensor], object], x: torch.Tensor, device) -> float:
     sync(device)
     start = time.perf_counter()
-    for x in batches[1:]:
-        step(x)
+    step(x)
     sync(device)
-    return (time.perf_counter() - start) / (len(batches) - 1)
+    return time.perf_counter() - start
 
 
-def baselines(model_name: str, batches: list[torch.Tensor], device) -> dict[str, float]:
-    out = {}
+def baseline_steps(model_name: str, device) -> dict[str, Callable[[torch.Tensor], object]]:
+    """The reference passes, each on its own copy of the network."""
+    steps: dict[str, Callable[[torch.Tensor], object]] = {}
     model, _ = make_model(model_name, device)
     configure_norm(model, "frozen")
-    with torch.no_grad():
-        out["forward"] = timed(model, batches, device)
+    steps["forward"] = torch.no_grad()(model)
     for label, mode in (("fwd+bwd all weights", "all"), ("fwd+bwd norm affine", "affine")):
-        model, _ = make_model(model_name, device)
-        configure_norm(model, mode)
+        net, _ = make_model(model_name, device)
+        configure_norm(net, mode)
 
-        def step(x: torch.Tensor, model=model) -> None:
-            softmax_entropy(model(x)).mean().backward()
+        def step(x: torch.Tensor, net=net) -> None:
+            for p in net.parameters():
+                p.grad = None
+            softmax_entropy(net(x)).mean().backward()
 
-        out[label] = timed(step, batches, device)
-    return out
+        steps[label] = step
+    return steps
+
+
+def interleaved(
+    method: Callable[[torch.Tensor], object],
+    base: dict[str, Callable[[torch.Tensor], object]],
+    batches: list[torch.Tensor],
+    device,
+) -> tuple[float, dict[str, float]]:
+    """Median seconds per batch of ``method`` and of each baseline, timed batch by
+    batch in alternation (after one warm-up batch each), so that load changes on a
+    shared machine hit both sides alike."""
+    method(batches[0])
+    for step in base.values():
+        step(batches[0])
+    own: list[float] = []
+    ref: dict[str, list[float]] = {k: [] for k in base}
+    for x in batches[1:]:
+        own.append(timed_once(method, x, device))
+        for k, step in base.items():
+            ref[k].append(timed_once(step, x, device))
+    return statistics.median(own), {k: statistics.median(v) for k, v in ref.items()}
 
 
 def main() -> None:
@@ -109,7 +131,8 @@ def main() -> None:
     )
     _, trained = make_model(args.model, device)
 
-    base = baselines(args.model, batches, device)
+    base_steps = baseline_steps(args.model, device)
+    base_all: dict[str, list[float]] = {k: [] for k in base_steps}
     rows = []
     for name in methods:
         model, _ = make_model(args.model, device)
@@ -123,7 +146,9 @@ def main() -> None:
         method = get_method(name, model, **options)
         sync(device)
         setup = time.perf_counter() - t0
-        sec = timed(method, batches, device)
+        sec, base = interleaved(method, base_steps, batches, device)
+        for k, v in base.items():
+            base_all[k].append(v)
         passes = len(batches)
         rows.append(
             {
@@ -140,6 +165,7 @@ def main() -> None:
         )
         print(f"{name}: {args.batch / sec:.0f} img/s", flush=True)
 
+    base = {k: statistics.median(v) for k, v in base_all.items()}
     result = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device)
