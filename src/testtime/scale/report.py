@@ -53,6 +53,7 @@ def plot(rows: Sequence[dict[str, Any]], x: str, path: str | Path) -> None:
             )
         ax.set_xscale("log", base=2)
         ax.set_title(f"difficulty {difficulty}")
+        ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("N" if x == "n" else ("FLOPs / problem" if any_flops else "tokens / problem"))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy")
