@@ -196,3 +196,10 @@ def test_result_does_not_depend_on_internal_chunking(images, monkeypatch, name):
     full = corrupt(images, name, 5, seed=1)
     monkeypatch.setattr(C, "_CHUNK", 3)
     np.testing.assert_array_equal(corrupt(images, name, 5, seed=1), full)
+
+
+def test_zoom_blur_operator_is_the_mean_of_the_zooms(images):
+    x = images[:3].astype(np.float32) / 255
+    factors = np.arange(1, 1.26, 0.01)
+    ref = (x + sum(C._clipped_zoom(x, f) for f in factors)) / (len(factors) + 1)
+    np.testing.assert_allclose(C._zoom_blur(x, [], 1.26), ref, atol=1e-5)
