@@ -20,6 +20,7 @@ to strategies that take them; a request without ``seed`` samples unseeded.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ def _resolve_name(name: str) -> str | None:
     return None
 
 
+@functools.cache  # a registered strategy's signature never changes
 def strategy_params(name: str) -> dict[str, inspect.Parameter] | None:
     """Keyword options the strategy's constructor takes (None: it takes any)."""
     params = inspect.signature(STRATEGIES.get(name)).parameters
