@@ -31,6 +31,7 @@ def test_subsets_enumerate_or_sample():
     drawn = subsets(16, 4, 8, rng)
     assert len(drawn) == 8 and all(len(set(s)) == 4 and s == sorted(s) for s in drawn)
     assert subsets(5, 5, 16, rng) == [[0, 1, 2, 3, 4]]
+    assert subsets(64, 1, 8, rng) == [[i] for i in range(64)]  # pass@1 from every sample
     with pytest.raises(ValueError):
         subsets(4, 5, 16, rng)
 

@@ -140,10 +140,11 @@ def make_plan(
 
 def subsets(pool_size: int, k: int, max_subsets: int, rng: np.random.Generator) -> list[list[int]]:
     """Index subsets of size k used to evaluate budget k on a pool: all of them when
-    there are at most ``max_subsets``, else ``max_subsets`` drawn without replacement."""
+    there are at most ``max_subsets`` (and always every single sample for k = 1, the
+    pass@1 estimate), else ``max_subsets`` drawn without replacement."""
     if not 1 <= k <= pool_size:
         raise ValueError(f"subset size {k} outside 1..{pool_size}")
-    if math.comb(pool_size, k) <= max_subsets:
+    if k == 1 or math.comb(pool_size, k) <= max_subsets:
         return [list(c) for c in itertools.combinations(range(pool_size), k)]
     return [sorted(rng.choice(pool_size, size=k, replace=False).tolist()) for _ in range(max_subsets)]
 
