@@ -116,28 +116,32 @@ def main() -> None:
             model_dir, random_init = random_stand_in(Path(tmp.name)), True
             print("TinyReasoner weights not found: measuring a RANDOM GPT-2 of the same shape")
 
-    flops = matmul_flops()
     rows = []
     modes = [("fixed", True)] + ([("natural", False)] if args.natural else [])
     for engine in engines:
         for mode, ignore_eos in modes:
             gen = LocalGenerator(model_dir, engine=engine, ignore_eos=ignore_eos)
-            limit = flops / (2 * gen.num_parameters)
             gen.generate(arith_prompts(4), SamplingParams(max_tokens=8, seed=0))  # warm-up
             for b in batches:
+                # The limit is re-measured next to each run: on a shared machine the
+                # FLOP/s available changes from minute to minute.
+                flops = matmul_flops()
+                limit = flops / (2 * gen.num_parameters)
                 r = measure(gen, b, args.max_tokens, args.repeats)
-                r.update(engine=engine, mode=mode, limit_tokens_per_s=round(limit, 1),
-                         fraction_of_limit=round(r["tokens_per_s"] / limit, 4))
+                r.update(engine=engine, mode=mode, matmul_gflops=round(flops / 1e9, 2),
+                         limit_tokens_per_s=round(limit, 1),
+                         fraction_of_limit=round(r["tokens_per_s"] / limit, 4),
+                         load_average_1min=round(os.getloadavg()[0], 2))
                 rows.append(r)
                 print(f"{engine:>4} {mode:>7} batch {b:>4}: {r['tokens_per_s']:>9.1f} tok/s "
-                      f"= {100 * r['fraction_of_limit']:5.1f}% of limit {limit:,.0f} tok/s",
-                      flush=True)
+                      f"= {100 * r['fraction_of_limit']:5.1f}% of limit {limit:,.0f} tok/s "
+                      f"(load {r['load_average_1min']})", flush=True)
 
     result = {
-        "machine": {"threads": args.threads, "matmul_gflops": round(flops / 1e9, 2),
-                    "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-                    # other jobs on the machine skew every number; this says how busy it was
-                    "load_average_1min": round(os.getloadavg()[0], 2)},
+        # Other jobs on a shared machine skew every number: each row records the
+        # matmul FLOP/s and load average measured next to it.
+        "machine": {"threads": args.threads, "cores": os.cpu_count(), "torch": torch.__version__,
+                    "cpu": platform.processor() or platform.machine()},
         "model": {"dir": str(model_dir) if not random_init else "random stand-in",
                   "random_init": random_init, "parameters": gen.num_parameters,
                   **({"shape": TINY_REASONER_SHAPE} if random_init else {})},
@@ -150,12 +154,14 @@ def main() -> None:
         result["target_met"] = lean64[0]["fraction_of_limit"] >= 0.25
     atomic_write_json(args.out, result)
 
-    print(f"\nmatmul: {flops / 1e9:.1f} GFLOP/s on {args.threads} thread(s); "
-          f"{gen.num_parameters:,} parameters{' (random init)' if random_init else ''}")
-    print(f"{'engine':>6} {'mode':>7} {'batch':>5} {'tok/s':>9} {'limit':>9} {'%limit':>7}")
+    print(f"\n{gen.num_parameters:,} parameters{' (random init)' if random_init else ''}, "
+          f"{args.threads} thread(s), {args.max_tokens} tokens per sample")
+    print(f"{'engine':>6} {'mode':>7} {'batch':>5} {'tok/s':>9} {'GFLOP/s':>8} {'limit':>9} "
+          f"{'%limit':>7}")
     for r in rows:
         print(f"{r['engine']:>6} {r['mode']:>7} {r['batch']:>5} {r['tokens_per_s']:>9.0f} "
-              f"{r['limit_tokens_per_s']:>9.0f} {100 * r['fraction_of_limit']:>6.1f}%")
+              f"{r['matmul_gflops']:>8.1f} {r['limit_tokens_per_s']:>9.0f} "
+              f"{100 * r['fraction_of_limit']:>6.1f}%")
     speedup = {r["batch"]: r["tokens_per_s"] for r in rows if r["engine"] == "lean"
                and r["mode"] == "fixed"}
     for r in rows:
