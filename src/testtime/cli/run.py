@@ -23,10 +23,18 @@ DEFAULT_OUT = Path("runs/main")
 
 
 def best_verifier() -> str:
-    """The learned PRM when it is shipped, else the oracle step checker."""
-    from testtime.verifiers import VERIFIERS
+    """The learned PRM when it is registered and its weights load, else the oracle step checker."""
+    from testtime.backends.base import BackendError
+    from testtime.tasks import get_task
+    from testtime.verifiers import VERIFIERS, get_verifier
 
-    return "prm" if "prm" in VERIFIERS else "oracle"
+    if "prm" in VERIFIERS:
+        try:
+            get_verifier("prm", task=get_task(PRESET["task_name"]))
+            return "prm"
+        except (OSError, BackendError) as err:  # e.g. weights not shipped in this build
+            print(f"note: verifier prm unavailable ({err}); using the oracle step checker")
+    return "oracle"
 
 
 @app.command("run")
