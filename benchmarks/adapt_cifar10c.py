@@ -56,12 +56,17 @@ def part_wild(args: argparse.Namespace) -> list[str]:
 
 
 def part_guard(args: argparse.Namespace) -> list[str]:
+    # The guard's marginal horizon must span several class blocks of a label-ordered stream
+    # (each is a tenth of a domain): 5,000 images by default (1,000 per class), scaled
+    # down with --limit.
+    horizon = 5000 if args.limit is None else max(50, args.limit // 2)
     tables = []
     for setting in ("correlated", "label-shift"):
         for guard in (False, True):
             cfg = BenchConfig(methods=["source", "tent"] if not guard else ["tent"],
                               setting=setting, batch_size=16, limit=args.limit, seed=args.seed,
                               model="resnet-bn", guard=guard,
+                              guard_options={"horizon": horizon} if guard else {},
                               domains=args.wild_domains.split(","))  # fmt: skip
             suffix = "-guard" if guard else ""
             tables.append(markdown_table(run_benchmark(cfg, args.out / f"guard-{setting}{suffix}")))

@@ -57,6 +57,7 @@ class BenchConfig:
     model: str = "resnet-bn"
     seed: int = 0
     guard: bool = False
+    guard_options: dict[str, Any] = field(default_factory=dict)
     domains: list[str] = field(default_factory=lambda: list(STANDARD))
     source_images: int = 2000
     imbalance_ratio: float = 500_000.0
@@ -366,7 +367,7 @@ def _run_all(
                 name, model_factory().to(device), config.method_options.get(name, {}), source_data
             )
             if config.guard:
-                method = CollapseGuard(method)
+                method = CollapseGuard(method, **config.guard_options)
             setup_s = time.perf_counter() - t0
             res = run_method(method, planned, device, lambda n, t=task: bar.advance(t, n))
             res.update(method=name, guard=config.guard, setup_s=round(setup_s, 2),

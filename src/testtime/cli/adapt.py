@@ -27,6 +27,9 @@ def adapt(
         None, help="comma-separated corruptions (default: the 15 standard ones, CoTTA order)"
     ),
     guard: bool = typer.Option(False, "--guard", help="wrap every method in a CollapseGuard"),
+    guard_horizon: int = typer.Option(
+        5000, help="guard: images over which one class may dominate the predictions"
+    ),
     imbalance_ratio: float = typer.Option(500_000.0, help="label-shift setting: SAR's IR"),
     delta: float | None = typer.Option(
         None, help="correlated setting: Dirichlet delta (default: sorted by label)"
@@ -65,7 +68,8 @@ def adapt(
         torch.set_num_threads(threads)
     config = BenchConfig(
         methods=names, setting=setting, severity=severity, batch_size=batch_size, limit=limit,
-        model=model, seed=seed, guard=guard, imbalance_ratio=imbalance_ratio, delta=delta,
+        model=model, seed=seed, guard=guard,
+        guard_options={"horizon": guard_horizon} if guard and guard_horizon != 5000 else {}, imbalance_ratio=imbalance_ratio, delta=delta,
         source_images=source_images, device=device,
     )  # fmt: skip
     if domains:
