@@ -69,7 +69,7 @@ def adapt(
     config = BenchConfig(
         methods=names, setting=setting, severity=severity, batch_size=batch_size, limit=limit,
         model=model, seed=seed, guard=guard,
-        guard_options={"horizon": guard_horizon} if guard and guard_horizon != 5000 else {}, imbalance_ratio=imbalance_ratio, delta=delta,
+        guard_options={"horizon": guard_horizon} if guard else {}, imbalance_ratio=imbalance_ratio, delta=delta,
         source_images=source_images, device=device,
     )  # fmt: skip
     if domains:
