@@ -203,3 +203,24 @@ def test_zoom_blur_operator_is_the_mean_of_the_zooms(images):
     factors = np.arange(1, 1.26, 0.01)
     ref = (x + sum(C._clipped_zoom(x, f) for f in factors)) / (len(factors) + 1)
     np.testing.assert_allclose(C._zoom_blur(x, [], 1.26), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["mirror", "reflect"])
+def test_bilinear_sampler_matches_map_coordinates(mode):
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 32, 32, 3)).astype(np.float32)
+    rows = rng.uniform(-4, 35, (3, 32, 32))
+    cols = rng.uniform(-4, 35, (3, 32, 32))
+    ref = np.stack(
+        [
+            np.stack(
+                [
+                    ndimage.map_coordinates(img[..., c], [r, k], order=1, mode=mode)
+                    for c in range(3)
+                ],
+                axis=-1,
+            )
+            for img, r, k in zip(x, rows, cols, strict=True)
+        ]
+    )
+    np.testing.assert_allclose(C._sample(x, rows, cols, mode), ref, atol=1e-5)

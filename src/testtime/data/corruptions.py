@@ -544,13 +544,33 @@ def _elastic_transform(x, rngs, p):
     return _sample(x, yy[None] + disp[:, 1], xx[None] + disp[:, 0], mode="reflect")
 
 
+def _fold(i: np.ndarray, n: int, mode: str) -> np.ndarray:
+    """Map integer indices outside 0..n-1 back inside, as scipy.ndimage's boundary modes do."""
+    if mode == "mirror":  # d c b | a b c d | c b a  (OpenCV's BORDER_REFLECT_101)
+        period = 2 * n - 2
+        i = np.mod(i, period)
+        return np.where(i >= n, period - i, i)
+    period = 2 * n  # "reflect": d c b a | a b c d | d c b a
+    i = np.mod(i, period)
+    return np.where(i >= n, period - 1 - i, i)
+
+
 def _sample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, mode: str) -> np.ndarray:
-    """Bilinear sample of every channel of x [N,H,W,C] at per-image [N,H,W] coordinates."""
-    batch = np.broadcast_to(np.arange(len(x))[:, None, None], rows.shape)
-    coords = np.stack([batch, rows, cols])  # the batch coordinate is exact: 8 taps, not 16
-    out = np.empty_like(x)
-    for ch in range(x.shape[3]):
-        out[..., ch] = ndimage.map_coordinates(x[..., ch], coords, order=1, mode=mode)
+    """Bilinear sample of every channel of x [N,H,W,C] at per-image [N,H,W] coordinates.
+
+    Equals ``scipy.ndimage.map_coordinates(order=1, mode=mode)`` per channel (tested),
+    with the four neighbours gathered once for all channels.
+    """
+    n, h, w, _ = x.shape
+    r0, c0 = np.floor(rows), np.floor(cols)
+    fr, fc = (rows - r0)[..., None], (cols - c0)[..., None]
+    r0, c0 = r0.astype(np.intp), c0.astype(np.intp)
+    batch = np.arange(n)[:, None, None]
+    out = np.zeros_like(x)
+    for dr, wr in ((0, 1 - fr), (1, fr)):
+        ri = _fold(r0 + dr, h, mode)
+        for dc, wc in ((0, 1 - fc), (1, fc)):
+            out += (wr * wc).astype(x.dtype) * x[batch, ri, _fold(c0 + dc, w, mode)]
     return out
 
 
