@@ -33,6 +33,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     stall_s: float = 0.0  # sleep before answering (client timeout tests)
     malformed: bool = False  # stream a chunk that is not JSON
+    one_choice: bool = False  # ignore n, like servers without n > 1 support
 
 
 @dataclass
@@ -59,6 +60,7 @@ class StubServer:
     ) -> None:
         self.generator, self.model, self.api_key = generator, model, api_key
         self.token_delay_s = token_delay_s
+        self.reject_stream_options = False  # answer 400, as servers predating the field do
         self.faults: deque[Fault] = deque()
         self.stats = Stats()
         self.app = FastAPI()
@@ -112,6 +114,8 @@ class StubServer:
             return _error(401, "Incorrect API key provided")
         body = await request.json()
         self.stats.bodies.append(body)
+        if self.reject_stream_options and "stream_options" in body:
+            return _error(400, "Unrecognized request argument supplied: stream_options")
         if body.get("model") != self.model:
             return _error(404, f"The model `{body.get('model')}` does not exist.")
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
@@ -131,8 +135,11 @@ class StubServer:
             "total_tokens": result.usage.total_tokens,
         }
         want_lp = bool(body.get("logprobs"))
+        comps = result.completions[0][:1] if fault.one_choice else result.completions[0]
+        if "stream_options" not in body:
+            usage = None
         return StreamingResponse(
-            self._stream(result.completions[0], usage, chat, want_lp, fault.malformed),
+            self._stream(comps, usage, chat, want_lp, fault.malformed),
             media_type="text/event-stream",
         )
 
@@ -169,7 +176,8 @@ class StubServer:
                     self.stats.chunks_sent += 1
                 if self.token_delay_s:
                     await asyncio.sleep(self.token_delay_s)
-            yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
+            if usage is not None:
+                yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
             yield "data: [DONE]\n\n"
         except (asyncio.CancelledError, GeneratorExit):
             self.stats.closed_early += 1

@@ -212,3 +212,20 @@ def test_retry_after_parsing():
     assert _parse_retry_after(None) is None
     assert _parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a past date
     assert _parse_retry_after("soon") is None
+
+
+def test_server_without_stream_usage_or_n_support(stub, lean_gen):
+    stub.reject_stream_options = True
+    try:
+        params = SamplingParams(n=2, temperature=0, max_tokens=6)
+        with client(stub) as gen:
+            res = gen.generate(PROMPTS[:1], params)
+            # usage counted from the stream: one token per chunk, prompt estimated
+            local = lean_gen.generate(PROMPTS[:1], params)
+            assert res.usage.completion_tokens == local.usage.completion_tokens
+            assert "stream_options" not in stub.stats.bodies[-1]
+            stub.faults.append(Fault(one_choice=True))
+            with pytest.raises(BackendError, match="split_n=True"):
+                gen.generate(PROMPTS[:1], params)
+    finally:
+        stub.reject_stream_options = False

@@ -157,6 +157,7 @@ class OpenAIGenerator(Generator):
         self._client: httpx.AsyncClient | None = None
         self._sem: asyncio.Semaphore | None = None
         self._not_before = 0.0  # monotonic time before which no request is sent
+        self._stream_usage = True  # ask for usage in the stream until a server refuses it
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIGenerator({self.base_url!r}, model={self.model!r}, mode={self.mode!r})"
@@ -313,8 +314,9 @@ class OpenAIGenerator(Generator):
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
             "stream": True,
-            "stream_options": {"include_usage": True},
         }
+        if self._stream_usage:
+            body["stream_options"] = {"include_usage": True}
         if params.stop:
             body["stop"] = list(params.stop)
         if seed is not None:
@@ -360,6 +362,10 @@ class OpenAIGenerator(Generator):
                     async with self._client.stream("POST", url, json=body) as resp:
                         if resp.status_code != 200:
                             await resp.aread()
+                            if self._refuses_stream_usage(resp):
+                                # An older server: count usage from the stream instead.
+                                self._stream_usage = False
+                                continue
                             retry_after = self._check_status(resp, url)
                             last_error = f"HTTP {resp.status_code}"
                         else:
@@ -385,6 +391,13 @@ class OpenAIGenerator(Generator):
         if retry_after is not None:
             return min(retry_after, self.backoff_max) * random.uniform(1.0, 1.1)
         return min(self.backoff_max, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
+
+    def _refuses_stream_usage(self, resp: httpx.Response) -> bool:
+        return (
+            self._stream_usage
+            and resp.status_code in (400, 422)
+            and "stream_options" in self._server_message(resp)
+        )
 
     def _check_status(self, resp: httpx.Response, url: str) -> float | None:
         """Raise for a final error; for a retryable one return Retry-After (seconds or None)."""
@@ -428,6 +441,7 @@ class OpenAIGenerator(Generator):
         params: SamplingParams,
         on_finish: FinishCallback | None,
     ) -> None:
+        seen: set[int] = set()
         async for line in resp.aiter_lines():
             if not line.startswith("data:"):
                 continue  # blank separators, comments, event names
@@ -450,6 +464,7 @@ class OpenAIGenerator(Generator):
                 k = choice.get("index", 0)
                 if not isinstance(k, int) or not 0 <= k < len(pending):
                     raise BackendError(f"{url} sent a choice index {k!r} beyond n={len(pending)}")
+                seen.add(k)
                 j = pending[k]
                 s = samples[j]
                 _absorb(s, choice, self.mode)
@@ -469,8 +484,13 @@ class OpenAIGenerator(Generator):
                 if len(self._prompt_tokens) > 10_000:  # bound the memo on long runs
                     self._prompt_tokens.clear()
                 self._prompt_tokens[prompt] = int(u.get("prompt_tokens", 0))
+        if len(seen) < len(pending):
+            raise BackendError(
+                f"{url} returned {len(seen)} of the {len(pending)} samples asked for (n); "
+                "for servers without n > 1 use the option split_n=True"
+            )
         for j in pending:
-            if samples[j].reason is None:  # stream ended without a finish reason
+            if samples[j].reason is None:  # some servers omit the final finish_reason
                 samples[j].reason = "stop"
 
 
