@@ -118,3 +118,25 @@ def test_get_generator_specs(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(zoo, "reasoner_path", lambda: tiny_model_dir, raising=False)
     assert backends.embedded_model_dir() == tiny_model_dir
     assert get_generator("tiny-reasoner").num_parameters > 0
+
+
+def _shipped() -> Path | None:
+    try:
+        return backends.embedded_model_dir()
+    except BackendError:
+        return None
+
+
+@pytest.mark.skipif(_shipped() is None, reason="TinyReasoner weights are not trained yet")
+def test_shipped_tiny_reasoner_lean_equals_hf():
+    lean = get_generator("embedded")
+    hf = get_generator("embedded", engine="hf")
+    prompts = ["arith: 7 +3 *2\n", "arith: 12 *3 -5 +40\n"]
+    greedy = SamplingParams(temperature=0, max_tokens=48, logprobs=True)
+    a, b = lean.generate(prompts, greedy), hf.generate(prompts, greedy)
+    for [ca], [cb] in zip(a.completions, b.completions, strict=True):
+        assert (ca.text, ca.num_tokens) == (cb.text, cb.num_tokens)
+        torch.testing.assert_close(
+            torch.tensor(ca.token_logprobs), torch.tensor(cb.token_logprobs), atol=1e-4, rtol=0
+        )
+    assert "answer:" in a.completions[0][0].text  # the trained model writes the answer line
