@@ -1,12 +1,13 @@
 """Corruption throughput (images/s per corruption and severity) and the CIFAR-10-C build time.
 
     python benchmarks/corruption_speed.py [--images 1000] [--out benchmarks/results/corruption_speed.json]
-    python benchmarks/corruption_speed.py --build [--seed 0]   # all of CIFAR-10-C, timed
+    python benchmarks/corruption_speed.py --build [--seed 0] [--root DIR]   # all of CIFAR-10-C, timed
 
 The speed run corrupts ``--images`` real CIFAR-10 test images (the shared copy, else
 the shipped subset) at every severity, single-threaded BLAS for comparable numbers,
 and estimates the full build (19 corruptions × 5 severities × 10,000 images).
-``--build`` runs :func:`testtime.data.cifar10c.build_cifar10c` (resumable) and times it.
+``--build`` runs :func:`testtime.data.cifar10c.build_cifar10c` (resumable; by default
+into the cache that :class:`testtime.data.cifar10c.CIFAR10C` reads) and times it.
 Results are written atomically.
 """
 
@@ -50,12 +51,13 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/corruption_speed.json")
     ap.add_argument("--build", action="store_true", help="build all of CIFAR-10-C and time it")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--root", default=None, help="build directory (default: the cache)")
     args = ap.parse_args()
     console = Console()
     images, labels, indices = load_test_set()
     if args.build:
         start = time.perf_counter()
-        root = build_cifar10c(corruptions=STANDARD, seed=args.seed)
+        root = build_cifar10c(args.root, corruptions=STANDARD, seed=args.seed)
         seconds = time.perf_counter() - start
         console.print(f"CIFAR-10-C ({len(images)} images × 15 × 5) in {root}: {seconds:.0f} s")
         return
