@@ -19,6 +19,9 @@ global randomness and frost photos):
 - ``spatter``'s water branch uses our own Canny / distance / histogram-equalisation
   steps instead of OpenCV's.
 - Results are rounded to uint8 (the original truncated).
+
+Kept on purpose: ``glass_blur``'s pixel "swap" only copies the neighbour (NumPy view
+aliasing in the original), which is what the published CIFAR-10-C contains.
 """
 
 from __future__ import annotations
