@@ -356,8 +356,7 @@ class OpenAIGenerator(Generator):
                 await self._wait_gate()
                 retry_after: float | None = None
                 try:
-                    usage.calls += 1
-                    job.sent = True
+                    usage.calls += 1  # every HTTP request sent, retries included
                     body = self._body(prompt, params, len(pending), seed)
                     async with self._client.stream("POST", url, json=body) as resp:
                         if resp.status_code != 200:
@@ -369,6 +368,7 @@ class OpenAIGenerator(Generator):
                             retry_after = self._check_status(resp, url)
                             last_error = f"HTTP {resp.status_code}"
                         else:
+                            job.sent = True  # the server is processing the prompt
                             await self._read_stream(
                                 resp, url, job, prompt, pending, samples, usage, params, on_finish
                             )
