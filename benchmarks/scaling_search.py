@@ -51,10 +51,12 @@ def common_args(parser: argparse.ArgumentParser, *, level: int) -> None:
     parser.add_argument("--backend", default="embedded")
     parser.add_argument("--verifier", default="prm")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the summary JSON goes")
+    parser.add_argument("--runs", type=Path, default=RUNS, help="where the resumable run stores go")
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(args).items() if k != "func"}
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}
 
 
 def harness_rows(
@@ -73,7 +75,7 @@ def harness_rows(
         generator,
         strategies,
         budgets,
-        RUNS / run,
+        args.runs / run,
         verifier=verifier,
         difficulties=[args.level],
         limit=args.problems,
@@ -110,7 +112,7 @@ def run_search(args: argparse.Namespace) -> None:
     )
     brief(rows)
     config = {**settings(args), "wall_s": time.time() - start}
-    atomic_write_json(RESULTS / "scaling_search.json", {"config": config, "rows": rows})
+    atomic_write_json(args.results / "scaling_search.json", {"config": config, "rows": rows})
 
 
 def run_qalign(args: argparse.Namespace) -> None:
@@ -120,7 +122,7 @@ def run_qalign(args: argparse.Namespace) -> None:
     strategy = get_strategy("qalign", n=args.steps, beta=args.beta, unit=args.unit, seed=args.seed)
     strategy.check(task, generator, verifier)
     config = {"bench": "qalign", **settings(args)}
-    with RunStore(RUNS / f"qalign-{args.task}-{args.level}-{args.verifier}", config) as store:
+    with RunStore(args.runs / f"qalign-{args.task}-{args.level}-{args.verifier}", config) as store:
 
         def solve(key: str) -> dict[str, Any]:
             problem = by_key[key]
@@ -165,7 +167,7 @@ def run_qalign(args: argparse.Namespace) -> None:
     config["wall_s"] = time.time() - start
     config["acceptance_rate"] = acceptance
     atomic_write_json(
-        RESULTS / "qalign_vs_bon.json", {"config": config, "rows": qalign_rows + bon_rows}
+        args.results / "qalign_vs_bon.json", {"config": config, "rows": qalign_rows + bon_rows}
     )
 
 

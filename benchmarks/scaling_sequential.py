@@ -6,7 +6,7 @@
   filling the budget (W unlimited) and with plain truncation (W = 0); reports
   where accuracy peaks (s1; m1 found an optimum beyond which accuracy drops).
 - ``deepening``: iterative deepening at the same total budgets.
-- ``refine``: self-refinement accuracy vs turns, with PRM feedback
+- ``refine``: self-refinement accuracy vs turns, with verifier feedback
   (``revise step j``) and without (``revise``).
 - ``3d``: thinking budget x parallel N x turns.
 
@@ -21,7 +21,7 @@ import json
 import time
 from typing import Any
 
-from scaling_search import RESULTS, brief, common_args, harness_rows, settings, setup
+from scaling_search import brief, common_args, harness_rows, settings, setup
 
 from testtime.store import atomic_write_json
 
@@ -49,7 +49,7 @@ def main() -> None:
     turns = [int(t) for t in args.turns.split(",")]
     parts = args.parts.split(",")
     tag = f"{args.task}-{args.level}"
-    out = RESULTS / "scaling_sequential.json"
+    out = args.results / "scaling_sequential.json"
     # Parts can be run separately: keep the parts of earlier runs.
     earlier = json.loads(out.read_text())["parts"] if out.exists() else {}
     summary: dict[str, Any] = {"config": settings(args), "parts": earlier}
@@ -85,7 +85,7 @@ def main() -> None:
         )
         part("iterative_deepening", rows, peak=peak(rows))
     if "refine" in parts:
-        for label, v in (("prm_feedback", verifier), ("no_feedback", None)):
+        for label, v in (("verifier_feedback", verifier), ("no_feedback", None)):
             rows = harness_rows(
                 task, generator, v, ["self-refine"], turns, f"refine-{label}-{tag}", args, {}
             )
