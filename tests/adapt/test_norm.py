@@ -57,3 +57,15 @@ def test_bn_adaptation_recovers_a_covariate_shift():
     assert source < 0.3  # the shift breaks the source statistics
     assert shifted_accuracy(BNAdapt(trained_net())) > source + 0.5
     assert shifted_accuracy(BNAlpha(trained_net())) > source + 0.5
+
+
+def test_batchnorm_subclasses_with_extra_behaviour_are_refused():
+    class BatchNormAct(nn.BatchNorm2d):  # like timm's: BN followed by an activation
+        def forward(self, x):
+            return torch.relu(super().forward(x))
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), BatchNormAct(4), nn.Flatten(), nn.Linear(4 * 64, 2))
+    with pytest.raises(ValueError, match="cannot replace BatchNormAct"):
+        BNAlpha(model)
+    out = BNAdapt(model)(images(4))  # batch statistics work through the subclass
+    assert out.shape == (4, 2)

@@ -67,11 +67,19 @@ class AlphaBatchNorm(StatsBatchNorm):
         return torch.lerp(mean, self.running_mean, a), torch.lerp(var, self.running_var, a)
 
 
+PLAIN_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
 def replace_batchnorm(model: nn.Module, build) -> int:
-    """Swap every plain BatchNorm of ``model`` (in place) for ``build(bn)``."""
-    n = replace_modules(
-        model, lambda m: isinstance(m, _BatchNorm) and not isinstance(m, StatsBatchNorm), build
-    )
+    """Swap every plain BatchNorm of ``model`` (in place) for ``build(bn)``.
+
+    Subclasses with extra behaviour (e.g. timm's ``BatchNormAct2d``, which applies an
+    activation) are refused rather than silently changed."""
+    for m in model.modules():
+        plain = type(m) in PLAIN_BATCHNORMS or isinstance(m, StatsBatchNorm)
+        if isinstance(m, _BatchNorm) and not plain:
+            raise ValueError(f"cannot replace {type(m).__name__}: only plain BatchNorm layers")
+    n = replace_modules(model, lambda m: type(m) in PLAIN_BATCHNORMS, build)
     if n == 0 and not any(isinstance(m, StatsBatchNorm) for m in model.modules()):
         raise ValueError("this method needs a model with BatchNorm layers")
     return n
