@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from typer import Option
 
 from testtime.cli.main import app
+from testtime.scale.common import check_positive
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -67,6 +68,7 @@ def run_and_report(
     verifier_name: str | None,
     options: dict[str, Any],
     extra_options: dict[str, Any] | None = None,
+    subsets: int = 16,
 ) -> Path:
     """Validate, build the backend and verifier, run the harness, print a summary;
     returns the report's path. Shared by `testtime scale` and `testtime run`.
@@ -76,7 +78,6 @@ def run_and_report(
 
     from testtime.backends import get_generator
     from testtime.scale import STRATEGIES
-    from testtime.scale.common import check_positive
     from testtime.scale.harness import accepts, scale
     from testtime.tasks import get_task
     from testtime.verifiers import get_verifier
@@ -95,7 +96,7 @@ def run_and_report(
     result = scale(
         task, generator, strategies, budgets, out, verifier=verifier,
         difficulties=difficulties, limit=limit, seed=seed,
-        options={**options, **(extra_options or {})}, backend=backend,
+        options={**options, **(extra_options or {})}, backend=backend, max_subsets=subsets,
     )
     table = Table("difficulty", "strategy", "N", "accuracy", "95% CI", "tokens/problem")
     for r in result.rows:
@@ -137,6 +138,9 @@ def scale_command(
     top_p: Annotated[float, Option(help="nucleus sampling threshold")] = 1.0,
     max_tokens: Annotated[int, Option(help="tokens per sample")] = 256,
     aggregation: Annotated[str, Option(help="step-score aggregation: last, min, prod, mean")] = "last",
+    subsets: Annotated[
+        int, Option(help="random k-subsets of each pool evaluated per budget k")
+    ] = 16,
     option: Annotated[
         list[str] | None,
         Option(help="strategy option KEY=VALUE (repeatable), e.g. mode=async for ffs"),
@@ -168,5 +172,5 @@ def scale_command(
         backend_options=backend_options, verifier_name=verifier,
         options={"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
                  "aggregation": aggregation, "seed": seed},
-        extra_options=parse_options(option),
+        extra_options=parse_options(option), subsets=check_positive("--subsets", subsets),
     )
