@@ -26,6 +26,7 @@ from serve_common import RESULTS, cpu_seconds, start_serve, start_stub, stop, su
 
 from testtime.backends import get_generator
 from testtime.backends.base import SamplingParams
+from testtime.serve.server import use_uvloop
 from testtime.store import atomic_write_json
 
 PROMPT = "arith: 3 +4\n"
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--warmup", type=int, default=30)
     args = ap.parse_args()
+    use_uvloop()  # the upstream client timed alone runs as it does inside the server
     stub, upstream = start_stub()
     serve = None
     try:

@@ -3,6 +3,7 @@ thread (tests, benchmarks, notebooks)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -28,8 +29,21 @@ def _config(app: FastAPI, log_level: str) -> uvicorn.Config:
     )
 
 
+def use_uvloop() -> bool:
+    """Make every event loop the process creates from now on a uvloop loop, when
+    uvloop is installed: uvicorn's, and also the private loop the HTTP backend runs
+    upstream calls on (which then costs noticeably less CPU per call)."""
+    try:
+        import uvloop
+    except ImportError:  # optional (not on Windows): plain asyncio works the same
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
 def serve(app: FastAPI, host: str, port: int, *, log_level: str = "info") -> None:
     """Serve until interrupted."""
+    use_uvloop()
     config = _config(app, log_level)
     config.host, config.port = host, port
     uvicorn.Server(config).run()
