@@ -9,7 +9,9 @@ stops at the next decoding step (or HTTP chunk) and no further call starts.
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -34,6 +36,7 @@ from testtime.tasks.freeform import FreeformTask
 from testtime.verifiers.base import Verifier
 
 FREEFORM = "freeform"
+log = logging.getLogger("testtime.serve")
 
 
 class RequestCancelled(Exception):
@@ -223,7 +226,11 @@ class Engine:
                     ) from None
                 raise APIError(400, self.redact(str(err)), code="invalid_request") from None
             except Exception as err:
-                raise upstream_error(err, self.redact) from None
+                mapped = upstream_error(err, self.redact)
+                if mapped.status == 500:  # a bug, not an upstream fault: keep the traceback
+                    trace = "".join(traceback.format_exception(err))
+                    log.error("request failed:\n%s", self.redact(trace))
+                raise mapped from None
         return self._outcome(plan, strategy, verifier, task, problems, results)
 
     def _outcome(
