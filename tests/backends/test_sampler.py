@@ -232,7 +232,7 @@ def test_weights_from_a_state_dict_and_bad_checkpoints(hf_model, lean_gen):
     n_hf = sum(p.numel() for p in hf_model.parameters())
     assert m.num_parameters == lean_gen.lean.num_parameters == n_hf
     ids = torch.tensor([[1, 5, 9, 12]])
-    cache = KVCache(*torch.zeros(2, shape.n_layer, 1, shape.n_head, 4, 16), None)
+    cache = KVCache(shape, 1, 4, 4, torch.float32, torch.device("cpu"))
     with torch.no_grad():
         want = hf_model(ids).logits[:, -1]
     torch.testing.assert_close(
@@ -242,3 +242,18 @@ def test_weights_from_a_state_dict_and_bad_checkpoints(hf_model, lean_gen):
         GPT2Shape.from_config({"model_type": "llama"})
     with pytest.raises(ValueError, match="missing tensor 'h.1.ln_1.weight'"):
         LeanGPT2(shape, {k: v for k, v in sd.items() if "h.1.ln_1.weight" not in k})
+
+
+def test_kv_cache_growth_changes_nothing(lean_gen, monkeypatch):
+    import testtime.backends.sampler as sampler_mod
+
+    params = SamplingParams(n=2, temperature=0.7, max_tokens=20, seed=1, logprobs=True)
+    once = lean_gen.generate(PROMPTS, params)
+    monkeypatch.setattr(sampler_mod, "CACHE_BLOCK", 3)  # grow the cache every 3 steps
+    grown = lean_gen.generate(PROMPTS, params)
+    for ra, rb in zip(once.completions, grown.completions, strict=True):
+        for a, b in zip(ra, rb, strict=True):
+            assert (a.text, a.num_tokens) == (b.text, b.num_tokens)
+            torch.testing.assert_close(
+                torch.tensor(a.token_logprobs), torch.tensor(b.token_logprobs), atol=1e-5, rtol=0
+            )

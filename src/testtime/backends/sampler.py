@@ -50,6 +50,8 @@ from testtime.backends.base import (
 )
 
 # HF activation names -> torch functions (GPT-2 uses "gelu_new", the tanh approximation).
+CACHE_BLOCK = 64  # KV-cache growth step, in columns
+
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
@@ -114,20 +116,50 @@ class _Layer:
 
 
 class KVCache:
-    """Preallocated keys/values, ``(layers, rows, heads, max_len, head_dim)``.
+    """Keys/values ``(layers, rows, heads, capacity, head_dim)``, grown by
+    ``CACHE_BLOCK`` columns when full (up to ``max_len``).
 
-    ``key_bias[r, j]`` is ``-inf`` for left-padding columns and 0 elsewhere (added
-    to attention scores); ``None`` when no row is padded (no mask needed at all)."""
+    Decoding attends over the *whole* capacity: matmuls over complete per-row
+    blocks take torch's batched BLAS path, several times faster on CPU than over
+    a growing slice of them. ``bias[r, j]`` (added to the scores) is 0 on columns
+    in use and ``-inf`` on left padding and on columns not written yet (those
+    hold zeros, so their scores are finite and their weight exactly 0)."""
 
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, key_bias: torch.Tensor | None) -> None:
-        self.k, self.v, self.key_bias = k, v, key_bias
+    def __init__(
+        self,
+        shape: GPT2Shape,
+        rows: int,
+        capacity: int,
+        max_len: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        hd = shape.n_embd // shape.n_head
+        self.k = torch.zeros(
+            shape.n_layer, rows, shape.n_head, capacity, hd, dtype=dtype, device=device
+        )
+        self.v = torch.zeros_like(self.k)
+        self.bias = torch.full((rows, capacity), float("-inf"), dtype=dtype, device=device)
+        self.max_len = max_len
+
+    def open_column(self, col: int) -> None:
+        """Make column ``col`` attendable, growing the capacity if needed."""
+        cap = self.k.shape[3]
+        if col >= cap:
+            grow = min(cap + CACHE_BLOCK, self.max_len) - cap
+            zeros = self.k.new_zeros(*self.k.shape[:3], grow, self.k.shape[4])
+            self.k = torch.cat([self.k, zeros], dim=3)
+            self.v = torch.cat([self.v, zeros], dim=3)
+            self.bias = torch.cat(
+                [self.bias, self.bias.new_full((len(self.bias), grow), float("-inf"))], dim=1
+            )
+        self.bias[:, col] = 0.0
 
     def keep(self, rows: torch.Tensor) -> None:
         """Drop every row not in ``rows`` (finished samples stop costing compute)."""
         self.k = self.k.index_select(1, rows)
         self.v = self.v.index_select(1, rows)
-        if self.key_bias is not None:
-            self.key_bias = self.key_bias.index_select(0, rows)
+        self.bias = self.bias.index_select(0, rows)
 
 
 class LeanGPT2:
@@ -246,6 +278,10 @@ class LeanGPT2:
             eye = torch.eye(S, dtype=torch.bool, device=self.device)
             mask = ((causal & key_ok[:, None, :]) | eye)[:, None]
 
+        cache.bias[:, :S] = torch.where(
+            (torch.arange(S, device=self.device)[None] >= pad[:, None]), 0.0, float("-inf")
+        ).repeat_interleave(repeats, 0)
+
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (P, H, S, D)
             cache.k[i, :, :, :S] = k.repeat_interleave(repeats, dim=0)
@@ -265,7 +301,8 @@ class LeanGPT2:
         """One step for every cached row: token ``tok`` (B,) at position ``pos`` (B,),
         written to cache column ``col``. Returns logits (B, V)."""
         x = (self.wte[tok] + self.wpe[pos])[:, None, :]
-        bias = None if cache.key_bias is None else cache.key_bias[:, None, None, : col + 1]
+        cache.open_column(col)
+        bias = cache.bias[:, None, None, :]
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
             q, k, v = qkv[:, 0].unbind(1)  # each (B, H, D)
@@ -273,10 +310,9 @@ class LeanGPT2:
             cache.v[i, :, :, col] = v
             # Plain matmul/softmax: for one query token torch's CPU SDPA kernel is
             # several times slower than these three batched ops.
-            scores = q[:, :, None] @ cache.k[i, :, :, : col + 1].transpose(-1, -2)
-            if bias is not None:
-                scores += bias
-            return torch.softmax(scores, dim=-1) @ cache.v[i, :, :, : col + 1]  # (B, H, 1, D)
+            scores = q[:, :, None] @ cache.k[i].transpose(-1, -2)
+            scores += bias
+            return torch.softmax(scores, dim=-1) @ cache.v[i]  # (B, H, 1, D)
 
         for i in range(self.shape.n_layer):
             x = self._block(i, x, attend)
@@ -512,14 +548,8 @@ class LeanSampler:
         ids = torch.zeros(len(prompts), S, dtype=torch.long, device=dev)
         for r, p in enumerate(prompts):
             ids[r, S - len(p) :] = torch.tensor(p, dtype=torch.long)
-        B, hd = len(rows), s.n_embd // s.n_head
-        kv = torch.empty(2, s.n_layer, B, s.n_head, T, hd, dtype=m.dtype, device=dev)
-        key_bias = None
-        if bool(pad.any()):
-            key_bias = torch.zeros(B, T, dtype=m.dtype, device=dev)
-            is_pad = torch.arange(S, device=dev)[None] < pad[:, None]
-            key_bias[:, :S].masked_fill_(is_pad.repeat_interleave(repeats, 0), float("-inf"))
-        cache = KVCache(kv[0], kv[1], key_bias)
+        B = len(rows)
+        cache = KVCache(s, B, min(S + CACHE_BLOCK, T), T, m.dtype, dev)
         logits = m.prefill(ids, pad, cache, repeats).repeat_interleave(repeats, dim=0)
         pos = (S - pad).repeat_interleave(repeats)  # next position of every row
         active = torch.arange(B, device=dev)  # chunk row of every cached row
