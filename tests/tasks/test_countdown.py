@@ -70,3 +70,10 @@ def test_corrupt_misses_the_target_with_valid_steps():
         steps, answer, j = task.corrupt(p, rng)
         text = format_solution(steps, answer)
         assert j is None and not task.is_correct(p, text) and all(task.check_steps(p, text))
+
+
+def test_corrupt_falls_back_when_every_chain_hits_the_target():
+    task = get_task("countdown")
+    p = Problem("y", "countdown: 50 50 -> 100\n", "50+50", "countdown", 2)
+    steps, answer, j = task.corrupt(p, random.Random(0))
+    assert steps == [] and answer == "50" and not task.equivalent(p, answer)

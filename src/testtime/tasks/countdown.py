@@ -76,14 +76,18 @@ class CountdownTask(SyntheticTask):
 
     def corrupt(self, problem: Problem, rng: random.Random) -> tuple[list[Step], str, None]:
         """A valid chain over the given numbers that misses the target (a failed
-        search branch): every step is right, only the answer is wrong."""
+        search branch): every step is right, only the answer is wrong. When every
+        chain hits the target (e.g. ``50 50 -> 100``), a bare given number."""
         numbers, target = self.parse(problem)
         for _ in range(100):
             used = rng.sample(numbers, rng.randint(2, len(numbers)))
             steps = _random_chain(used, rng)
             if steps and steps[-1].result != target:
                 return steps, chain_expression(steps), None
-        raise ValueError(f"could not draw a wrong attempt for {problem.prompt!r}")
+        misses = [x for x in numbers if x != target]
+        if not misses:
+            raise ValueError(f"no wrong attempt exists for {problem.prompt!r}")
+        return [], str(rng.choice(misses)), None
 
     def evaluate(self, problem: Problem, answer: str) -> tuple[Counter[int], int] | None:
         """(numbers used, value) of an answer expression that is well formed and

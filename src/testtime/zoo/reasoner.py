@@ -45,13 +45,13 @@ class ReasonerConfig:
     n_embd: int = 192
     n_head: int = 6
     n_positions: int = 512
-    steps: int = 1200
+    steps: int = 500
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
     warmup: int = 100
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
-    eval_every: int = 200
+    eval_every: int = 125
     valid_level: int = 6
     valid_problems: int = 64
     valid_samples: int = 4
