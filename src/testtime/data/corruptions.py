@@ -140,8 +140,8 @@ def _line_blur(x: np.ndarray, radius: int, sigma: float, angles_deg: np.ndarray)
     padded = np.pad(x, ((0, 0), (taps, taps), (taps, taps), (0, 0)), mode="edge")
     out = np.zeros_like(x)
     for i, wt in enumerate(weights):
-        dy = np.rint(i * np.sin(rad)).astype(int)
-        dx = np.rint(i * np.cos(rad)).astype(int)
+        dy = np.ceil(i * np.sin(rad) - 0.5).astype(int)  # ImageMagick rounds halves down
+        dx = np.ceil(i * np.cos(rad) - 0.5).astype(int)
         # Few distinct offsets per tap: add shifted slices for each group of images.
         offsets, group = np.unique(np.stack([dy, dx], axis=1), axis=0, return_inverse=True)
         for g, (oy, ox) in enumerate(offsets):
