@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--other-problems", type=int, default=100, help="per level of the other tasks")
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--round", type=int, default=8, help="samples per problem per round")
+    parser.add_argument("--levels", default="", help="only these levels, e.g. 6 (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/reasoner_quality.json"))
@@ -86,22 +87,25 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     gen = LocalGenerator(args.model, max_batch=512)
-    report = {"model": str(args.model), "samples": args.samples, "problems": args.problems,
-              "test_seed": TEST_SEED, "results": []}
-    if args.out.exists():  # resume: keep finished levels measured with the same settings
+    report = {"model": str(args.model), "test_seed": TEST_SEED, "results": []}
+    if args.out.exists():  # resume / extend: keep levels already measured on this model
         previous = json.loads(args.out.read_text())
-        if {k: previous.get(k) for k in ("model", "samples", "problems")} == {
-            k: report[k] for k in ("model", "samples", "problems")
-        }:
+        if previous.get("model") == report["model"]:
             report["results"] = previous["results"]
-    done = {(r["task"], r["level"]) for r in report["results"]}
+    wanted = [int(x) for x in args.levels.split(",")] if args.levels else None
     for name in args.tasks.split(","):
         n_problems = args.problems if name == "arith" else args.other_problems
         for level in get_task(name).levels:
-            if (name, level) in done:
+            if wanted is not None and level not in wanted:
+                continue
+            key = (name, level, n_problems, args.samples)
+            if any((r["task"], r["level"], r["problems"], r["samples"]) == key for r in report["results"]):
                 continue
             row = evaluate_level(gen, name, level, n_problems, args.samples, args.round, args.seed)
-            report["results"].append(row)
+            report["results"] = [
+                r for r in report["results"] if (r["task"], r["level"]) != (name, level)
+            ] + [row]
+            report["results"].sort(key=lambda r: (r["task"], r["level"]))
             atomic_write_json(args.out, report)
             print(json.dumps(row), flush=True)
     if args.card:

@@ -370,14 +370,12 @@ def write_model_card(out: Path) -> None:
     else:
         ks = [k for k in quality["results"][0] if k.startswith("pass@")]
         lines += [
-            f"{quality['problems']} arith problems per level (fewer for the other tasks, see"
-            f" quality.json), up to {quality['samples']} samples each; unbiased pass@k estimator"
-            " (see benchmarks/reasoner_quality.py).",
+            "Unbiased pass@k estimator; see benchmarks/reasoner_quality.py and quality.json.",
             "",
-            "| task | level | " + " | ".join(ks) + " | greedy |",
-            "|---|---|" + "---|" * len(ks) + "---|",
+            "| task | level | problems | " + " | ".join(ks) + " | greedy |",
+            "|---|---|---|" + "---|" * len(ks) + "---|",
         ]
         for r in quality["results"]:
             cells = " | ".join(f"{r[k]:.3f}" for k in ks)
-            lines.append(f"| {r['task']} | {r['level']} | {cells} | {r['greedy']:.3f} |")
+            lines.append(f"| {r['task']} | {r['level']} | {r['problems']} | {cells} | {r['greedy']:.3f} |")
     atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
