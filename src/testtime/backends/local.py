@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from testtime.backends.base import (
     CancelToken,
@@ -35,6 +36,47 @@ from testtime.backends.sampler import (
 )
 
 ENGINES = ("lean", "hf")
+
+
+class _RowStops(StoppingCriteria):
+    """Feeds every token ``generate()`` produces through the shared RowState checks,
+    so EOS / stop strings / length / cancel / on_finish behave as in the lean engine."""
+
+    def __init__(
+        self,
+        rows: list[RowState],
+        index: list[tuple[int, int]],
+        params: SamplingParams,
+        max_tokens: int,
+        detok: Detokenizer,
+        eos: set[int],
+        cancel: CancelToken | None,
+        on_finish: FinishCallback | None,
+    ) -> None:
+        self.rows, self.index, self.params, self.max_tokens = rows, index, params, max_tokens
+        self.detok, self.eos, self.cancel, self.on_finish = detok, eos, cancel, on_finish
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: object) -> torch.Tensor:
+        for r, t in enumerate(input_ids[:, -1].tolist()):
+            st = self.rows[r]
+            if st.done:
+                continue
+            if (
+                st.push(
+                    t,
+                    None,
+                    eos=self.eos,
+                    stops=self.params.stop,
+                    detok=self.detok,
+                    max_tokens=self.max_tokens,
+                )
+                and self.on_finish is not None
+            ):
+                self.on_finish(*self.index[r], st.completion(self.detok, self.eos, False))
+        stop_all = self.cancel is not None and self.cancel.cancelled
+        return torch.tensor([stop_all or st.done for st in self.rows])
+
+
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -155,43 +197,12 @@ class LocalGenerator(Generator):
     ) -> GenerationResult:
         """``model.generate()``; the prompt is prefilled once per sample (counted so).
         Seeds use torch's global RNG inside a forked RNG state, so callers' RNG is untouched."""
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
         check_prompts(prompt_ids, self.n_positions)
         states = [[RowState() for _ in range(params.n)] for _ in prompt_ids]
         usage = Usage(calls=1)
         detok, eos = self.detok, self.eos_ids
         pad_id = self.tokenizer.pad_token_id
         pad_id = pad_id if pad_id is not None else next(iter(eos), 0)
-
-        class RowStops(StoppingCriteria):
-            """Feeds every new token through the shared RowState checks."""
-
-            def __init__(
-                self, rows: list[RowState], index: list[tuple[int, int]], max_tokens: int
-            ) -> None:
-                self.rows, self.index, self.max_tokens = rows, index, max_tokens
-
-            def __call__(
-                self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object
-            ) -> torch.Tensor:
-                for r, t in enumerate(input_ids[:, -1].tolist()):
-                    st = self.rows[r]
-                    if (
-                        not st.done
-                        and st.push(
-                            t,
-                            None,
-                            eos=eos,
-                            stops=params.stop,
-                            detok=detok,
-                            max_tokens=self.max_tokens,
-                        )
-                        and on_finish
-                    ):
-                        on_finish(*self.index[r], st.completion(detok, eos, False))
-                stop_all = cancel is not None and cancel.cancelled
-                return torch.tensor([stop_all or st.done for st in self.rows])
 
         with torch.random.fork_rng(devices=[]):
             if params.seed is not None:
@@ -218,13 +229,14 @@ class LocalGenerator(Generator):
                     do_sample=sampling,
                     temperature=params.temperature if sampling else None,
                     top_p=params.top_p if sampling else None,
-                    top_k=0
-                    if sampling
-                    else None,  # HF's default top_k=50 would change the distribution
+                    # HF's default top_k=50 would change the distribution
+                    top_k=0 if sampling else None,
                     max_new_tokens=max_new,
                     pad_token_id=pad_id,
                     eos_token_id=sorted(eos) or None,
-                    stopping_criteria=StoppingCriteriaList([RowStops(rows, index, max_new)]),
+                    stopping_criteria=StoppingCriteriaList(
+                        [_RowStops(rows, index, params, max_new, detok, eos, cancel, on_finish)]
+                    ),
                     return_dict_in_generate=True,
                     output_logits=params.logprobs,
                 )

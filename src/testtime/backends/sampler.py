@@ -4,9 +4,11 @@ The model is the GPT-2 of Radford et al. (2019), "Language Models are Unsupervis
 Multitask Learners", read straight from a Hugging Face checkpoint's tensors
 (``model.safetensors`` or any ``GPT2LMHeadModel.state_dict()``). Compared with
 ``GPT2LMHeadModel.generate`` it avoids the per-step framework overhead: the KV
-cache is preallocated once per batch, q/k/v come from one fused matmul, a
-prompt sampled ``n`` times is prefilled once and its cache expanded, and rows
-that finish are compacted out of the batch so they stop costing compute.
+cache is allocated in blocks of columns (no per-step concatenation) and decode
+attention runs as plain batched matmuls over whole blocks (see :class:`KVCache`),
+q/k/v come from one fused matmul with the attention scale folded in, a prompt
+sampled ``n`` times is prefilled once and its cache expanded, and rows that
+finish are compacted out of the batch so they stop costing compute.
 
 Sampling choices (shared by every local engine):
 
