@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -34,5 +35,7 @@ def train(
 ) -> None:
     """Train an embedded model from scratch into a Hugging Face directory."""
     trainer = TRAINERS.get(name)
-    info = trainer(out or Path("runs/zoo") / name, steps, seed, resume, threads)
-    typer.echo(f"trained {name}: {info['steps_trained']} steps, selected {info['selected']}")
+    path = out or Path("runs/zoo") / name
+    info = trainer(path, steps, seed, resume, threads)
+    summary = {k: v for k, v in info.items() if isinstance(v, int | float | str)}
+    typer.echo(f"trained {name} into {path}: {json.dumps(summary)}")

@@ -29,6 +29,13 @@ def _train_reasoner(
     return train_reasoner(out, steps=steps, seed=seed, resume=resume, threads=threads)
 
 
+@TRAINERS.register("prm")
+def _train_prm(out: Path, steps: int | None, seed: int, resume: bool, threads: int) -> dict[str, Any]:
+    from testtime.zoo.reasoner_prm import train_prm
+
+    return train_prm(out, steps=steps, seed=seed, resume=resume, threads=threads)
+
+
 def _cifar_trainer(name: str):
     def train(
         out: Path, steps: int | None, seed: int, resume: bool, threads: int

@@ -1,0 +1,193 @@
+"""Train the process reward model of :mod:`testtime.verifiers.prm` on TinyReasoner's
+own samples (Lightman et al. 2023; Snell et al. 2024): step label = every step so
+far is valid (the task's step checker), answer-line label = the final answer is
+correct. Samples are cached in ``<out>/samples.json`` (written atomically), so an
+interrupted run resumes without re-sampling; training itself takes minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from transformers import GPT2Config, GPT2ForTokenClassification
+
+from testtime.backends.base import SamplingParams
+from testtime.store.atomic import atomic_write_json, atomic_write_text
+from testtime.tasks import get_task
+from testtime.tasks.base import extract_final_answer
+from testtime.verifiers.prm import scored_positions
+from testtime.zoo import reasoner_path
+from testtime.zoo.reasoner_data import MIXTURE, TRAIN_SEED_BASE
+from testtime.zoo.tokenizer import save_tokenizer
+
+# Problem seeds: PRM training data disjoint from the policy's training (>= TRAIN_SEED_BASE),
+# validation (VALID_SEED) and held-out test (TEST_SEED) problems; PRM test problems use 100 + level.
+PRM_SEED_BASE = TRAIN_SEED_BASE // 2
+PRM_TEST_SEED_BASE = 100
+
+
+def sample_labelled(
+    policy_dir: Path, problems_per_level: int, samples: int, seed_base: int, seed: int
+) -> list[dict[str, Any]]:
+    """TinyReasoner's samples (T = 1) over every family and level, with step and outcome labels."""
+    from testtime.backends.local import LocalGenerator
+
+    gen = LocalGenerator(policy_dir, max_batch=512)
+    rows = []
+    for family, (_, levels) in MIXTURE.items():
+        task = get_task(family)
+        for level in levels:
+            problems = task.generate(problems_per_level, level, seed=seed_base + level)
+            params = SamplingParams(n=samples, temperature=1.0, max_tokens=400, seed=seed + level)
+            result = gen.generate([p.prompt for p in problems], params)
+            for p, outs in zip(problems, result.completions, strict=True):
+                for c in outs:
+                    valid = task.check_steps(p, c.text)
+                    prefix = [bool(np.all(valid[: i + 1])) for i in range(len(valid))]
+                    correct = task.is_correct(p, c.text)
+                    rows.append({"prompt": p.prompt, "solution": c.text, "steps": prefix, "correct": correct,
+                                 "task": family, "level": level})
+    return rows
+
+
+def labels_for(row: dict[str, Any]) -> tuple[str, list[int], list[float]]:
+    """(text, scored token positions, targets) of one labelled sample."""
+    text, positions = scored_positions(len(row["prompt"]) + 1, row["solution"])
+    targets = [float(x) for x in row["steps"]]
+    if extract_final_answer(text) is not None:
+        targets.append(float(row["correct"]))
+    n = min(len(positions), len(targets))  # a sample cut at max_tokens may end mid-line
+    return row["prompt"] + text, positions[:n], targets[:n]
+
+
+def auroc(scores: list[float], labels: list[bool]) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
+    pos = sum(labels)
+    neg = len(labels) - pos
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((sum(r for r, y in zip(ranks, labels, strict=True) if y) - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def train_prm(
+    out: str | Path,
+    steps: int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    threads: int = 1,
+    policy_dir: str | Path | None = None,
+    problems_per_level: int = 40,
+    samples: int = 4,
+    n_layer: int = 4,
+    n_embd: int = 128,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+) -> dict[str, Any]:
+    """Sample + label (cached), train, and report AUROC on held-out problems."""
+    torch.set_num_threads(threads)
+    out = Path(out)
+    steps = steps or 600
+    policy = Path(policy_dir) if policy_dir is not None else reasoner_path()
+    cache = out / "samples.json"
+    if cache.exists() and not resume:
+        raise FileExistsError(f"{cache} exists: pass --resume to reuse its samples, or another --out")
+    started = time.time()
+    if cache.exists():
+        data = json.loads(cache.read_text())
+    else:
+        data = {
+            "train": sample_labelled(policy, problems_per_level, samples, PRM_SEED_BASE, seed),
+            "test": sample_labelled(policy, max(1, problems_per_level // 4), samples, PRM_TEST_SEED_BASE, seed + 1),
+        }
+        atomic_write_json(cache, data)
+
+    torch.manual_seed(seed)
+    tokenizer = save_tokenizer(out)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=n_embd, n_layer=n_layer,
+                        n_head=4, num_labels=1, pad_token_id=tokenizer.pad_token_id,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    model = GPT2ForTokenClassification(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
+    train = [labels_for(r) for r in data["train"]]
+    train = [t for t in train if t[1] and len(t[0]) < 511]
+    rng = random.Random(seed)
+    model.train()
+    for _ in range(steps):
+        loss = _bce(model, tokenizer, rng.sample(train, min(batch_size, len(train))))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    metrics = evaluate(model, tokenizer, data["test"])
+    info = {"model": "prm", "policy": str(policy), "seed": seed, "steps": steps, "train_samples": len(train),
+            "test_samples": len(data["test"]), "parameters": sum(p.numel() for p in model.parameters()),
+            "final_loss": round(loss.item(), 4), "wall_s": round(time.time() - started, 1), **metrics}
+    model.save_pretrained(str(out), safe_serialization=True)
+    atomic_write_json(out / "training.json", info)
+    atomic_write_text(out / "README.md", _card(info))
+    return info
+
+
+def _bce(model, tokenizer, batch: list[tuple[str, list[int], list[float]]]) -> torch.Tensor:
+    ids = [tokenizer(text).input_ids for text, _, _ in batch]
+    width = max(map(len, ids))
+    pad = tokenizer.pad_token_id
+    inputs = torch.tensor([i + [pad] * (width - len(i)) for i in ids])
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
+    logits = model(input_ids=inputs, attention_mask=mask).logits[..., 0]
+    rows = torch.tensor([r for r, (_, pos, _) in enumerate(batch) for _ in pos])
+    cols = torch.tensor([p for _, pos, _ in batch for p in pos])
+    targets = torch.tensor([t for _, _, ts in batch for t in ts])
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits[rows, cols], targets)
+
+
+@torch.inference_mode()
+def evaluate(model, tokenizer, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """AUROC of the final score (the answer line's, else the last step's) for final-answer
+    correctness, and of every step score for its step label, on held-out samples."""
+    final_scores, finals, step_scores, step_labels = [], [], [], []
+    for row in rows:
+        text, positions, targets = labels_for(row)
+        if not positions:
+            continue
+        ids = torch.tensor([tokenizer(text).input_ids])
+        probs = torch.sigmoid(model(input_ids=ids).logits[0, :, 0])[positions].tolist()
+        final_scores.append(probs[-1])
+        finals.append(bool(row["correct"]))
+        step_scores += probs[: len(row["steps"])]
+        step_labels += [bool(x) for x in row["steps"][: len(probs)]]
+    return {"auroc_final": round(auroc(final_scores, finals), 4),
+            "auroc_steps": round(auroc(step_scores, step_labels), 4),
+            "test_accuracy": round(sum(finals) / max(1, len(finals)), 4)}
+
+
+def _card(info: dict[str, Any]) -> str:
+    return "\n".join([
+        "# TinyPRM",
+        "",
+        "Process reward model for TinyReasoner (`testtime.verifiers.prm`): GPT2ForTokenClassification,"
+        f" {info['parameters']:,} parameters, one logit at the newline ending each step"
+        " (P[all steps so far valid]) and at the answer line (P[final answer correct]).",
+        f"Trained {info['steps']} steps on {info['train_samples']} of TinyReasoner's own samples"
+        " (T = 1, all families and levels) labelled by the task step checkers;"
+        f" seed {info['seed']}, wall time {info['wall_s'] / 60:.1f} min.",
+        "",
+        f"Held-out ({info['test_samples']} samples, test-seed problems):"
+        f" AUROC of the final score for answer correctness {info['auroc_final']:.3f};"
+        f" step-level AUROC {info['auroc_steps']:.3f}; policy accuracy on them {info['test_accuracy']:.3f}.",
+        "",
+    ])
