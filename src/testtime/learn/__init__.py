@@ -1,1 +1,13 @@
-"""testtime.learn."""
+"""testtime.learn: test-time learning for language models (spec §§8-11).
+
+Methods (``testtime learn --list``): ``ttrl``, ``ettrl``, ``spine`` (GRPO on
+majority-vote pseudo-rewards, :mod:`testtime.learn.grpo`), ``dco`` (confidence-
+limiting fine-tuning), ``latentseek`` (policy gradient over hidden states),
+``tt-si`` (self-improvement with a LoRA adapter per uncertain problem) and
+``dynamic-cheatsheet`` (a test-time memory). Importing this package registers them.
+"""
+
+from testtime.learn import ettrl, spine, ttrl  # noqa: F401
+from testtime.learn.base import METHODS, LearnRequest
+
+__all__ = ["METHODS", "LearnRequest"]

@@ -1,0 +1,58 @@
+"""The method registry and what the CLI hands a method: :class:`LearnRequest`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from testtime.registry import Registry
+from testtime.tasks.base import Problem, Task
+
+# name -> run(request) -> metrics (the dict also written to DIR/metrics.json)
+METHODS: Registry[dict[str, Any]] = Registry("learn method")
+
+C = TypeVar("C")
+
+
+@dataclass
+class LearnRequest:
+    """One ``testtime learn`` run: the task and its held-out problems, where the
+    model comes from and where results go, and the method's options."""
+
+    method: str
+    task: Task
+    split: str
+    problems: list[Problem]
+    out: Path
+    model_dir: Path
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    show_progress: bool = True
+
+    def run_config(self, method_config: Any) -> dict[str, Any]:
+        """What identifies the run (a DIR holding a different one is refused)."""
+        return {
+            "method": self.method,
+            "task": self.task.name,
+            "split": self.split,
+            "problems": [p.id for p in self.problems],
+            "model": str(self.model_dir.resolve()),
+            "seed": self.seed,
+            "options": dataclasses.asdict(method_config)
+            if dataclasses.is_dataclass(method_config)
+            else method_config,
+        }
+
+
+def build_config(kind: Callable[..., C], defaults: dict[str, Any], options: dict[str, Any], method: str) -> C:
+    """``kind(**defaults | options)``; unknown option names are a clear error."""
+    names = {f.name for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ValueError(
+            f"{method} has no option {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(names))}"
+        )
+    return kind(**{**defaults, **options})
