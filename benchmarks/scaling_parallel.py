@@ -28,6 +28,7 @@ from testtime.scale.harness import scale
 from testtime.scale.ttspm import fit_p, observed_knee, saturation_point
 from testtime.store import atomic_write_json
 from testtime.tasks import get_task
+from testtime.verifiers import get_verifier
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = Path("runs/benchmarks")
@@ -69,6 +70,8 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--epsilon", type=float, default=0.005)
     parser.add_argument("--subsets", type=int, default=8, help="random k-subsets per problem")
+    parser.add_argument("--verifier", default=None,
+                        help="also weighted-majority and best-of-n with this verifier (e.g. prm)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", type=Path, default=RUNS)
     args = parser.parse_args()
@@ -85,9 +88,11 @@ def main() -> None:
         backend=args.backend,
     )
     start = time.perf_counter()
+    verifier = get_verifier(args.verifier, task=task) if args.verifier else None
+    scored = ["weighted-majority", "best-of-n"] if verifier else []
     pool = scale(
-        task, generator, ["sample", "majority", "rpc"], budgets, args.runs / "parallel-pool",
-        max_subsets=args.subsets, **common,
+        task, generator, ["sample", "majority", "rpc", *scored], budgets,
+        args.runs / "parallel-pool", verifier=verifier, max_subsets=args.subsets, **common,
     )
     pool_s = time.perf_counter() - start
     ffs_budgets = [int(x) for x in args.ffs_n.split(",")]
@@ -130,7 +135,8 @@ def main() -> None:
     print(f"pass@1 {pass1:.3f}  maj@{args.max_n} {maj[args.max_n]:.3f}  "
           f"gain {summary['maj@max_n_minus_pass@1_points']:.1f} points")
     for n in budgets:
-        print(f"N={n:3d}  majority {maj[n]:.3f}  rpc {rpc[n]:.3f}")
+        extra = "".join(f"  {s} {curve(rows, s)[n]:.3f}" for s in scored)
+        print(f"N={n:3d}  majority {maj[n]:.3f}  rpc {rpc[n]:.3f}{extra}")
     for n, d in summary["ffs_vs_majority"].items():
         print(f"FFS N={n}: acc {d['ffs_accuracy']:.3f} tokens {d['ffs_tokens']:.0f} | "
               f"majority acc {d['majority_accuracy']} tokens {d['majority_tokens']}")
