@@ -20,6 +20,7 @@ app = typer.Typer(
 
 # Sub-command modules register themselves on `app` at import time.
 from testtime.cli import adapt as _adapt  # noqa: E402,F401
+from testtime.cli import learn as _learn  # noqa: E402,F401
 from testtime.cli import run as _run  # noqa: E402,F401
 from testtime.cli import scale as _scale  # noqa: E402,F401
 from testtime.cli import serve as _serve  # noqa: E402,F401

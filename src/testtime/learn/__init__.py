@@ -7,7 +7,7 @@ limiting fine-tuning), ``latentseek`` (policy gradient over hidden states),
 ``dynamic-cheatsheet`` (a test-time memory). Importing this package registers them.
 """
 
-from testtime.learn import ettrl, spine, ttrl  # noqa: F401
+from testtime.learn import cheatsheet, dco, ettrl, latentseek, spine, ttrl, ttsi  # noqa: F401
 from testtime.learn.base import METHODS, LearnRequest
 
 __all__ = ["METHODS", "LearnRequest"]

@@ -19,7 +19,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,13 @@ from typing import Any
 import torch
 
 from testtime.scale.common import derive_seed
-from testtime.store import RunStore, atomic_write_bytes, atomic_write_json, atomic_write_text
+from testtime.store import (
+    RunStore,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    resumable_map,
+)
 from testtime.tasks.base import Problem, Task
 
 TEST_SEED = 0  # the held-out problems methods are evaluated on (TinyReasoner never saw them)
@@ -274,3 +280,21 @@ def progress_bar(description: str, total: int, done: int = 0, *, enabled: bool =
                 bar.update(tid, note=text)
 
         yield _Handle()
+
+
+def solve_each(
+    run: RunDir, request: Any, solve: Callable[[Problem], dict[str, Any]], description: str
+) -> list[dict[str, Any]]:
+    """``solve`` every problem of the request, one stored result per problem (a killed
+    run resumes after the last stored problem)."""
+    by_id = {p.id: p for p in request.problems}
+    with progress_bar(
+        description, len(by_id), sum(k in run.store for k in by_id), enabled=request.show_progress
+    ) as bar:
+
+        def one(key: str) -> dict[str, Any]:
+            result = solve(by_id[key])
+            bar.advance()
+            return result
+
+        return resumable_map(run.store, list(by_id), one)
