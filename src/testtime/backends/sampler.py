@@ -272,17 +272,14 @@ class LeanGPT2:
         P, S = ids.shape
         pos = (torch.arange(S, device=self.device) - pad[:, None]).clamp_(min=0)
         x = self.wte[ids] + self.wpe[pos]
+        key_ok = torch.arange(S, device=self.device)[None, :] >= pad[:, None]  # (P, S)
+        cache.bias[:, :S] = torch.where(key_ok, 0.0, float("-inf")).repeat_interleave(repeats, 0)
         mask = None
-        if bool(pad.any()):
-            key_ok = torch.arange(S, device=self.device)[None, :] >= pad[:, None]
+        if not bool(key_ok.all()):
             causal = torch.ones(S, S, dtype=torch.bool, device=self.device).tril()
             # Padding queries attend to themselves only, so no softmax row is empty.
             eye = torch.eye(S, dtype=torch.bool, device=self.device)
             mask = ((causal & key_ok[:, None, :]) | eye)[:, None]
-
-        cache.bias[:, :S] = torch.where(
-            (torch.arange(S, device=self.device)[None] >= pad[:, None]), 0.0, float("-inf")
-        ).repeat_interleave(repeats, 0)
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (P, H, S, D)
