@@ -12,7 +12,6 @@ import testtime.backends as backends
 from testtime.backends import get_generator
 from testtime.backends.base import BackendError, CancelToken, SamplingParams
 from testtime.backends.local import LocalGenerator
-from testtime.registry import UnknownName
 
 PROMPTS = ["arith: 7 +3 *2\n", "mul: 12*3\n", "b\n"]
 
@@ -98,26 +97,6 @@ def test_bad_arguments_are_clear(tiny_model_dir: Path, tmp_path: Path):
         LocalGenerator(tmp_path)
     with pytest.raises(TypeError, match="not one string"):
         LocalGenerator(tiny_model_dir).generate("abc", SamplingParams())
-
-
-def test_get_generator_specs(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    gen = get_generator(str(tiny_model_dir), engine="hf")
-    assert isinstance(gen, LocalGenerator) and gen.engine == "hf"
-    with pytest.raises(UnknownName, match="valid: embedded, tiny-reasoner, openai:<base_url>"):
-        get_generator("no-such-backend")
-    with pytest.raises(ValueError, match="needs a value after 'openai:'"):
-        get_generator("openai:")
-    # The embedded model: a clear error while its weights are missing, the model once present.
-    import testtime.zoo as zoo
-
-    monkeypatch.setattr(
-        zoo, "reasoner_path", lambda: tiny_model_dir.parent / "missing", raising=False
-    )
-    with pytest.raises(BackendError, match="not trained yet"):
-        get_generator("embedded")
-    monkeypatch.setattr(zoo, "reasoner_path", lambda: tiny_model_dir, raising=False)
-    assert backends.embedded_model_dir() == tiny_model_dir
-    assert get_generator("tiny-reasoner").num_parameters > 0
 
 
 def _shipped() -> Path | None:

@@ -1,0 +1,37 @@
+"""testtime.backends (the package): the BACKENDS registry and get_generator specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import testtime.backends as backends
+from testtime.backends import BACKENDS, get_generator
+from testtime.backends.base import BackendError
+from testtime.backends.local import LocalGenerator
+from testtime.registry import UnknownName
+
+
+def test_registry_names():
+    assert BACKENDS.names() == ["embedded", "local", "openai", "tiny-reasoner", "vllm"]
+
+
+def test_get_generator_specs(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    gen = get_generator(str(tiny_model_dir), engine="hf")
+    assert isinstance(gen, LocalGenerator) and gen.engine == "hf"
+    with pytest.raises(UnknownName, match="valid: embedded, tiny-reasoner, openai:<base_url>"):
+        get_generator("no-such-backend")
+    with pytest.raises(ValueError, match="needs a value after 'openai:'"):
+        get_generator("openai:")
+    # The embedded model: a clear error while its weights are missing, the model once present.
+    import testtime.zoo as zoo
+
+    monkeypatch.setattr(
+        zoo, "reasoner_path", lambda: tiny_model_dir.parent / "missing", raising=False
+    )
+    with pytest.raises(BackendError, match="not trained yet"):
+        get_generator("embedded")
+    monkeypatch.setattr(zoo, "reasoner_path", lambda: tiny_model_dir, raising=False)
+    assert backends.embedded_model_dir() == tiny_model_dir
+    assert get_generator("tiny-reasoner").num_parameters > 0
