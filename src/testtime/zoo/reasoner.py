@@ -182,10 +182,13 @@ def train_reasoner(
     state, selected_weights = _State(), None
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
-        if ckpt["config"] != asdict(config) or ckpt["seed"] != seed:
+        # Only the length may change (the cosine schedule stretches to the new end).
+        same = {**ckpt["config"], "steps": config.steps} == asdict(config)
+        if not same or ckpt["seed"] != seed or config.steps < ckpt["state"]["step"]:
             raise ValueError(
-                f"{ckpt_path} was written with another configuration or seed "
-                f"(steps={ckpt['config']['steps']}, seed={ckpt['seed']}); drop --resume or match them"
+                f"{ckpt_path} was written with another configuration or seed, or is past"
+                f" --steps (steps={ckpt['config']['steps']}, at step {ckpt['state']['step']},"
+                f" seed={ckpt['seed']}); drop --resume or match them"
             )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
