@@ -188,8 +188,8 @@ def main() -> None:
         "img/s",
         "fwd/batch",
         "bwd/batch",
-        "× fwd+bwd",
-        "× fwd+bwd (affine)",
+        "× all",
+        "× affine",
         "setup s",
     ):
         table.add_column(col, justify="right")
