@@ -18,6 +18,8 @@ TINY = dict(n_layer=1, n_embd=32, n_head=2, n_positions=512, batch_size=8, warmu
 @pytest.fixture(scope="module")
 def shipped():
     path = reasoner_path()
+    if not (path / "config.json").exists():
+        pytest.skip("TinyReasoner weights are not shipped in this checkout")
     return AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
 
 
