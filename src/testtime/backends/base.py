@@ -85,6 +85,9 @@ class Completion:
     num_tokens: int
     token_logprobs: list[float] | None = None
     stop_string: str | None = None
+    # Every generated id (EOS / stop-completing tokens included) when the backend has them:
+    # exact for training on samples even when the text drops special tokens.
+    token_ids: list[int] | None = None
 
     @property
     def mean_logprob(self) -> float:

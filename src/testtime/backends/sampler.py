@@ -434,6 +434,7 @@ class RowState:
             num_tokens=len(self.ids),
             token_logprobs=list(self.logprobs) if want_logprobs else None,
             stop_string=self.stop_string,
+            token_ids=list(self.ids),
         )
 
 

@@ -119,8 +119,10 @@ class Policy:
         return [self.bos_id, *ids] if self.bos_id is not None else ids
 
     def completion_ids(self, completion: Completion) -> list[int]:
-        """The generated ids (re-encoded from text, exact for the character tokenizer);
-        EOS appended when the sample ended on it."""
+        """The generated ids, EOS included when the sample ended on it (re-encoded from the
+        text for backends that do not report ids)."""
+        if completion.token_ids is not None:
+            return list(completion.token_ids)
         ids = self.tokenizer.encode(completion.text, add_special_tokens=False)
         ended_on_eos = completion.finish_reason == "stop" and completion.stop_string is None
         return [*ids, self.eos_id] if ended_on_eos and self.eos_id is not None else ids
