@@ -8,11 +8,9 @@ import torch
 
 from testtime.backends.base import BackendError, CancelToken, SamplingParams
 from testtime.backends.sampler import (
-    Detokenizer,
     GPT2Shape,
     KVCache,
     LeanGPT2,
-    LeanSampler,
     choose_tokens,
     plan_chunks,
 )
@@ -43,33 +41,13 @@ def test_greedy_matches_hf_generate_on_a_padded_batch(lean_gen, hf_model):
         assert (comp.text, comp.num_tokens) == (text, n)
 
 
-class IdDetok(Detokenizer):
-    """Text = one private-use character per token id, so tests can read back the
-    exact sampled ids (the real detokenizer drops special tokens from text)."""
-
-    def __init__(self, vocab: int) -> None:
-        self.pieces = [chr(0x100 + i) for i in range(vocab)]
-        self.piecewise = True
-
-    def decode(self, ids) -> str:
-        return "".join(self.pieces[i] for i in ids)
-
-
-def id_sampler(gen) -> LeanSampler:
-    return LeanSampler(gen.lean, IdDetok(len(gen.tokenizer)), {gen.tokenizer.eos_token_id})
-
-
 def test_logprobs_match_hf_log_softmax(lean_gen, hf_model):
-    eos = lean_gen.tokenizer.eos_token_id
-    sampler = id_sampler(lean_gen)
     prompt_ids = [lean_gen.encode_prompt(p) for p in PROMPTS[:2]]
     params = SamplingParams(n=3, temperature=1.3, max_tokens=20, seed=7, logprobs=True)
-    res = sampler.generate(prompt_ids, params)
+    res = lean_gen.generate(PROMPTS[:2], params)
     for ids, comps in zip(prompt_ids, res.completions, strict=True):
         for c in comps:
-            gen_ids = [ord(ch) - 0x100 for ch in c.text] + (
-                [eos] if c.finish_reason == "stop" else []
-            )
+            gen_ids = c.token_ids  # exact ids, EOS included (text drops special tokens)
             with torch.no_grad():
                 logits = hf_model(torch.tensor([ids + gen_ids])).logits[0]
             lp = logits.log_softmax(-1)[len(ids) - 1 : -1]
@@ -96,25 +74,24 @@ def test_seed_reproduces_samples_and_prefix_is_prefilled_once(lean_gen):
 def test_compaction_and_batch_mates_do_not_change_samples(lean_gen, monkeypatch):
     # With a stop string rows end at different steps and are compacted out of the
     # batch; every row must still draw exactly what it draws in the run without stops.
-    sampler = id_sampler(lean_gen)
-    c = sampler.detok.pieces[lean_gen.tokenizer.convert_tokens_to_ids("c")]
-    ids = [lean_gen.encode_prompt(p) for p in PROMPTS]
-    free = sampler.generate(ids, SamplingParams(n=8, max_tokens=24, seed=11))
+    c_id = lean_gen.tokenizer.convert_tokens_to_ids("c")
+    free = lean_gen.generate(PROMPTS, SamplingParams(n=8, max_tokens=24, seed=11))
     kept: list[int] = []
     keep = KVCache.keep
     monkeypatch.setattr(
         KVCache, "keep", lambda self, rows: (kept.append(len(rows)), keep(self, rows))[1]
     )
-    stopped = sampler.generate(ids, SamplingParams(n=8, max_tokens=24, seed=11, stop=(c,)))
+    stopped = lean_gen.generate(PROMPTS, SamplingParams(n=8, max_tokens=24, seed=11, stop=("c",)))
     assert kept and kept == sorted(kept, reverse=True) and kept[-1] < 32  # the batch shrank
     early = 0
     for frow, srow in zip(free.completions, stopped.completions, strict=True):
         for f, s in zip(frow, srow, strict=True):
-            cut = f.text.find(c)
-            if cut < 0:
-                assert (s.text, s.finish_reason) == (f.text, f.finish_reason)
+            if c_id not in f.token_ids:
+                assert (s.token_ids, s.finish_reason) == (f.token_ids, f.finish_reason)
             else:
-                assert (s.text, s.stop_string, s.num_tokens) == (f.text[:cut], c, cut + 1)
+                cut = f.token_ids.index(c_id)
+                assert s.token_ids == f.token_ids[: cut + 1]  # same draws up to the stop
+                assert (s.text, s.stop_string) == (f.text[: f.text.index("c")], "c")
                 early += s.num_tokens < 24
     assert early >= 4
     # Greedy: a padded batch gives each prompt what it gets alone.

@@ -49,7 +49,7 @@ def test_completion_from_vllm_output():
     )
     c = completion_from_vllm(out, want_logprobs=True)
     assert (c.text, c.finish_reason, c.num_tokens, c.stop_string) == ("7+3=10", "stop", 2, "\n")
-    assert c.token_logprobs == [-0.5, -0.25]
+    assert c.token_logprobs == [-0.5, -0.25] and c.token_ids == [4, 9]
     out.finish_reason, out.stop_reason = None, None
     assert completion_from_vllm(out, want_logprobs=False).finish_reason == "cancelled"
 

@@ -56,6 +56,7 @@ def completion_from_vllm(out: Any, want_logprobs: bool) -> Completion:
         num_tokens=len(out.token_ids),
         token_logprobs=logprobs,
         stop_string=out.stop_reason if isinstance(out.stop_reason, str) else None,
+        token_ids=list(out.token_ids),
     )
 
 
