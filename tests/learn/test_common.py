@@ -8,8 +8,8 @@ import pytest
 
 from testtime.learn.common import (
     check_memory,
-    make_problems,
     majority,
+    make_problems,
     parse_split,
     require_answers,
     require_generator,

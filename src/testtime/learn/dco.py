@@ -42,18 +42,33 @@ OBJECTIVES = ("dco", "ce")
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
     """log(1 - exp(x)) for x <= 0, accurate at both ends (Mächler 2012)."""
     x = x.clamp_max(-1e-12)
-    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+    near = x > -math.log(2)
+    # Each branch sees only inputs where it is finite, so the unused one cannot put
+    # inf * 0 = NaN into the gradient of torch.where.
+    a = torch.log(-torch.expm1(torch.where(near, x, torch.full_like(x, -1.0))))
+    b = torch.log1p(-torch.exp(torch.where(near, torch.full_like(x, -1.0), x)))
+    return torch.where(near, a, b)
+
+
+TINY_LOGP = -30.0  # below this, 1 - (1 - p)^n = n p to within n p / 2 < 1e-12 (relative)
 
 
 def dco_loss(seq_logp: torch.Tensor, n: int) -> torch.Tensor:
-    """``-log[1 - (1 - p)^n]`` per sequence from log p (computed in log space)."""
-    return -log1mexp(n * log1mexp(seq_logp))
+    """``-log[1 - (1 - p)^n]`` per sequence from log p, in float64 log space. A whole
+    solution is usually far less likely than e^-30, where ``1 - p`` rounds to 1 in any
+    float type; there the loss is ``-log n - log p`` (CE plus a constant, F = 1)."""
+    s = seq_logp.double()
+    tiny = s < TINY_LOGP
+    exact = -log1mexp(n * log1mexp(torch.where(tiny, torch.full_like(s, -1.0), s)))
+    return torch.where(tiny, -(math.log(n) + s), exact).to(seq_logp.dtype)
 
 
 def dco_factor(seq_logp: torch.Tensor, n: int) -> torch.Tensor:
-    """The factor F(p) by which DCO's gradient scales cross-entropy's."""
-    p = seq_logp.exp()
-    return n * p * (1 - p) ** (n - 1) / (1 - (1 - p) ** n)
+    """The factor F(p) by which DCO's gradient scales cross-entropy's (1 for tiny p)."""
+    s = seq_logp.double()
+    p = s.exp()
+    exact = n * p * (1 - p) ** (n - 1) / -torch.expm1(n * torch.log1p(-p.clamp_max(1 - 1e-15)))
+    return torch.where(s < TINY_LOGP, torch.ones_like(s), exact)
 
 
 def sequence_loss(seq_logp: torch.Tensor, objective: str, n: int) -> torch.Tensor:

@@ -26,12 +26,12 @@ def leaves_per_tree(cfg: GRPOConfig) -> int:
 
 def fork_positions(entropy: torch.Tensor, length: int, k: int) -> list[int]:
     """The ``k`` highest-entropy positions among the first ``length - 1`` tokens (forking
-    at the last token would resample nothing but it), ascending."""
+    at the last token would resample nothing but it), ascending. A response too short
+    for ``k`` forks is padded with forks at position 0 (fresh samples), so every tree
+    has the same number of leaves and GRPO groups stay equal in size."""
     usable = max(0, length - 1)
-    if usable == 0:
-        return []
-    top = torch.topk(entropy[:usable], min(k, usable)).indices
-    return sorted(top.tolist())
+    top = torch.topk(entropy[:usable], min(k, usable)).indices.tolist() if usable else []
+    return sorted(top + [0] * (k - len(top)))
 
 
 def tree_rollouts(
