@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -16,13 +17,17 @@ def learn(
     task: str = typer.Option("arith", help="task name or a .jsonl file"),
     split: str = typer.Option("8-12", help="difficulty levels of the held-out problems: 8-12 or 4,6"),
     problems: int = typer.Option(32, help="held-out problems (spread over the split's levels)"),
-    out: Path | None = typer.Option(None, help="run directory (rerun the same command to resume)"),
-    model: Path | None = typer.Option(
-        None, help="starting model directory (default: the shipped TinyReasoner; never written)"
-    ),
-    option: list[str] | None = typer.Option(
-        None, "--option", "-o", help="method option KEY=VALUE (repeatable), e.g. -o steps=20"
-    ),
+    out: Annotated[
+        Path | None, typer.Option(help="run directory (rerun the same command to resume)")
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="starting model directory (default: the shipped TinyReasoner; never written)"),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="method option KEY=VALUE (repeatable), e.g. -o steps=20"),
+    ] = None,
     seed: int = typer.Option(0, help="seed of the method (the problems use the held-out seed)"),
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's own)"),
     list_: bool = typer.Option(False, "--list", help="print the method names, one per line"),

@@ -1,0 +1,107 @@
+"""`testtime learn`: --list, clear one-line errors for bad input, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from testtime.zoo.tokenizer import build_tokenizer
+
+METHODS = ["dco", "dynamic-cheatsheet", "ettrl", "latentseek", "spine", "tt-si", "ttrl"]
+
+
+class Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture()
+def cli(capsys):
+    """Runs `testtime learn ...` in this process (the CLI's own error handling
+    included), on one torch thread."""
+    from testtime.cli.main import main
+
+    def run(*args: str) -> Result:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        code = 0
+        try:
+            with mock.patch.object(sys, "argv", ["testtime", "learn", *args]):
+                main()
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        finally:
+            torch.set_num_threads(threads)
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny")
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=16, n_layer=1, n_head=2,
+                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    ).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_list_prints_exactly_the_method_names(cli):
+    res = cli("--list")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == METHODS
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ttlr", "--out", "x"], "unknown learn method 'ttlr'; valid: dco,"),
+        (["ttrl"], "give --out"),
+        ([], "give a method name"),
+        (["ttrl", "--out", "x", "--split", "hard"], "--split must look like"),
+        (["ttrl", "--out", "x", "-o", "n_vote=3"], "ttrl has no option 'n_vote'"),
+        (["ttrl", "--out", "x", "-o", "steps"], "KEY=VALUE"),
+        (["ttrl", "--out", "x", "--task", "sudoku"], "unknown task 'sudoku'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(cli, args, message, model_dir):
+    res = cli(*args, "--model", str(model_dir))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.stderr
+
+
+def test_a_task_without_a_generator_is_refused_before_training(cli, model_dir, tmp_path):
+    tasks = tmp_path / "mine.jsonl"
+    tasks.write_text(json.dumps({"id": "a", "prompt": "2+2\n", "answer": "4"}) + "\n")
+    res = cli("dco", "--task", str(tasks), "--split", "0", "--problems", "1", "--out",
+               str(tmp_path / "o"), "--model", str(model_dir))
+    assert res.returncode == 2 and "no generator/solver" in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_ttrl_end_to_end_and_rerun_is_a_no_op_resume(cli, model_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ("ttrl", "--split", "2", "--problems", "2", "--out", str(out), "--model", str(model_dir),
+            "--quiet", "-o", "steps=2", "-o", "n_votes=3", "-o", "n_samples=2",
+            "-o", "prompts_per_step=1", "-o", "max_tokens=16", "-o", "eval_samples=1")
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr
+    assert "pass@1" in res.stdout and (out / "model" / "model.safetensors").exists()
+    first = json.loads((out / "metrics.json").read_text())
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((out / "metrics.json").read_text())["before"] == first["before"]
+    res = cli(*args[:-1], "eval_samples=2")  # another run's config
+    assert res.returncode == 2 and "another run" in res.stderr
