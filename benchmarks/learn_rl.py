@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--n-votes", type=int, default=16)
     p.add_argument("--n-samples", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--eval-samples", type=int, default=16)
     p.add_argument("--max-tokens", type=int, default=192)
     args = p.parse_args()

@@ -107,7 +107,7 @@ class GRPOConfig:
     n_samples: int = 8  # of those, how many are trained on (TTRL: 16-32)
     temperature: float = 1.0
     max_tokens: int = 192
-    lr: float = 2e-5
+    lr: float = 1e-4
     clip_eps: float = 0.2
     kl_coef: float = 0.0
     ppo_epochs: int = 1
@@ -199,7 +199,11 @@ class GRPOTrainer(StepTrainer):
         if self.ref_model is not None:
             self.ref_model.requires_grad_(False)
         shape = policy.shape
-        trained = cfg.prompts_per_step * (cfg.n_votes if cfg.rollout == "tree" else cfg.n_samples)
+        if cfg.rollout == "tree":  # every leaf of whole trees is trained on
+            per = 1 + cfg.fork_points * cfg.branches
+            trained = cfg.prompts_per_step * -(-cfg.n_votes // per) * per
+        else:
+            trained = cfg.prompts_per_step * cfg.n_samples
         longest = max(len(policy.encode_prompt(p.prompt)) for p in self.train_problems)
         check_memory(
             policy.num_parameters, shape.n_layer, shape.n_embd, shape.vocab_size, trained,
