@@ -126,3 +126,16 @@ def test_spine_updates_only_forking_tokens_and_ettrl_counts_tree_tokens(tiny_dir
     assert ttrl["config"]["token_mask"] == "all"
     ettrl = METHODS.create("ettrl", request(tiny_dir, tmp_path / "e", steps=1, n_votes=7, n_samples=3))
     assert ettrl["rollout_tokens"] > 0 and ettrl["config"]["rollout"] == "tree"
+
+
+def test_ttrl_sharpens_the_policy_towards_its_own_majority(answering_dir, tmp_path):
+    """The TTRL mechanism: rewarding agreement with the majority raises the majority's
+    share (the answering model starts at ~1 in 4 samples agreeing)."""
+    task = get_task("arith")
+    req = LearnRequest("ttrl", task, "2", task.generate(4, 2, 0), tmp_path / "r", answering_dir,
+                       options={"steps": 20, "prompts_per_step": 4, "n_votes": 8, "n_samples": 8,
+                                "max_tokens": 16, "eval_samples": 8, "lr": 1e-2},
+                       show_progress=False)
+    METHODS.create("ttrl", req)
+    ratios = [json.loads(x)["majority_ratio"] for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert sum(ratios[-5:]) / 5 > sum(ratios[:5]) / 5 + 0.3
