@@ -279,8 +279,10 @@ class GRPOTrainer(StepTrainer):
         cfg, policy = self.cfg, self.policy
         flat = [r for row in batch.rollouts for r in row]
         prompts, completions = [r.prompt_ids for r in flat], [r.ids for r in flat]
+        # Rollouts are on-policy: the first epoch's forward pass gives the old stats too.
+        new = policy.token_stats(prompts, completions)
+        old = TokenStats(new.logp.detach(), new.entropy.detach(), new.mask)
         with torch.no_grad():
-            old = policy.token_stats(prompts, completions)
             ref = (
                 policy.token_stats(prompts, completions, model=self.ref_model)
                 if self.ref_model is not None
@@ -295,8 +297,9 @@ class GRPOTrainer(StepTrainer):
             band = old.entropy[mask]
             low, high = torch.quantile(band, cfg.band_low), torch.quantile(band, cfg.band_high)
         out: dict[str, float] = {}
-        for _ in range(cfg.ppo_epochs):
-            new = policy.token_stats(prompts, completions)
+        for epoch in range(cfg.ppo_epochs):
+            if epoch:
+                new = policy.token_stats(prompts, completions)
             loss = clipped_surrogate(new.logp, old.logp, adv, mask, cfg.clip_eps)
             out["pg_loss"] = loss.item()
             if ref is not None:
