@@ -279,7 +279,8 @@ def export_model(model: CifarResNet, out_dir: Path, name: str, card: dict) -> No
 def model_card(name: str, cfg: CifarConfig, card: dict) -> str:
     n_params = card.get("params", 0)
     hist = "\n".join(
-        f"| {h['epoch']} | {h['train_loss']:.3f} | {h.get('test_acc', float('nan')) * 100:.2f} |"
+        f"| {h['epoch']} | {h['train_loss']:.3f} | "
+        + (f"{h['test_acc'] * 100:.2f} |" if "test_acc" in h else "– |")
         for h in card.get("history", [])
     )
     return f"""# {name}-cifar10
@@ -300,6 +301,8 @@ the source model for test-time adaptation experiments in `testtime`.
   the test split was only measured, never used for choices).
 - Reproduce: `testtime zoo train {name} --seed {cfg.seed}`
 - Load: `testtime.zoo.load_cifar_model("{name}")`
+- Limitations: a short schedule, sized to the shared CPU it was trained on; a longer one
+  (`testtime zoo train {name} --steps <epochs>`) gives a more accurate source model.
 
 | epoch | train loss | test acc % |
 |---|---|---|
