@@ -45,9 +45,10 @@ def test_shipped_weights_load_and_classify(name):
     assert not model.training
     images, labels = _real_images()
     acc = evaluate(model, images, labels)
-    # The shipped models reach ~85-90% on the full test set; a few hundred images
-    # leave room for sampling noise, but a broken loader or normalisation gives ~10%.
-    assert acc > 0.75, f"{name}: accuracy {acc:.3f} on {len(images)} real test images"
+    # Full-test-set accuracy: resnet-bn 83.9%, resnet-gn 67.7% (model cards); a few hundred
+    # images leave room for sampling noise, but a broken loader or normalisation gives ~10%.
+    floor = {"resnet-bn": 0.75, "resnet-gn": 0.55}[name]
+    assert acc > floor, f"{name}: accuracy {acc:.3f} on {len(images)} real test images"
     # Normalisation lives inside the model: inputs are [0, 1] floats.
     x = torch.rand(2, 3, 32, 32)
     assert model(x).shape == (2, 10)
