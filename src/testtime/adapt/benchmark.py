@@ -228,7 +228,9 @@ def run_method(
         for batch in stream:
             if batch.reset:
                 method.reset()
-            x, y = batch.x.to(device), batch.y.to(device)
+            # Streams give NHWC-backed (channels-last strided) tensors; torch 2.13's CPU
+            # GroupNorm backward segfaults on such an input at batch size 1.
+            x, y = batch.x.to(device).contiguous(), batch.y.to(device)
             t0 = time.perf_counter()
             logits = method(x)
             if device.type == "cuda":
