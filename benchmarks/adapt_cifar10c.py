@@ -35,7 +35,7 @@ MAIN_METHODS = "source,bn,tent,eta,eata,sar,cotta,rotta,lame,petal,psmt,cafa,nhl
 
 def part_main(args: argparse.Namespace) -> list[str]:
     tables = []
-    for setting in ("reset", "continual", "mixed"):
+    for setting in args.settings.split(","):
         cfg = BenchConfig(methods=args.methods.split(","), setting=setting, limit=args.limit,
                           batch_size=200, seed=args.seed, model="resnet-bn")  # fmt: skip
         tables.append(markdown_table(run_benchmark(cfg, args.out / f"main-{setting}")))
@@ -117,6 +117,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/adapt-cifar10c"))
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join(PARTS)}")
     ap.add_argument("--methods", default=MAIN_METHODS, help="methods of the main part")
+    ap.add_argument(
+        "--settings", default="continual,reset,mixed", help="protocols of the main part"
+    )
     ap.add_argument(
         "--limit", type=int, default=None, help="images per domain (default all 10,000)"
     )
