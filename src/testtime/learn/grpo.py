@@ -243,6 +243,7 @@ class GRPOTrainer(StepTrainer):
             rewards.append(r)
             lengths += [x.length for x in row[:m]]
             # Labels are read here for logging only; the rewards never see them.
+            # label_acc is TTRL's name for the pseudo-labels' accuracy, i.e. maj@n.
             stats["label_acc"] += key_correct(task, problem, label)
             stats["reward_acc"] += sum(a == b for a, b in zip(r, truth, strict=True)) / m
             stats["majority_ratio"] += ratio
