@@ -18,6 +18,7 @@ to benchmarks/results/scaling_parallel.json (written atomically).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -57,6 +58,21 @@ def ttspm(coverage: dict[int, float], epsilon: float) -> dict[str, Any]:
         "predicted_curve": {n: 1.0 - (1.0 - p) ** n for n in sorted(coverage)},
         "observed_curve": coverage,
     }
+
+
+def model_info(backend: str, parameters: int | None) -> dict[str, Any]:
+    """Which weights were measured: the model card's training record when there is one."""
+    info: dict[str, Any] = {"backend": backend, "parameters": parameters}
+    if backend in ("embedded", "tiny-reasoner"):
+        from testtime.backends import embedded_model_dir
+
+        record = embedded_model_dir() / "training.json"
+    else:
+        record = Path(backend) / "training.json"
+    if record.is_file():
+        training = json.loads(record.read_text())
+        info |= {"steps_trained": training.get("steps_trained"), "selected": training.get("selected")}
+    return info
 
 
 def main() -> None:
@@ -107,6 +123,7 @@ def main() -> None:
     ffs_acc = curve(rows, "ffs")
     summary = {
         "settings": vars(args) | {"runs": str(args.runs)},
+        "model": model_info(args.backend, generator.num_parameters),
         "wall_s": {"pool": pool_s, "ffs": ffs_s},
         "pass@1": pass1,
         "maj@max_n": maj[args.max_n],
