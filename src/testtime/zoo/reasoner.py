@@ -227,7 +227,8 @@ def train_reasoner(
                 record = {"step": done, "loss": round(loss_ema, 5), "valid_pass1": pass1}
                 state.history.append(record)
                 best = state.selected
-                if best is None or _preference(pass1, config.window) > _preference(
+                # ">=": among equally good checkpoints the later, more trained one wins.
+                if best is None or _preference(pass1, config.window) >= _preference(
                     best["valid_pass1"], config.window
                 ):
                     state.selected = record
@@ -249,8 +250,15 @@ def export_checkpoint(out: str | Path, to: str | Path | None = None) -> dict[str
     out = Path(out)
     ckpt = torch.load(out / "checkpoints" / CHECKPOINT, weights_only=False)
     config = ReasonerConfig(**{**ckpt["config"], "window": tuple(ckpt["config"]["window"])})
+    state = _State(**ckpt["state"])
+    weights = ckpt["selected_weights"]
+    last = state.history[-1] if state.history else None
+    if last is not None and last["step"] == state.step and state.selected is not None and _preference(
+        last["valid_pass1"], config.window
+    ) >= _preference(state.selected["valid_pass1"], config.window):
+        state.selected, weights = last, ckpt["model"]  # ties go to the more trained checkpoint
     model = build_model(config, build_tokenizer())
-    return _export(model, ckpt["selected_weights"], _State(**ckpt["state"]), config, ckpt["seed"], Path(to or out))
+    return _export(model, weights, state, config, ckpt["seed"], Path(to or out))
 
 
 def _export(
