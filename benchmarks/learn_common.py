@@ -32,6 +32,7 @@ def parser(doc: str, *, split: str, problems: int) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true", help="show progress bars")
+    p.add_argument("--tag", default="", help="suffix of the result file and run directories")
     return p
 
 
@@ -44,7 +45,7 @@ def run_method(args: argparse.Namespace, method: str, tag: str, options: dict[st
         task=task,
         split=args.split,
         problems=make_problems(task, parse_split(args.split), args.problems, TEST_SEED),
-        out=args.runs / tag,
+        out=args.runs / (tag + args.tag),
         model_dir=args.model,
         seed=args.seed,
         options=options,
@@ -65,7 +66,8 @@ def _short(d: dict[str, Any] | None) -> str:
 
 
 def write(args: argparse.Namespace, name: str, payload: dict[str, Any]) -> Path:
-    path = args.results / name
+    stem, dot, ext = name.rpartition(".")
+    path = args.results / (f"{stem}{args.tag}{dot}{ext}" if args.tag else name)
     atomic_write_json(path, {
         "machine": {"threads": args.threads, "cores": os.cpu_count(), "torch": torch.__version__,
                     "cpu": platform.machine(), "load_average_1min": os.getloadavg()[0]},
