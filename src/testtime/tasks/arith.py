@@ -1,8 +1,8 @@
 """``arith``: a start value and k operations on a running value (difficulty = k).
 
 Prompt ``"arith: 7 +3 *2 -5\\n"``; solution ``7+3=10``, ``10*2=20``, ``20-5=15``,
-``answer: 15``. Every running value stays in 0..999 (``*`` by 2..9, ``+``/``-``
-by 1..99), so a step is at most a three-digit operation.
+``answer: 15``. Every running value stays in 0..99 (``*`` by 2..9, ``+``/``-``
+by 1..99), so a step is at most a two-digit operation.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from testtime.tasks.synthetic import (
     prompt_body,
 )
 
-MAX_VALUE = 999
+MAX_VALUE = 99
 
 
 class ArithTask(SyntheticTask):

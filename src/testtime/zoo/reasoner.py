@@ -210,7 +210,9 @@ def train_reasoner(
         job = bar.add_task("train reasoner", total=config.steps, completed=state.step, loss="-")
         for step in range(state.step, config.steps):
             ids, labels, mask = training_batch(tokenizer, config, seed, step)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            # bf16 autocast: ~1.5x faster steps on CPUs with bf16 support; fp32 master weights.
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
