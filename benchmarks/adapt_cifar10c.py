@@ -44,13 +44,18 @@ def part_main(args: argparse.Namespace) -> list[str]:
 
 def part_wild(args: argparse.Namespace) -> list[str]:
     methods = ["source", "tent", "sar"]
+    domains = args.wild_domains.split(",")
+    bs1 = {"setting": "continual", "batch_size": 1, "limit": args.wild_limit, "seed": args.seed,
+           "model": "resnet-gn", "domains": domains}  # fmt: skip
     runs = [
-        ("wild-bs1", BenchConfig(methods=methods, setting="continual", batch_size=1,
-                                 limit=args.wild_limit, seed=args.seed, model="resnet-gn",
-                                 domains=args.wild_domains.split(","))),
+        ("wild-bs1", BenchConfig(methods=methods, **bs1)),
+        # Tent collapses at batch size 1: the same run under the collapse guard (horizon
+        # scaled to the stream like in the guard part).
+        ("wild-bs1-guard", BenchConfig(methods=["tent"], guard=True, **bs1,
+                                       guard_options={"horizon": max(50, args.wild_limit // 2)})),
         ("wild-labelshift", BenchConfig(methods=methods, setting="label-shift", batch_size=64,
                                         limit=args.limit, seed=args.seed, model="resnet-gn",
-                                        domains=args.wild_domains.split(","))),
+                                        domains=domains)),
     ]  # fmt: skip
     return [markdown_table(run_benchmark(cfg, args.out / name)) for name, cfg in runs]
 
