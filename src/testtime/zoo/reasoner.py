@@ -381,7 +381,8 @@ def write_model_card(out: Path) -> None:
     if quality is None:
         lines.append("Not measured yet: run `python benchmarks/reasoner_quality.py`.")
     else:
-        ks = [k for k in quality["results"][0] if k.startswith("pass@")]
+        ks = sorted({k for r in quality["results"] for k in r if k.startswith("pass@")},
+                    key=lambda k: int(k[5:]))
         lines += [
             "Unbiased pass@k estimator; see benchmarks/reasoner_quality.py and quality.json.",
             "",
@@ -389,6 +390,6 @@ def write_model_card(out: Path) -> None:
             "|---|---|---|" + "---|" * len(ks) + "---|",
         ]
         for r in quality["results"]:
-            cells = " | ".join(f"{r[k]:.3f}" for k in ks)
+            cells = " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in ks)
             lines.append(f"| {r['task']} | {r['level']} | {r['problems']} | {cells} | {r['greedy']:.3f} |")
     atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
