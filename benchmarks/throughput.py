@@ -149,7 +149,7 @@ def main() -> None:
         # matmul FLOP/s and load average measured next to it.
         "machine": {"threads": args.threads, "cores": os.cpu_count(), "torch": torch.__version__,
                     "cpu": platform.processor() or platform.machine()},
-        "model": {"dir": str(model_dir) if not random_init else "random stand-in",
+        "model": {"dir": model_dir.name if not random_init else "random stand-in",
                   "random_init": random_init, "parameters": gen.num_parameters,
                   **({"shape": TINY_REASONER_SHAPE} if random_init else {})},
         "max_tokens": args.max_tokens,
