@@ -243,7 +243,7 @@ def train_reasoner(
                 return {"steps_trained": done, "complete": False, "history": state.history}
 
     assert selected_weights is not None
-    return _export(model, selected_weights, state, config, seed, out)
+    return _export(model, selected_weights, state, config, seed, out, threads)
 
 
 def export_checkpoint(out: str | Path, to: str | Path | None = None) -> dict[str, Any]:
@@ -260,7 +260,7 @@ def export_checkpoint(out: str | Path, to: str | Path | None = None) -> dict[str
     ) >= _preference(state.selected["valid_pass1"], config.window):
         state.selected, weights = last, ckpt["model"]  # ties go to the more trained checkpoint
     model = build_model(config, build_tokenizer())
-    return _export(model, weights, state, config, ckpt["seed"], Path(to or out))
+    return _export(model, weights, state, config, ckpt["seed"], Path(to or out), ckpt.get("threads", 1))
 
 
 def _export(
@@ -270,6 +270,7 @@ def _export(
     config: ReasonerConfig,
     seed: int,
     out: Path,
+    threads: int,
 ) -> dict[str, Any]:
     assert state.selected is not None
     model.load_state_dict(weights)
@@ -283,7 +284,7 @@ def _export(
         "selected": state.selected,
         "history": state.history,
         "wall_s": round(state.wall_s, 1),
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "mixture": {
             "families": {k: {"share": w, "difficulties": list(d)} for k, (w, d) in MIXTURE.items()},
             "kinds": KINDS,
@@ -313,6 +314,7 @@ def _save_checkpoint(
             "selected_weights": selected_weights,
             "config": asdict(config),
             "seed": seed,
+            "threads": torch.get_num_threads(),
         },
         buffer,
     )
@@ -392,4 +394,14 @@ def write_model_card(out: Path) -> None:
         for r in quality["results"]:
             cells = " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in ks)
             lines.append(f"| {r['task']} | {r['level']} | {r['problems']} | {cells} | {r['greedy']:.3f} |")
+        target = next((r for r in quality["results"] if (r["task"], r["level"]) == ("arith", 6)), None)
+        if target is not None:
+            top = max((k for k in ks if k in target), key=lambda k: int(k[5:]))
+            met = 0.25 <= target["pass@1"] <= 0.75 and (top == "pass@64" and target[top] >= 0.9)
+            lines += [
+                "",
+                f"Target: arith level 6 pass@1 in [0.25, 0.75] and pass@64 >= 0.9 -"
+                f" {'met' if met else 'NOT met'} (pass@1 {target['pass@1']:.3f},"
+                f" {top} {target[top]:.3f}).",
+            ]
     atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
