@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 
 from testtime.backends.base import Generator
+from testtime.cluster import parallel_map, resumable_map
 from testtime.scale.base import STRATEGIES, Candidate, Compute, Strategy
 from testtime.scale.common import check_positive, derive_seed, mark_correct, score_candidates
 from testtime.scale.pool import PoolStrategy
-from testtime.store import RunStore, atomic_write_json, atomic_write_text, resumable_map
+from testtime.store import RunStore, atomic_write_json, atomic_write_text
 from testtime.tasks.base import Problem, Task
 from testtime.verifiers.base import Verifier
 
@@ -262,14 +263,15 @@ def _sample_pools(
     missing = [i for i, k in enumerate(keys) if k not in store]
     step(len(problems) - len(missing))
     per_call = max(1, batch_samples // group.size)
-    for start in range(0, len(missing), per_call):
-        chunk = [problems[i] for i in missing[start : start + per_call]]
+    chunks = [missing[start : start + per_call] for start in range(0, len(missing), per_call)]
+
+    def sample(chunk: list[int]) -> list[dict[str, Any]]:
+        batch = [problems[i] for i in chunk]
         began = time.perf_counter()
-        pools = group.sampler.sample_pools(
-            chunk, generator, task, group.size, logprobs=group.logprobs
-        )
-        wall = (time.perf_counter() - began) / len(chunk)
-        for i, problem, (pool, used) in zip(missing[start:], chunk, pools, strict=False):
+        pools = group.sampler.sample_pools(batch, generator, task, group.size, logprobs=group.logprobs)
+        wall = (time.perf_counter() - began) / len(batch)
+        values = []
+        for problem, (pool, used) in zip(batch, pools, strict=True):
             policy, verify = Compute(wall_s=wall), Compute()
             policy.add_usage(used, generator)
             if group.scored:
@@ -277,13 +279,18 @@ def _sample_pools(
                 began = time.perf_counter()
                 score_candidates(pool, problem, verifier, verify)
                 verify.wall_s = time.perf_counter() - began
-            value = {
+            values.append({
                 "candidates": [asdict(c) for c in pool],
                 "policy": policy.to_dict(),
                 "verifier": verify.to_dict(),
-            }
+            })
+        return values
+
+    # Chunks (each one batched, seeded call) run in-process or as Ray tasks; the driver stores.
+    for c, values in parallel_map(sample, chunks):
+        for i, value in zip(chunks[c], values, strict=True):
             store.put(keys[i], value)
-        step(len(chunk))
+        step(len(chunks[c]))
     return [store.get(k) for k in keys]
 
 
@@ -340,14 +347,12 @@ def _run_per_budget(
 ) -> list[Record]:
     budgeted = build_strategy(name, plan.options, n)
 
-    def solve(problem: Problem) -> dict[str, Any]:
-        result = budgeted.solve([problem], generator, plan.task, verifier)[0]
-        step(1)
-        return result.to_dict()
+    def solve(key: str) -> dict[str, Any]:
+        return budgeted.solve([by_key[key]], generator, plan.task, verifier)[0].to_dict()
 
     by_key = {store.key("run", name, n, p.id): p for p in problems}
     step(sum(k in store for k in by_key))
-    results = resumable_map(store, list(by_key), lambda k: solve(by_key[k]))
+    results = resumable_map(store, list(by_key), solve, on_done=lambda _k: step(1))
     records = []
     for problem, stored in zip(problems, results, strict=True):
         compute = _compute_from(stored["compute"])
