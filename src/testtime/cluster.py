@@ -16,7 +16,7 @@ Ray is an optional extra (``pip install testtime[ray]``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -195,3 +195,20 @@ def resumable_map(
         if on_done is not None:
             on_done(missing[i])
     return [store.get(k) for k in keys]
+
+
+def optional_session(
+    address: str | None, *, tasks: int | None = None, upstream_concurrency: int | None = None
+) -> AbstractContextManager[RaySession | None]:
+    """The CLIs' ``--ray ADDRESS`` / ``--ray-tasks`` / ``--ray-concurrency``: a
+    :func:`ray_session` when an address (or ``"local"``) is given, else in-process."""
+    if address is None:
+        if tasks is not None or upstream_concurrency is not None:
+            raise ValueError("--ray-tasks and --ray-concurrency need --ray (e.g. --ray local)")
+        return nullcontext()
+    return ray_session(address, max_in_flight=tasks, upstream_concurrency=upstream_concurrency)
+
+
+RAY_HELP = "run work items as Ray tasks: 'local' starts a 2-CPU cluster here, else a cluster address"
+RAY_TASKS_HELP = "Ray tasks in flight at once (default: the cluster's CPUs)"
+RAY_CONCURRENCY_HELP = "total concurrent requests to the generation server, split over the Ray tasks"

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from typer import Option
 
 from testtime.cli.main import app
+from testtime.cluster import RAY_CONCURRENCY_HELP, RAY_HELP, RAY_TASKS_HELP, optional_session
 from testtime.scale.common import check_positive
 
 
@@ -77,6 +78,7 @@ def run_and_report(
     from rich.table import Table
 
     from testtime.backends import get_generator
+    from testtime.cluster import limit_upstream
     from testtime.scale import STRATEGIES
     from testtime.scale.harness import accepts, scale
     from testtime.tasks import get_task
@@ -92,7 +94,7 @@ def run_and_report(
             raise ValueError(f"option {key!r} is not taken by any of: {', '.join(strategies)}")
     task = get_task(task_name)
     verifier = get_verifier(verifier_name, task=task) if verifier_name else None
-    generator = get_generator(backend, **backend_options)
+    generator = limit_upstream(get_generator(backend, **backend_options))
     result = scale(
         task, generator, strategies, budgets, out, verifier=verifier,
         difficulties=difficulties, limit=limit, seed=seed,
@@ -146,6 +148,9 @@ def scale_command(
         Option(help="strategy option KEY=VALUE (repeatable), e.g. mode=async for ffs"),
     ] = None,
     list_: Annotated[bool, Option("--list", help="print the strategy names and exit")] = False,
+    ray: Annotated[str | None, Option(help=RAY_HELP)] = None,
+    ray_tasks: Annotated[int | None, Option(help=RAY_TASKS_HELP)] = None,
+    ray_concurrency: Annotated[int | None, Option(help=RAY_CONCURRENCY_HELP)] = None,
 ) -> None:
     """Run strategies × budgets N on a task and write results.json, plots and report.md."""
     if list_:
@@ -166,11 +171,12 @@ def scale_command(
         backend_options["model"] = model
     if api_key_env is not None:
         backend_options["api_key_env"] = api_key_env
-    run_and_report(
-        task_name=task, strategies=parse_names(strategy), budgets=parse_ints(n, "--n"), out=out,
-        limit=limit, seed=seed, difficulties=levels, backend=backend,
-        backend_options=backend_options, verifier_name=verifier,
-        options={"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
-                 "aggregation": aggregation, "seed": seed},
-        extra_options=parse_options(option), subsets=check_positive("--subsets", subsets),
-    )
+    with optional_session(ray, tasks=ray_tasks, upstream_concurrency=ray_concurrency):
+        run_and_report(
+            task_name=task, strategies=parse_names(strategy), budgets=parse_ints(n, "--n"), out=out,
+            limit=limit, seed=seed, difficulties=levels, backend=backend,
+            backend_options=backend_options, verifier_name=verifier,
+            options={"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
+                     "aggregation": aggregation, "seed": seed},
+            extra_options=parse_options(option), subsets=check_positive("--subsets", subsets),
+        )
