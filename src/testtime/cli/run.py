@@ -61,4 +61,4 @@ def run_command(
         return
     from testtime.adapt.demo import run_demo
 
-    print(f"adaptation report: {run_demo(out / 'adapt')}")
+    print(f"adaptation report: {run_demo(out)}")  # it writes into out/adapt
