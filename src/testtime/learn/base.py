@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from testtime.registry import Registry
+from testtime.store import fingerprint
 from testtime.tasks.base import Problem, Task
 
 # name -> run(request) -> metrics (the dict also written to DIR/metrics.json)
@@ -39,6 +40,8 @@ class LearnRequest:
             "task": self.task.name,
             "split": self.split,
             "problems": [p.id for p in self.problems],
+            # ids alone do not pin the content (a task generator may change)
+            "problems_fingerprint": fingerprint([(p.prompt, p.answer) for p in self.problems]),
             "model": str(self.model_dir.resolve()),
             "seed": self.seed,
             "options": dataclasses.asdict(method_config)
