@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from testtime.cli.main import app
+from testtime.cluster import RAY_HELP, RAY_TASKS_HELP, optional_session
 
 
 @app.command()
@@ -32,6 +33,8 @@ def learn(
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's own)"),
     list_: bool = typer.Option(False, "--list", help="print the method names, one per line"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    ray: str | None = typer.Option(None, help=RAY_HELP + " (per-instance methods: latentseek, tt-si)"),
+    ray_tasks: int | None = typer.Option(None, help=RAY_TASKS_HELP),
 ) -> None:
     """Adapt the model at test time (TTRL, ETTRL, SPINE, DCO, LatentSeek, TT-SI,
     Dynamic Cheatsheet); evaluates before and after on the same problems."""
@@ -69,7 +72,8 @@ def learn(
         options=parse_options(option),
         show_progress=not quiet,
     )
-    metrics = METHODS.create(method, request)
+    with optional_session(ray, tasks=ray_tasks):
+        metrics = METHODS.create(method, request)
     _report(method, metrics, out)
 
 

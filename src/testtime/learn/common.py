@@ -27,13 +27,13 @@ from typing import Any
 
 import torch
 
+from testtime.cluster import resumable_map
 from testtime.scale.common import derive_seed
 from testtime.store import (
     RunStore,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
-    resumable_map,
 )
 from testtime.tasks.base import Problem, Task
 
@@ -292,9 +292,8 @@ def solve_each(
         description, len(by_id), sum(k in run.store for k in by_id), enabled=request.show_progress
     ) as bar:
 
-        def one(key: str) -> dict[str, Any]:
-            result = solve(by_id[key])
-            bar.advance()
-            return result
-
-        return resumable_map(run.store, list(by_id), one)
+        # Per-instance methods: problems are independent, so they may run as Ray tasks
+        # (inside a testtime.cluster.ray_session); progress stays on the driver.
+        return resumable_map(
+            run.store, list(by_id), lambda key: solve(by_id[key]), on_done=lambda _k: bar.advance()
+        )
