@@ -38,6 +38,7 @@ from torch import nn
 
 from testtime.adapt import ADAPT_METHODS, get_method
 from testtime.adapt.guard import CollapseGuard
+from testtime.cluster import active_session, parallel_map
 from testtime.data.corruptions import STANDARD
 from testtime.data.streams import SETTINGS, Stream, make_stream
 from testtime.store.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -360,9 +361,12 @@ def _run_all(
         gen = bar.add_task("corrupting", total=len(data.plan))
         data.generate(lambda d: bar.advance(gen))
         bar.remove_task(gen)
-        for name in todo:
-            key = result_key(name, config.guard)
-            task = bar.add_task(f"{key:>14}", total=stream.n_images)
+        # Inside a Ray session each method runs as one Ray task (no live bar there: the
+        # bar stays on the driver); the driver writes each result as it arrives.
+        live = None if active_session() else bar
+
+        def one(name: str) -> dict[str, Any]:
+            task = None if live is None else live.add_task(f"{result_key(name, config.guard):>14}", total=stream.n_images)
             t0 = time.perf_counter()
             torch.manual_seed(config.seed)  # methods with randomness (CoTTA's views) repeat
             method = build_method(
@@ -371,14 +375,20 @@ def _run_all(
             if config.guard:
                 method = CollapseGuard(method, **config.guard_options)
             setup_s = time.perf_counter() - t0
-            res = run_method(method, planned, device, lambda n, t=task: bar.advance(t, n))
+            tick = (lambda _n: None) if live is None else (lambda n: live.advance(task, n))
+            res = run_method(method, planned, device, tick)
             res.update(method=name, guard=config.guard, setup_s=round(setup_s, 2),
                        wall_s=round(time.perf_counter() - t0, 2))  # fmt: skip
             if isinstance(method, CollapseGuard):
                 res.update(rollbacks=method.rollbacks, resets=method.resets,
                            guard_events=[list(e) for e in method.events])  # fmt: skip
+            if live is not None:
+                live.remove_task(task)
+            return res
+
+        for _, res in parallel_map(one, todo):
+            key = result_key(res["method"], config.guard)
             atomic_write_json(out / "methods" / f"{key}.json", res)
-            bar.remove_task(task)
             log(f"{key}: mean error {res['mean_error']:.2f}%  {res['images_per_s']:.0f} img/s  "
                 f"{res['forwards_per_batch']:.1f} fwd + {res['backwards_per_batch']:.1f} bwd per batch")  # fmt: skip
             write_reports(out, config)

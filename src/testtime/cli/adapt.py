@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from testtime.cli.main import app
+from testtime.cluster import RAY_HELP, RAY_TASKS_HELP, optional_session
 
 
 @app.command()
@@ -42,6 +43,8 @@ def adapt(
     out: str | None = typer.Option(None, help="output directory (results.json/.md, heatmap.png)"),
     list_: bool = typer.Option(False, "--list", help="print the method names, one per line"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    ray: str | None = typer.Option(None, help=RAY_HELP + " (one task per method)"),
+    ray_tasks: int | None = typer.Option(None, help=RAY_TASKS_HELP),
 ) -> None:
     """Run test-time adaptation methods on a CIFAR-10-C stream; resumable per method."""
     from testtime.adapt import ADAPT_METHODS
@@ -78,5 +81,6 @@ def adapt(
 
         for d in config.domains:
             CORRUPTIONS.get(d)  # unknown names list the valid ones
-    run_benchmark(config, out, progress=not quiet, log=typer.echo)
+    with optional_session(ray, tasks=ray_tasks):
+        run_benchmark(config, out, progress=not quiet, log=typer.echo)
     typer.echo(f"results: {Path(out) / 'results.md'}")
