@@ -367,6 +367,7 @@ def write_model_card(out: Path) -> None:
         + " (`wait`: attempt + `wait\\n` -> correct solution; `revise`: attempt + answer +"
         " `revise step j\\n` or `revise\\n` -> correct solution; see `testtime.zoo.reasoner_data`).",
         f"- Problem seeds: training >= 1,000,000; validation seed {VALID_SEED}; held-out test seed {TEST_SEED}.",
+        *([f"- Note: {info['note']}."] if info.get("note") else []),
         "",
         "## Checkpoint selection (validation seed only)",
         f"Validation pass@1 at T=1 on arith level {c['valid_level']} ({c['valid_problems']} problems x"
