@@ -67,13 +67,15 @@ def test_ray_resumable_map_skips_stored_items_and_stores_the_rest(ray_cluster, t
         assert sorted(done) == ["bb", "ccc"] and len(store) == 3
 
 
-def test_upstream_share_is_applied_to_generators_with_max_concurrency(ray_cluster):
-    class Upstream:
-        max_concurrency = 16
+def test_openai_generator_ships_to_workers_with_its_share_of_the_upstream(ray_cluster):
+    from testtime.backends.openai_http import OpenAIGenerator
 
+    generator = OpenAIGenerator("http://127.0.0.1:9/v1", model="m", max_concurrency=16)
     with cluster.ray_session(max_in_flight=2, upstream_concurrency=6) as session:
         assert session.upstream_share == 3
-        assert cluster.limit_upstream(Upstream()).max_concurrency == 3
+        cluster.limit_upstream(generator)
+        seen = dict(cluster.parallel_map(lambda _i: generator.max_concurrency, [0, 1]))
+    assert seen == {0: 3, 1: 3}  # 2 tasks x 3 requests <= 6
 
 
 def _without_wall(path):

@@ -222,6 +222,16 @@ class OpenAIGenerator(Generator):
             fut.cancel()
             raise
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled to Ray workers (testtime.cluster): each copy opens its own loop and pool lazily.
+        state = self.__dict__.copy()
+        state.update(_lock=None, _runner=None, _client=None, _sem=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def close(self) -> None:
         """Close the connection pool and stop the loop thread (a later call restarts them)."""
         with self._lock:
