@@ -415,8 +415,10 @@ def write_reports(out: Path, config: BenchConfig) -> dict[str, Any]:
     return results
 
 
-def _domains(methods: dict[str, dict[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(d for r in methods.values() for d in r["per_domain_error"]))
+def _domains(results: dict[str, Any]) -> list[str]:
+    # The configured order (CoTTA's), whatever order a mixed stream first met them in.
+    seen = {d for r in results["methods"].values() for d in r["per_domain_error"]}
+    return [d for d in results["config"]["domains"] if d in seen]
 
 
 _SHORT = re.compile(r"_(noise|blur|transform|compression)$")
@@ -425,7 +427,7 @@ _SHORT = re.compile(r"_(noise|blur|transform|compression)$")
 def markdown_table(results: dict[str, Any]) -> str:
     """One row per method: mean online error, per-domain errors and the cost columns."""
     cfg, methods = results["config"], results["methods"]
-    domains = _domains(methods)
+    domains = _domains(results)
     limit = "all" if cfg["limit"] is None else cfg["limit"]
     lines = [
         f"# Online error (%) — {cfg['model']}, setting {cfg['setting']}, severity {cfg['severity']}, "
@@ -457,7 +459,7 @@ def plot_heatmap(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     methods = results["methods"]
-    domains = _domains(methods)
+    domains = _domains(results)
     keys = list(methods)
     grid = np.array(
         [[methods[k]["per_domain_error"].get(d, np.nan) for d in domains] + [methods[k]["mean_error"]]
