@@ -147,6 +147,10 @@ def scale_command(
         list[str] | None,
         Option(help="strategy option KEY=VALUE (repeatable), e.g. mode=async for ffs"),
     ] = None,
+    budget: Annotated[
+        int | None,
+        Option(help="generated+verifier tokens per problem (strategy compute-optimal)"),
+    ] = None,
     list_: Annotated[bool, Option("--list", help="print the strategy names and exit")] = False,
     ray: Annotated[str | None, Option(help=RAY_HELP)] = None,
     ray_tasks: Annotated[int | None, Option(help=RAY_TASKS_HELP)] = None,
@@ -171,6 +175,9 @@ def scale_command(
         backend_options["model"] = model
     if api_key_env is not None:
         backend_options["api_key_env"] = api_key_env
+    extra_options = parse_options(option)
+    if budget is not None:  # only compute-optimal takes it; run_and_report refuses otherwise
+        extra_options["budget"] = check_positive("--budget", budget)
     with optional_session(ray, tasks=ray_tasks, upstream_concurrency=ray_concurrency):
         run_and_report(
             task_name=task, strategies=parse_names(strategy), budgets=parse_ints(n, "--n"), out=out,
@@ -178,5 +185,5 @@ def scale_command(
             backend_options=backend_options, verifier_name=verifier,
             options={"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
                      "aggregation": aggregation, "seed": seed},
-            extra_options=parse_options(option), subsets=check_positive("--subsets", subsets),
+            extra_options=extra_options, subsets=check_positive("--subsets", subsets),
         )
