@@ -173,7 +173,7 @@ class Policy:
         check_positive("probes", self.probes)
         if list(self.edges) != sorted(self.edges):
             raise ValueError("policy bin edges must be ascending")
-        if sorted(self.choice) != [str(b) for b in range(len(self.edges) + 1)]:
+        if set(self.choice) != {str(b) for b in range(len(self.edges) + 1)}:
             raise ValueError(f"policy needs a choice for each of the {len(self.edges) + 1} bins")
         for per_budget in self.choice.values():
             for budget, config in per_budget.items():
