@@ -102,6 +102,8 @@ def main() -> None:
         "target_accuracy": target, "target_tokens": target_tokens,
         "budgets_skipped_below_probe_cost": [b for b in budgets if b not in feasible],
         "compute_optimal": co,
+        # Matching a target no better than one sample's accuracy says nothing.
+        "meaningful": target > acc[1],
         "tokens_to_match": None if best is None else co[best]["tokens"],
         "fraction_of_bon_tokens": None if best is None else co[best]["tokens"] / target_tokens,
         "policy": str(policy_path),
