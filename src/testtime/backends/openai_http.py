@@ -85,22 +85,28 @@ class _Job:
 
 
 class _LoopThread:
-    """A private asyncio loop on a daemon thread: sync callers submit coroutines to it."""
+    """The loop HTTP runs on: a private asyncio loop on a daemon thread (``loop=None``)
+    or an adopted running loop (a server's), which this object never stops."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self.loop.run_forever, name="testtime-http", daemon=True
-        )
-        self.thread.start()
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.owned = loop is None
+        if loop is None:
+            self.loop = asyncio.new_event_loop()
+            self.thread = threading.Thread(
+                target=self.loop.run_forever, name="testtime-http", daemon=True
+            )
+            self.thread.start()
+        else:  # adopted from inside it: its thread is the caller's
+            self.loop, self.thread = loop, threading.current_thread()
 
     def submit(self, coro: Any) -> Future:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        self.loop.close()
+        if self.owned:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=5)
+            self.loop.close()
 
 
 class OpenAIGenerator(Generator):
@@ -222,6 +228,33 @@ class OpenAIGenerator(Generator):
             fut.cancel()
             raise
 
+    async def adopt_running_loop(self) -> None:
+        """Run HTTP on the calling (running) loop from now on, e.g. a server's: its
+        handlers then await :meth:`agenerate` with no thread hop, and sync callers on
+        worker threads hop straight to it instead of to a private loop thread.
+        Undo with :meth:`aclose` on that loop before it stops."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            old, self._runner = self._runner, _LoopThread(loop)
+            client, self._client, self._sem = self._client, None, None
+        if old is not None:  # the pool belonged to the previous loop: close it there
+            if client is not None:
+                await asyncio.wrap_future(old.submit(client.aclose()))
+            old.stop()
+
+    async def aclose(self) -> None:
+        """Release the running loop if the generator runs on it (a later call starts a
+        private loop); a generator on another loop is left alone (close() stops it)."""
+        with self._lock:
+            runner = self._runner
+            if runner is None or runner.loop is not asyncio.get_running_loop():
+                return
+            self._runner = None
+            client, self._client, self._sem = self._client, None, None
+        if client is not None:
+            await client.aclose()
+        runner.stop()
+
     def __getstate__(self) -> dict[str, Any]:
         # Pickled to Ray workers (testtime.cluster): each copy opens its own loop and pool lazily.
         state = self.__dict__.copy()
@@ -238,9 +271,11 @@ class OpenAIGenerator(Generator):
             runner, self._runner = self._runner, None
         if runner is None:
             return
-        if self._client is not None:
-            runner.submit(self._client.aclose()).result(timeout=5)
-            self._client = None
+        client, self._client, self._sem = self._client, None, None
+        if client is not None and runner.loop.is_running():
+            if threading.current_thread() is runner.thread:
+                raise RuntimeError("close() called from the backend's own loop; use aclose()")
+            runner.submit(client.aclose()).result(timeout=5)
         runner.stop()
 
     def __enter__(self) -> OpenAIGenerator:
@@ -452,12 +487,16 @@ class OpenAIGenerator(Generator):
         on_finish: FinishCallback | None,
     ) -> None:
         seen: set[int] = set()
+        done = False
         async for line in resp.aiter_lines():
-            if not line.startswith("data:"):
+            # After [DONE] the body is read to its end all the same: a response left
+            # unfinished closes its connection, and the next call pays a new TCP connect.
+            if done or not line.startswith("data:"):
                 continue  # blank separators, comments, event names
             data = line[5:].strip()
             if data == "[DONE]":
-                break
+                done = True
+                continue
             try:
                 chunk = json.loads(data)
             except json.JSONDecodeError:

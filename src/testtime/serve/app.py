@@ -25,7 +25,8 @@ import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -163,7 +164,27 @@ def create_app(
         max_workers=max_workers,
     )
     limiter = KeyLimiter(max_concurrency_per_key)
-    app = FastAPI(title="testtime serve", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # An async-capable upstream (the HTTP backend) runs its connection pool on the
+        # server's own loop: no private loop thread to hop to and back per call.
+        adopt = getattr(generator, "adopt_running_loop", None)
+        if adopt is not None:
+            await adopt()
+        try:
+            yield
+        finally:
+            if adopt is not None:
+                await generator.aclose()
+
+    app = FastAPI(
+        title="testtime serve",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
     app.state.engine, app.state.limiter = engine, limiter
 
     @app.exception_handler(APIError)
