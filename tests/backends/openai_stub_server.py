@@ -43,6 +43,7 @@ class Stats:
     closed_early: int = 0
     chunks_sent: int = 0
     bodies: list[dict] = field(default_factory=list)
+    client_ports: list[int] = field(default_factory=list)  # one per request: connection reuse
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -114,6 +115,7 @@ class StubServer:
             return _error(401, "Incorrect API key provided")
         body = await request.json()
         self.stats.bodies.append(body)
+        self.stats.client_ports.append(request.client.port if request.client else -1)
         if self.reject_stream_options and "stream_options" in body:
             return _error(400, "Unrecognized request argument supplied: stream_options")
         if body.get("model") != self.model:

@@ -229,3 +229,13 @@ def test_server_without_stream_usage_or_n_support(stub, lean_gen):
                 gen.generate(PROMPTS[:1], params)
     finally:
         stub.reject_stream_options = False
+
+
+def test_calls_reuse_one_keep_alive_connection(stub):
+    # Each stream is read to its end after [DONE], so the pool keeps the connection.
+    before = len(stub.stats.client_ports)
+    with client(stub) as gen:
+        for _ in range(3):
+            gen.generate(PROMPTS[:1], SamplingParams(max_tokens=4, seed=0))
+    ports = stub.stats.client_ports[before:]
+    assert len(ports) == 3 and len(set(ports)) == 1

@@ -11,7 +11,9 @@ import openai
 import pytest
 
 from testtime.backends import get_generator
-from testtime.backends.base import BackendError
+from testtime.backends.base import BackendError, SamplingParams
+from testtime.serve.app import create_app
+from testtime.serve.server import BackgroundServer
 
 from .scripted import API_KEY, ScriptedGenerator, client, majority_script
 
@@ -84,3 +86,19 @@ def test_disconnect_cancels_through_the_chain(chain) -> None:
     # The upstream runs the n=2 choices one after the other: the first is cut short,
     # the second never starts.
     assert upstream.cancelled_samples == 1 and upstream.calls == 1
+
+
+def test_backend_runs_on_the_servers_loop_while_served(make_server) -> None:
+    upstream = make_server(ScriptedGenerator(majority_script), api_keys=[UPSTREAM_KEY])
+    backend = get_generator(f"openai:{upstream}/v1", model="tiny", api_key=UPSTREAM_KEY)
+    with BackgroundServer(create_app(backend, model_name="tiny", api_keys=[API_KEY])) as front:
+        for model in ("tiny", "majority-3/tiny"):
+            text = client(front).completions.create(model=model, prompt="3+4").choices[0].text
+            assert text.endswith("answer: 7")
+        runner = backend._runner
+        # The front server's loop, adopted: no private loop thread to hop through.
+        assert runner is not None and not runner.owned and runner.loop.is_running()
+    assert backend._runner is None  # released at shutdown; sync use opens a private loop
+    params = SamplingParams(max_tokens=16)
+    assert backend.generate(["3+4"], params).completions[0][0].text.endswith("answer: 7")
+    backend.close()
