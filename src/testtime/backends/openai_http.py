@@ -5,8 +5,10 @@ Requests always stream (server-sent events), so that cancelling — a caller's
 the other samples once one has finished — really closes the connection and the
 server stops generating. Tokens received before a cancel are still counted.
 
-Transport: one ``httpx.AsyncClient`` (connection pool) living on a private
-event loop thread, a semaphore bounding concurrent requests, and bounded
+Transport: one ``httpx.AsyncClient`` (keep-alive connection pool) living on a
+private event loop thread — or on a server's own loop once it calls
+:meth:`OpenAIGenerator.adopt_running_loop` (``testtime serve`` does, saving a
+thread hop per call) —, a semaphore bounding concurrent requests, and bounded
 retries with exponential backoff + jitter on 429 / 5xx / timeouts / connection
 errors. A 429 or 503 (and its ``Retry-After``) pauses *every* request of this
 generator until the wait is over, so a rate limit does not turn into a retry
