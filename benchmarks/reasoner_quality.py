@@ -17,6 +17,7 @@ resumes where it stopped) and, with --card, quality.json + the model card in DIR
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -87,10 +88,15 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     gen = LocalGenerator(args.model, max_batch=512)
-    report = {"model": str(args.model), "test_seed": TEST_SEED, "results": []}
-    if args.out.exists():  # resume / extend: keep levels already measured on this model
+    # Identify the model by its weights, not its path: retrained weights in the same
+    # directory must not inherit the old model's rows.
+    weights = hashlib.sha256((args.model / "model.safetensors").read_bytes()).hexdigest()
+    report = {
+        "model": str(args.model), "weights_sha256": weights, "test_seed": TEST_SEED, "results": []
+    }
+    if args.out.exists():  # resume / extend: keep levels already measured on these weights
         previous = json.loads(args.out.read_text())
-        if previous.get("model") == report["model"]:
+        if previous.get("weights_sha256") == weights:
             report["results"] = previous["results"]
     wanted = [int(x) for x in args.levels.split(",")] if args.levels else None
     for name in args.tasks.split(","):
