@@ -15,6 +15,7 @@ Parts (``--parts``, default all), each a resumable benchmark run under ``--out``
 Example (what fitted the project's shared 2-core CPU)::
 
     python benchmarks/adapt_cifar10c.py --limit 200 --threads 1 --out runs/adapt-c10c
+    python benchmarks/adapt_cifar10c.py --device cuda --out runs/adapt-c10c   # all 10,000 images
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def part_main(args: argparse.Namespace) -> list[str]:
     tables = []
     for setting in args.settings.split(","):
         cfg = BenchConfig(methods=args.methods.split(","), setting=setting, limit=args.limit,
-                          batch_size=200, seed=args.seed, model="resnet-bn")  # fmt: skip
+                          batch_size=200, seed=args.seed, model="resnet-bn", device=args.device)  # fmt: skip
         tables.append(markdown_table(run_benchmark(cfg, args.out / f"main-{setting}")))
     return tables
 
@@ -46,7 +47,7 @@ def part_wild(args: argparse.Namespace) -> list[str]:
     methods = ["source", "tent", "sar"]
     domains = args.wild_domains.split(",")
     bs1 = {"setting": "continual", "batch_size": 1, "limit": args.wild_limit, "seed": args.seed,
-           "model": "resnet-gn", "domains": domains}  # fmt: skip
+           "model": "resnet-gn", "domains": domains, "device": args.device}  # fmt: skip
     runs = [
         ("wild-bs1", BenchConfig(methods=methods, **bs1)),
         # Tent collapses at batch size 1: the same run under the collapse guard (horizon
@@ -55,7 +56,7 @@ def part_wild(args: argparse.Namespace) -> list[str]:
                                        guard_options={"horizon": max(50, args.wild_limit // 2)})),
         ("wild-labelshift", BenchConfig(methods=methods, setting="label-shift", batch_size=64,
                                         limit=args.limit, seed=args.seed, model="resnet-gn",
-                                        domains=domains)),
+                                        domains=domains, device=args.device)),
     ]  # fmt: skip
     return [markdown_table(run_benchmark(cfg, args.out / name)) for name, cfg in runs]
 
@@ -81,7 +82,7 @@ def part_guard(args: argparse.Namespace) -> list[str]:
                               model=model, guard=guard,
                               guard_options={"horizon": horizon} if guard else {},
                               method_options={"tent": tent_options},
-                              domains=args.wild_domains.split(","))  # fmt: skip
+                              domains=args.wild_domains.split(","), device=args.device)  # fmt: skip
             out = args.out / f"guard-{name}{'-guard' if guard else ''}"
             tables.append(markdown_table(run_benchmark(cfg, out)))
     return tables
@@ -95,7 +96,7 @@ def part_cost(args: argparse.Namespace) -> list[str]:
         script = Path(__file__).resolve().parent / "adapt_throughput.py"
         subprocess.run(
             [sys.executable, str(script), "--methods", "tent,cotta", "--model", "resnet-bn",
-             "--threads", str(args.threads), "--out", str(path)],
+             "--threads", str(args.threads), "--device", args.device, "--out", str(path)],
             check=True,
         )  # fmt: skip
     res = json.loads(path.read_text())
@@ -134,6 +135,7 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]

@@ -35,7 +35,7 @@ def test_train_and_score_a_tiny_prm(tmp_path):
                           valid_problems=2, valid_samples=1, steps=2)
     train_reasoner(tmp_path / "policy", config=tiny, progress=False)
     info = train_prm(tmp_path / "prm", steps=3, policy_dir=tmp_path / "policy", problems_per_level=1,
-                     samples=1, n_layer=1, n_embd=32)
+                     samples=1)
     assert info["train_samples"] > 0 and (tmp_path / "prm" / "README.md").exists()
     with pytest.raises(FileExistsError):
         train_prm(tmp_path / "prm", steps=3, policy_dir=tmp_path / "policy")

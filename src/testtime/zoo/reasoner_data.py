@@ -32,9 +32,9 @@ TRAIN_SEED_BASE = 1_000_000
 
 # family -> (share of examples, training difficulties: the reported levels and a bit beyond)
 MIXTURE: dict[str, tuple[float, tuple[int, ...]]] = {
-    "arith": (0.6, (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)),
-    "countdown": (0.2, (2, 3, 4, 5, 6)),
-    "mul": (0.2, (1, 2, 3, 4, 5)),
+    "arith": (0.7, (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)),
+    "countdown": (0.15, (2, 3, 4, 5, 6)),
+    "mul": (0.15, (1, 2, 3, 4, 5)),
 }
 KINDS = {"plain": 0.7, "wait": 0.15, "revise": 0.15}
 

@@ -87,12 +87,14 @@ def train_prm(
     policy_dir: str | Path | None = None,
     problems_per_level: int = 40,
     samples: int = 4,
-    n_layer: int = 4,
-    n_embd: int = 128,
     batch_size: int = 32,
     lr: float = 1e-3,
 ) -> dict[str, Any]:
-    """Sample + label (cached), train, and report AUROC on held-out problems."""
+    """Sample + label (cached), train, and report AUROC on held-out problems.
+
+    The PRM starts from the policy's own transformer (a fresh one-logit head on top),
+    as reward models usually do: checking ``43*2=86`` needs the arithmetic the policy
+    has already learned, which the few thousand labelled samples could not teach."""
     torch.set_num_threads(threads)
     out = Path(out)
     steps = steps or 600
@@ -112,10 +114,10 @@ def train_prm(
 
     torch.manual_seed(seed)
     tokenizer = save_tokenizer(out)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=n_embd, n_layer=n_layer,
-                        n_head=4, num_labels=1, pad_token_id=tokenizer.pad_token_id,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    model = GPT2ForTokenClassification(config)
+    config = GPT2Config.from_pretrained(str(policy))
+    config.update({"num_labels": 1, "pad_token_id": tokenizer.pad_token_id, "classifier_dropout": 0.0,
+                   "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0})
+    model = GPT2ForTokenClassification.from_pretrained(str(policy), config=config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / steps))
@@ -180,7 +182,7 @@ def _card(info: dict[str, Any]) -> str:
         "# TinyPRM",
         "",
         "Process reward model for TinyReasoner (`testtime.verifiers.prm`): GPT2ForTokenClassification,"
-        f" {info['parameters']:,} parameters, one logit at the newline ending each step"
+        f" {info['parameters']:,} parameters initialised from TinyReasoner's transformer, one logit at the newline ending each step"
         " (P[all steps so far valid]) and at the answer line (P[final answer correct]).",
         f"Trained {info['steps']} steps on {info['train_samples']} of TinyReasoner's own samples"
         " (T = 1, all families and levels) labelled by the task step checkers;"
