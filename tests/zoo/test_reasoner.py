@@ -115,3 +115,5 @@ def test_training_lowers_loss_and_resumes_identically(tmp_path):
     longer = train_reasoner(tmp_path / "b", steps=10, config=ReasonerConfig(**TINY), progress=False,
                             resume=True)  # a finished run can be extended
     assert longer["steps_trained"] == 10 and longer["history"][:2] == full["history"][:2]
+    assert longer["schedule_changes"] == [{"at_step": 8, "from": 8, "to": 10}]
+    assert "Resumed at step 8 with `--steps 10`" in (tmp_path / "b" / "README.md").read_text()

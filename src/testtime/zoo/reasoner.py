@@ -65,6 +65,8 @@ class _State:
     loss_ema: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     selected: dict[str, float] | None = None
+    # Runs resumed with another --steps: {"at_step", "from", "to"} (the cosine is restretched).
+    schedule_changes: list[dict[str, int]] = field(default_factory=list)
 
 
 def build_model(config: ReasonerConfig, tokenizer: PreTrainedTokenizerBase) -> GPT2LMHeadModel:
@@ -194,6 +196,10 @@ def train_reasoner(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         state, selected_weights = _State(**ckpt["state"]), ckpt["selected_weights"]
+        if ckpt["config"]["steps"] != config.steps:
+            state.schedule_changes.append(
+                {"at_step": state.step, "from": ckpt["config"]["steps"], "to": config.steps}
+            )
     elif resume:
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
 
@@ -283,6 +289,7 @@ def _export(
         "complete": state.step == config.steps,
         "selected": state.selected,
         "history": state.history,
+        "schedule_changes": state.schedule_changes,
         "wall_s": round(state.wall_s, 1),
         "threads": threads,
         "mixture": {
@@ -367,6 +374,11 @@ def write_model_card(out: Path) -> None:
         + " (`wait`: attempt + `wait\\n` -> correct solution; `revise`: attempt + answer +"
         " `revise step j\\n` or `revise\\n` -> correct solution; see `testtime.zoo.reasoner_data`).",
         f"- Problem seeds: training >= 1,000,000; validation seed {VALID_SEED}; held-out test seed {TEST_SEED}.",
+        *(
+            f"- Resumed at step {ch['at_step']} with `--steps {ch['to']}` (was {ch['from']}):"
+            " the cosine schedule restretched to the new end."
+            for ch in info.get("schedule_changes", [])
+        ),
         *([f"- Note: {info['note']}."] if info.get("note") else []),
         "",
         "## Checkpoint selection (validation seed only)",

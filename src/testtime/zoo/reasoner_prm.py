@@ -85,8 +85,8 @@ def train_prm(
     resume: bool = False,
     threads: int = 1,
     policy_dir: str | Path | None = None,
-    problems_per_level: int = 40,
-    samples: int = 4,
+    problems_per_level: int = 100,
+    samples: int = 8,
     batch_size: int = 32,
     lr: float = 1e-3,
 ) -> dict[str, Any]:
@@ -97,7 +97,7 @@ def train_prm(
     has already learned, which the few thousand labelled samples could not teach."""
     torch.set_num_threads(threads)
     out = Path(out)
-    steps = steps or 600
+    steps = steps or 1000
     policy = Path(policy_dir) if policy_dir is not None else reasoner_path()
     cache = out / "samples.json"
     if cache.exists() and not resume:
