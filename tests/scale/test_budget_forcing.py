@@ -55,6 +55,10 @@ def test_unlimited_waits_fill_the_budget(task, problem):
     assert cand.meta["extensions"] == 2 and cand.meta["cut"]
     assert cand.meta["thinking_tokens"] == 40
     assert gen.calls[2][1].max_tokens == 6
+    # the cut derivation is dropped: the answer is forced after the last finished one,
+    # and its 6 tokens still count
+    assert cand.text == "1+2=3\n3+3=6\n" + WAIT_CUE + "1+2=3\n3+3=6\nanswer: 6\n"
+    assert res.answer == "6" and res.compute.generated_tokens == 12 + 12 + 6 + 2
 
 
 def test_no_waits_is_a_single_pass(task, problem):

@@ -5,7 +5,9 @@ starts ``answer:`` (a stop string) or the thinking budget B runs out. While
 budget remains and fewer than W extensions were made, suppress the end of
 thinking by appending the wait cue — the embedded TinyReasoner then re-derives
 the solution — and continue. When thinking ends (W extensions used, or the
-budget spent), force ``answer:`` and decode the answer line.
+budget spent), force ``answer:`` and decode the answer line; a budget that runs
+out in the middle of a re-derivation forces it after the last derivation the
+model finished (its tokens still count).
 
 The helpers here are shared by iterative deepening, self-refinement and
 3-D scaling; they run a batch of independent attempts in lock-step.
@@ -32,6 +34,7 @@ class Attempt:
     tokens: int = 0  # all generated tokens, the forced answer included
     extensions: int = 0  # wait cues appended
     cut: bool = False  # thinking was cut by the budget (not ended by the model)
+    last_end: int | None = None  # len(text) where the model last ended a derivation itself
 
 
 class Continuer:
@@ -130,7 +133,13 @@ def think(
             a.tokens += tokens
             if a.thinking_tokens >= budget and stop != ANSWER_PREFIX:
                 a.cut = True  # the budget ran out mid-thought
+                if a.last_end is not None:
+                    # A model that answers only at the end of a derivation (TinyReasoner)
+                    # guesses after a cut one; it answers from its last finished derivation
+                    # instead. The dropped tokens stay counted.
+                    a.text = a.text[: a.last_end]
             elif a.thinking_tokens < budget and (waits is None or a.extensions < waits):
+                a.last_end = len(end_line(a.text))
                 a.text = end_line(a.text) + WAIT_CUE  # "answer:" or EOS: think again
                 a.extensions += 1
                 a.thinking_tokens += cont.cue_tokens  # the cue is part of the thinking
