@@ -299,10 +299,10 @@ the source model for test-time adaptation experiments in `testtime`.
   about 3 CPU-minutes per epoch with bfloat16 on an AVX512-BF16 core).
 - Clean CIFAR-10 test accuracy: **{card.get("test_acc", float("nan")) * 100:.2f}%** (10,000 images;
   the test split was only measured, never used for choices).
-- Reproduce: `testtime zoo train {name} --seed {cfg.seed}`
+- Reproduce: `testtime zoo train {name} --steps {cfg.epochs} --seed {cfg.seed}`
 - Load: `testtime.zoo.load_cifar_model("{name}")`
 - Limitations: a short schedule, sized to the shared CPU it was trained on; a longer one
-  (`testtime zoo train {name} --steps <epochs>`) gives a more accurate source model.
+  (`--steps <epochs>`) gives a more accurate source model.
 
 | epoch | train loss | test acc % |
 |---|---|---|
