@@ -1,3 +1,5 @@
+import json
+
 from transformers import AutoTokenizer
 
 from testtime.zoo.tokenizer import CHARACTERS, save_tokenizer
@@ -5,6 +7,7 @@ from testtime.zoo.tokenizer import CHARACTERS, save_tokenizer
 
 def test_round_trip_through_auto_tokenizer(tmp_path):
     save_tokenizer(tmp_path)
+    assert json.loads((tmp_path / "special_tokens_map.json").read_text())["bos_token"] == "<bos>"
     tok = AutoTokenizer.from_pretrained(tmp_path)
     text = "countdown: 3 7 25 50 -> 82\n50+25=75\nanswer: (50+25)*7\nwait\nrevise step 2\n"
     ids = tok(text).input_ids

@@ -333,8 +333,7 @@ def save_model_dir(model: GPT2LMHeadModel, out: Path, info: dict[str, Any]) -> N
     The card is written last: a directory with a README is complete."""
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
-    tokenizer = save_tokenizer(out)
-    atomic_write_json(out / "special_tokens_map.json", tokenizer.special_tokens_map)
+    save_tokenizer(out)
     atomic_write_json(out / TRAINING_INFO, info)
     write_model_card(out)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
+from testtime.store.atomic import atomic_write_json
+
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 # Digits, lower-case letters (task names, "answer", "wait", "revise step"), and
@@ -42,6 +44,9 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def save_tokenizer(directory: str | Path) -> PreTrainedTokenizerFast:
+    """Write the tokenizer files of a model directory, ``special_tokens_map.json`` included
+    (recent ``transformers`` no longer writes it, older loaders look for it)."""
     tok = build_tokenizer()
     tok.save_pretrained(str(directory))
+    atomic_write_json(Path(directory) / "special_tokens_map.json", tok.special_tokens_map)
     return tok
