@@ -110,8 +110,11 @@ def ordering_checks(cells: dict[str, Any], runs: dict[str, dict[str, Any]]) -> l
 
     out = [check("BN adapt roughly halves the source error (continual; BN ≤ 0.6 × source)",
                  err("bn", "continual"), err("source", "continual"), lambda a, b: a <= 0.6 * b)]  # fmt: skip
-    for s in SETTINGS:
+    for s in ("reset", "continual"):
         out.append(check(f"Tent ≤ BN ({s})", err("tent", s), err("bn", s), lambda a, b: a <= b))
+    # On the mixed stream the reference has Tent worse than BN adapt (44.1 vs 33.8).
+    out.append(check("Tent worse than BN (mixed), as in the reference", err("tent", "mixed"),
+                     err("bn", "mixed"), lambda a, b: a > b))  # fmt: skip
     for m in ("eata", "cotta"):
         out.append(check(f"{m.upper() if m == 'eata' else 'CoTTA'} ≤ Tent (continual)",
                          err(m, "continual"), err("tent", "continual"), lambda a, b: a <= b))  # fmt: skip

@@ -72,6 +72,26 @@ def test_forced_collapse_is_rolled_back_then_reset():
     assert float(method.model.bias[0].detach()) < float(bare.model.bias[0].detach())
 
 
+def test_collapse_from_the_source_model_backs_off_the_learning_rate():
+    method = Drifter(_identity_head(), lr=0.05)
+    guard = CollapseGuard(method, horizon=64, snapshot_every=2, patience=10, warmup=2)
+    for x in _balanced_batches(60):
+        guard(x)
+    assert guard.resets >= 1, guard.events
+    lr = method.optimizer.param_groups[0]["lr"]
+    assert lr == pytest.approx(0.05 * 0.5**guard.resets)
+    assert all("lr x" in why for _, act, why in guard.events if act == "reset")
+    # lr_backoff=1 leaves the method's step size alone.
+    plain = Drifter(_identity_head(), lr=0.05)
+    g1 = CollapseGuard(plain, horizon=64, snapshot_every=2, patience=10, warmup=2, lr_backoff=1.0)
+    for x in _balanced_batches(60):
+        g1(x)
+    assert g1.resets >= 1 and plain.optimizer.param_groups[0]["lr"] == 0.05
+    # A user's reset() restores the method's own learning rate.
+    guard.reset()
+    assert method.optimizer.param_groups[0]["lr"] == 0.05
+
+
 def test_rollback_restores_the_trusted_snapshot():
     method = Drifter(_identity_head(), lr=0.05)
     guard = CollapseGuard(method, horizon=64, snapshot_every=2, patience=0, warmup=2)

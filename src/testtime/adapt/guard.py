@@ -19,7 +19,9 @@ batches, keeping two snapshots so that the one restored has stayed healthy for a
 ``snapshot_every`` batches after it was taken (collapse starts before it is detected).
 On collapse it rolls back to that snapshot (optionally clearing the optimizer's moments);
 a second collapse within ``patience`` batches of a rollback resets the method to the
-source model instead. The batch on which collapse is detected keeps the prediction the
+source model instead. A collapse that comes back from the source model itself is caused
+by the step size, so every such reset also multiplies the method's learning rate by
+``lr_backoff`` (cumulatively; 1 keeps it). The batch on which collapse is detected keeps the prediction the
 method already made; the rollback takes effect from the next batch. Off by default in
 the benchmark (``--guard``).
 """
@@ -57,12 +59,15 @@ class CollapseGuard(nn.Module):
         snapshot_every: int = 10,
         patience: int = 20,
         reset_optimizer: bool = True,
+        lr_backoff: float = 0.5,
     ) -> None:
         super().__init__()
         if not 0.0 < max_share <= 1.0:
             raise ValueError(f"max_share must be in (0, 1], got {max_share}")
         if not 0.0 <= entropy_ratio < 1.0:
             raise ValueError(f"entropy_ratio must be in [0, 1), got {entropy_ratio}")
+        if not 0.0 < lr_backoff <= 1.0:
+            raise ValueError(f"lr_backoff must be in (0, 1], got {lr_backoff}")
         if not 0.0 <= entropy_momentum < 1.0:
             raise ValueError(f"entropy_momentum must be in [0, 1), got {entropy_momentum}")
         for name, value in (
@@ -81,6 +86,7 @@ class CollapseGuard(nn.Module):
         self.snapshot_every = snapshot_every
         self.patience = patience
         self.reset_optimizer = reset_optimizer
+        self.lr_backoff = lr_backoff
         self._clear_monitor()
         self.rollbacks = 0
         self.resets = 0
@@ -183,7 +189,8 @@ class CollapseGuard(nn.Module):
             self._clear_monitor()
             self.step, (self.entropy_ref, self._ref_sum) = step, ref
             self.resets += 1
-            self.events.append((step, "reset", reason))
+            factor = self._back_off()
+            self.events.append((step, "reset", reason + (f"; lr x{factor:g}" if factor < 1 else "")))
         else:
             self._restore(self._trusted)
             self._candidate = None  # taken after the trusted one: possibly already drifting
@@ -191,6 +198,15 @@ class CollapseGuard(nn.Module):
             self.rollbacks += 1
             self.events.append((self.step, "rollback", reason))
         return logits
+
+    def _back_off(self) -> float:
+        """Scale the (just reset) optimizer's learning rates by ``lr_backoff ** resets``."""
+        if self.method.optimizer is None or self.lr_backoff == 1.0:
+            return 1.0
+        factor = self.lr_backoff**self.resets
+        for group in self.method.optimizer.param_groups:
+            group["lr"] *= factor
+        return factor
 
     # -- whole state -------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
