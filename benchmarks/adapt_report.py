@@ -52,14 +52,15 @@ def _limit_rank(limit: int | None) -> float:
     return float("inf") if limit is None else float(limit)
 
 
-def collect(roots: list[Path], prefix: str) -> dict[str, dict[str, Any]]:
-    """``{run name: results.json}`` of every ``prefix*`` run under ``roots``; for the same
-    name the run with the most images per domain wins, per method."""
+def collect(roots: list[Path], prefix: str, merge: bool) -> dict[str, dict[str, Any]]:
+    """``{run name: {method: row}}`` of every ``prefix*`` run under ``roots``. ``merge``:
+    runs of the same name in several roots are one run, where per method the one with the
+    most images per domain wins; otherwise a run is named ``root/name``."""
     runs: dict[str, dict[str, Any]] = {}
     for root in roots:
         for res_path in sorted(root.glob(f"{prefix}*/results.json")):
             res = json.loads(res_path.read_text())
-            name = res_path.parent.name
+            name = res_path.parent.name if merge else f"{root.name}/{res_path.parent.name}"
             for method, row in res["methods"].items():
                 row = {**row, "limit": res["config"]["limit"], "config": res["config"]}
                 old = runs.setdefault(name, {}).get(method)
@@ -182,7 +183,7 @@ def main() -> None:
         raise SystemExit(f"no such run folder: {', '.join(missing)}")
     runs = {}
     for prefix in ("main-", "wild-", "guard-"):
-        runs |= collect(args.roots, prefix)
+        runs |= collect(args.roots, prefix, merge=prefix == "main-")
     table, cells = main_table(runs)
     checks = ordering_checks(cells, runs)
     throughput = next((t for r in args.roots if (t := _load(r / "throughput.json"))), None)
