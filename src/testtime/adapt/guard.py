@@ -20,10 +20,10 @@ batches, keeping two snapshots so that the one restored has stayed healthy for a
 On collapse it rolls back to that snapshot (optionally clearing the optimizer's moments);
 a second collapse within ``patience`` batches of a rollback resets the method to the
 source model instead. A collapse that comes back from the source model itself is caused
-by the step size, so every such reset also multiplies the method's learning rate by
-``lr_backoff`` (cumulatively; 1 keeps it). The batch on which collapse is detected keeps the prediction the
-method already made; the rollback takes effect from the next batch. Off by default in
-the benchmark (``--guard``).
+by the step size, so after the k-th such reset the method runs at ``lr_backoff ** k``
+times its own learning rate (1 keeps it). The batch on which collapse is detected keeps
+the prediction the method already made; the rollback takes effect from the next batch.
+Off by default in the benchmark (``--guard``).
 """
 
 from __future__ import annotations
