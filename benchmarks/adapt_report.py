@@ -204,6 +204,7 @@ def main() -> None:
     throughput = next((t for r in args.roots if (t := _load(r / "throughput.json"))), None)
     md = [
         "# CIFAR-10-C adaptation (resnet-bn unless stated; severity 5; batch 200; seed 0)", "",
+        "`python benchmarks/adapt_report.py " + " ".join(str(r) for r in args.roots) + "`", "",
         "Mean online error (%). `(N/dom)`: a seeded subset of N of the 10,000 images per "
         "domain; otherwise all 10,000. `=`: equal to the continual run by construction "
         "(a stateless method's reset run; the source model on the mixed stream).", "", *table, "", "## Reference ordering", "", *checks, "",
