@@ -69,6 +69,17 @@ def collect(roots: list[Path], prefix: str, merge: bool) -> dict[str, dict[str, 
     return runs
 
 
+def _row(runs: dict[str, dict[str, Any]], prefix: str, setting: str, method: str) -> tuple[Any, bool]:
+    """``method``'s row of run ``{prefix}main-{setting}``, or its continual row where that is
+    equal by construction and larger; the flag says the continual row was taken."""
+    row = runs.get(f"{prefix}main-{setting}", {}).get(method)
+    if method in SAME_AS_CONTINUAL.get(setting, ()):
+        same = runs.get(f"{prefix}main-continual", {}).get(method)
+        if same and (row is None or _limit_rank(same["limit"]) > _limit_rank(row["limit"])):
+            return same, True
+    return row, False
+
+
 def main_table(runs: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
     methods = [m for m in REFERENCE if any(m in runs.get(f"main-{s}", {}) for s in SETTINGS)]
     for name in (f"main-{s}" for s in SETTINGS):
@@ -81,11 +92,7 @@ def main_table(runs: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, An
     for m in methods:
         ours = []
         for s in SETTINGS:
-            row = runs.get(f"main-{s}", {}).get(m)
-            note = ""
-            same = runs.get("main-continual", {}).get(m) if m in SAME_AS_CONTINUAL.get(s, ()) else None
-            if same and (row is None or _limit_rank(same["limit"]) > _limit_rank(row["limit"])):
-                row, note = same, " ="
+            row, same = _row(runs, "", s, m)
             if row is None:
                 ours.append("–")
                 continue
@@ -93,17 +100,10 @@ def main_table(runs: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, An
                                           "images_per_s": row["images_per_s"],
                                           "forwards_per_batch": row["forwards_per_batch"]}  # fmt: skip
             sub = "" if row["limit"] is None else f" ({row['limit']}/dom)"
-            ours.append(f"{row['mean_error']:.1f}{sub}{note}")
+            ours.append(f"{row['mean_error']:.1f}{sub}{' =' if same else ''}")
         ref = [("–" if v is None else f"{v:.1f}") for v in REFERENCE.get(m, (None,) * 3)]
         lines.append(f"| {m} | " + " | ".join(ours + ref) + " |")
     return lines, cells
-
-
-def _row(runs: dict[str, dict[str, Any]], root: str, setting: str, method: str) -> Any:
-    row = runs.get(f"{root}/main-{setting}", {}).get(method)
-    if row is None and method in SAME_AS_CONTINUAL.get(setting, ()):
-        row = runs.get(f"{root}/main-continual", {}).get(method)
-    return row
 
 
 def ordering_checks(runs: dict[str, dict[str, Any]]) -> list[str]:
@@ -115,7 +115,8 @@ def ordering_checks(runs: dict[str, dict[str, Any]]) -> list[str]:
 
     def check(label: str, a: str, b: str, setting: str, holds) -> str:
         pairs = [(ra, rb) for r in roots
-                 if (ra := _row(runs, r, setting, a)) and (rb := _row(runs, r, setting, b))]  # fmt: skip
+                 if (ra := _row(runs, f"{r}/", setting, a)[0])
+                 and (rb := _row(runs, f"{r}/", setting, b)[0])]  # fmt: skip
         if not pairs:
             return f"- {label}: not measured"
         ra, rb = max(pairs, key=lambda p: _limit_rank(p[0]["limit"]))
@@ -137,6 +138,19 @@ def ordering_checks(runs: dict[str, dict[str, Any]]) -> list[str]:
     out.append(check("LAME far better than source on the label-sorted stream", "lame", "source",
                      "correlated", lambda a, b: a < b))  # fmt: skip
     return out
+
+
+def correlated_lines(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Ours on the label-sorted stream next to the spec's ResNet-26-GN reference."""
+    ours = runs.get("main-correlated", {})
+    lines = ["| method | ours | images/domain | reference (ResNet-26-GN) |", "|---|---|---|---|"]
+    for m in dict.fromkeys([*REFERENCE_CORRELATED, *ours]):
+        row = ours.get(m)
+        mine = "–" if row is None else f"{row['mean_error']:.1f}"
+        lim = "–" if row is None else ("all" if row["limit"] is None else row["limit"])
+        ref = REFERENCE_CORRELATED.get(m)
+        lines.append(f"| {m} | {mine} | {lim} | {'–' if ref is None else f'{ref:.1f}'} |")
+    return lines
 
 
 def other_tables(runs: dict[str, dict[str, Any]], skip_main: bool = True) -> list[str]:
@@ -198,16 +212,19 @@ def main() -> None:
     table, cells = main_table(runs)
     # Methods too slow for all 10,000 images per domain, next to the baselines measured on
     # the same seeded subset (the main table shows each method's largest run).
-    subsets = {k: v for k, v in collect(args.roots, "main-", merge=False).items()
+    per_root = collect(args.roots, "main-", merge=False)
+    subsets = {k: v for k, v in per_root.items()
                if all(r["limit"] is not None for r in v.values())}  # fmt: skip
-    checks = ordering_checks(collect(args.roots, "main-", merge=False))
+    checks = ordering_checks(per_root)
     throughput = next((t for r in args.roots if (t := _load(r / "throughput.json"))), None)
     md = [
         "# CIFAR-10-C adaptation (resnet-bn unless stated; severity 5; batch 200; seed 0)", "",
         "`python benchmarks/adapt_report.py " + " ".join(str(r) for r in args.roots) + "`", "",
         "Mean online error (%). `(N/dom)`: a seeded subset of N of the 10,000 images per "
         "domain; otherwise all 10,000. `=`: equal to the continual run by construction "
-        "(a stateless method's reset run; the source model on the mixed stream).", "", *table, "", "## Reference ordering", "", *checks, "",
+        "(a stateless method's reset run; the source model on the mixed stream).", "",
+        *table, "", "## Reference ordering", "", *checks, "",
+        "## Label-sorted stream", "", *correlated_lines(runs), "",
         "## Same seeded subset (methods measured on fewer images, with baselines)", "",
         *other_tables(subsets, skip_main=False), "",
         "## Other settings", "", *other_tables(runs), "",
