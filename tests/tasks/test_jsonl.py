@@ -59,3 +59,56 @@ def test_duplicate_ids_and_missing_file(tmp_path):
 def test_unknown_task_lists_valid_names():
     with pytest.raises(KeyError, match="valid: arith, countdown, jsonl, mul"):
         get_task("sudoku")
+
+
+OK = b'{"id": 0, "prompt": "ok", "answer": 1}\n'
+
+
+def write_bytes(tmp_path, data: bytes):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        (b'{"id": 1, "prompt": "caf\xe9", "answer": 3}', r"not UTF-8 \(byte 0xe9 at column 25\)"),
+        (b'{"id": 1, "prompt": "q", "answer": NaN}', r"invalid JSON \(NaN is not a number JSON allows"),
+        (b'{"id": 1, "prompt": "q", "answer": -Infinity}', r"invalid JSON \(-Infinity is not a number"),
+        (b'{"id": 1, "prompt": "q", "answer": 1e999}', r"invalid JSON \(1e999 overflows a float"),
+        (b'{"id": 1, "prompt": "q", "answer": ' + b"9" * 200 + b"}", r"invalid JSON \(an integer of 200 digits"),
+        (b'{"id": 1, "prompt": "\\ud800", "answer": 3}', r"a string holds a lone surrogate \(\\ud800\)"),
+        (b'{"id": 1, "prompt": "q", "answer": 3, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+         "JSON nested more than 64 levels deep"),
+        (b'{"id": null, "prompt": "q", "answer": 3}', "id must be"),
+    ],
+)
+def test_hostile_lines_name_file_and_line(tmp_path, line, reason):
+    path = write_bytes(tmp_path, OK + line + b"\n" + OK.replace(b'"id": 0', b'"id": 9'))
+    with pytest.raises(ValueError, match=f"p.jsonl:2: {reason}"):
+        get_task("jsonl", path=path)
+
+
+def test_line_size_is_bounded_without_reading_the_line(tmp_path):
+    path = write_bytes(tmp_path, OK + b'{"id": 1, "prompt": "' + b"x" * 5000 + b'", "answer": 1}\n')
+    with pytest.raises(ValueError, match=r"p.jsonl:2: line longer than 4,096 bytes"):
+        get_task("jsonl", path=path, max_line_bytes=4096)
+    assert len(get_task("jsonl", path=path).problems) == 2  # 1 MiB by default
+    with pytest.raises(ValueError, match="max_line_bytes must be a positive integer"):
+        get_task("jsonl", path=path, max_line_bytes=0)
+
+
+def test_json_line_separators_inside_strings_are_text(tmp_path):
+    # U+2028, U+2029 and U+0085 are valid inside JSON strings; str.splitlines would cut them.
+    prompt = "first\u2028second\u2029third\x85fourth"
+    row = json.dumps({"id": "a", "prompt": prompt, "answer": "x"}, ensure_ascii=False)
+    path = write_bytes(tmp_path, b"\xef\xbb\xbf" + row.encode() + b"\r\n\n  \n" + OK)
+    task = get_task(str(path))
+    assert [p.id for p in task.problems] == ["a", "0"]
+    assert task.problems[0].prompt == prompt + "\n"
+
+
+def test_jsonl_without_a_path_is_a_clear_error():
+    with pytest.raises(ValueError, match="task jsonl needs a file"):
+        get_task("jsonl")
