@@ -57,18 +57,27 @@ def serve(
         None, help="verifier for strategies that need one when a request names none (e.g. prm)"
     ),
     workers: int = typer.Option(64, min=1, help="worker threads running strategies"),
+    resource: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a file requests may use by NAME, as KIND=NAME:PATH (repeatable; kinds: "
+            "bank for r2-mcts, policy for compute-optimal); requests never pass paths"
+        ),
+    ] = None,
 ) -> None:
     """Serve test-time strategies behind the OpenAI API: ask for model
     `majority-16/<model>`, `best-of-8/<model>`, `beam-4x16/<model>`... or pass
     `{"testtime": {"strategy": ..., "n": ...}}` in the request body."""
     from testtime.backends import get_generator
     from testtime.serve.app import check_binding, create_app
+    from testtime.serve.options import Resources
     from testtime.serve.server import serve as run_server
 
     if no_auth and (api_key or api_key_env or api_key_file):
         raise ValueError("--no-auth contradicts the API keys given")
     keys = None if no_auth else _load_keys(api_key or [], api_key_env, api_key_file)
     check_binding(host, keys)  # before loading any model
+    resources = Resources.from_specs(resource or [])
 
     secrets: list[str] = []
     remote = upstream.startswith(("http://", "https://"))
@@ -112,6 +121,7 @@ def serve(
         serialize=not remote,
         max_workers=workers,
         secrets=secrets,
+        resources=resources,
     )
     typer.echo(
         f"serving {model_name!r} on http://{host}:{port}/v1 "

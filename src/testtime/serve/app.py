@@ -38,6 +38,7 @@ from testtime.backends.base import CancelToken, Generator
 from testtime.scale.base import STRATEGIES
 from testtime.serve.engine import Engine, RequestCancelled
 from testtime.serve.errors import APIError, Redactor
+from testtime.serve.options import Resources
 from testtime.serve.protocol import (
     ChatRequest,
     CompletionRequest,
@@ -147,21 +148,25 @@ def create_app(
     serialize: bool = False,
     max_workers: int = 64,
     secrets: Sequence[str] = (),
+    resources: Resources | None = None,
 ) -> FastAPI:
     """The server app over ``generator``. ``api_keys=None`` disables authentication
     (the CLI allows that on loopback only); ``secrets`` (upstream keys) are
-    redacted from every error message."""
+    redacted from every error message; ``resources`` are the named files (banks,
+    policies) requests may use (:mod:`testtime.serve.options`)."""
     if max_body_bytes < 1:
         raise ValueError(f"max body bytes must be >= 1, got {max_body_bytes}")
     served = model_name or generator.name
     keys = None if api_keys is None else [k.encode() for k in api_keys]
-    redact = Redactor(tuple(secrets))
+    resources = resources or Resources()
+    redact = Redactor(tuple(secrets), resources.redactions())
     engine = Engine(
         generator,
         redact=redact,
         default_verifier=default_verifier,
         serialize=serialize,
         max_workers=max_workers,
+        resources=resources,
     )
     limiter = KeyLimiter(max_concurrency_per_key)
 
@@ -228,7 +233,14 @@ def create_app(
             req = schema.model_validate(data)
         except ValidationError as err:
             raise _validation_error(err) from None
-        plan = make_plan(req.model, served, req.testtime_options(), req.sampling(), max_n=max_n)
+        plan = make_plan(
+            req.model,
+            served,
+            req.testtime_options(),
+            req.sampling(),
+            max_n=max_n,
+            resources=resources,
+        )
         limiter.acquire(key)
         cancel = CancelToken()
         try:

@@ -14,7 +14,7 @@ import threading
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any
@@ -30,6 +30,7 @@ from testtime.backends.base import (
 from testtime.registry import UnknownName
 from testtime.scale.base import Candidate, Compute, ProblemResult, Strategy
 from testtime.serve.errors import APIError, Redactor, upstream_error
+from testtime.serve.options import Resources
 from testtime.serve.routing import Plan, build_strategy
 from testtime.tasks.base import STEP_DELIMITER, Problem, Task
 from testtime.tasks.freeform import FreeformTask
@@ -150,9 +151,11 @@ class Engine:
         default_verifier: str | None = None,
         serialize: bool = False,
         max_workers: int = 64,
+        resources: Resources | None = None,
     ) -> None:
         self.generator = generator
         self.redact = redact
+        self.resources = resources or Resources()
         self.default_verifier = default_verifier
         self.executor = ThreadPoolExecutor(max_workers, thread_name_prefix="testtime-serve")
         self._run_lock = threading.Lock() if serialize else None
@@ -197,7 +200,19 @@ class Engine:
 
     def run(self, plan: Plan, prompts: Sequence[str], cancel: CancelToken) -> Outcome:
         """Solve every prompt with the plan's strategy (blocking; call on a worker thread)."""
-        strategy = build_strategy(plan)
+        with ExitStack() as held:
+            # One request at a time per resource file (a bank grows, a policy is fitted):
+            # held from loading it in the constructor to saving it.
+            for lock in self.resources.locks(plan.paths.values()):
+                held.enter_context(lock)
+            return self._run(plan, prompts, cancel)
+
+    def _run(self, plan: Plan, prompts: Sequence[str], cancel: CancelToken) -> Outcome:
+        try:
+            strategy = build_strategy(plan)
+        except APIError as err:  # a resource file's error names the resource, not its path
+            err.message = self.redact.public(err.message)
+            raise
         task = self.task(plan.task)
         verifier = self.verifier(plan.verifier, strategy, task)
         generator = RequestGenerator(self.generator, cancel)
@@ -213,7 +228,7 @@ class Engine:
         try:
             strategy.check(task, generator, verifier)
         except (ValueError, BackendError) as err:
-            raise APIError(400, self.redact(str(err)), code="invalid_strategy") from None
+            raise APIError(400, self.redact.public(str(err)), code="invalid_strategy") from None
         with self._run_lock or nullcontext():
             try:
                 results = strategy.solve(problems, generator, task, verifier)
@@ -224,7 +239,7 @@ class Engine:
                     raise upstream_error(
                         BackendError(f"malformed upstream reply: {err}"), self.redact
                     ) from None
-                raise APIError(400, self.redact(str(err)), code="invalid_request") from None
+                raise APIError(400, self.redact.public(str(err)), code="invalid_request") from None
             except Exception as err:
                 mapped = upstream_error(err, self.redact)
                 if mapped.status == 500:  # a bug, not an upstream fault: keep the traceback

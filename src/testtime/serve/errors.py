@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -46,16 +48,33 @@ class APIError(Exception):
         }
 
 
-class Redactor:
-    """Removes secrets (upstream keys) from any text that may reach a client or a log."""
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+_ENV = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
 
-    def __init__(self, secrets: list[str] | tuple[str, ...] = ()) -> None:
+
+class Redactor:
+    """Removes secrets (upstream keys) from any text that may reach a client or a log;
+    :meth:`public` also hides what only the operator should see (URLs, environment
+    variable names, server paths in ``replacements``)."""
+
+    def __init__(
+        self, secrets: list[str] | tuple[str, ...] = (), replacements: Mapping[str, str] = {}
+    ) -> None:
         self.secrets = [s for s in secrets if s]
+        # Longest first, so a path is never half-replaced by a prefix of another.
+        self.replacements = sorted(replacements.items(), key=lambda kv: -len(kv[0]))
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
+
+    def public(self, text: str) -> str:
+        """``text`` as a client may read it."""
+        text = self(text)
+        for old, new in self.replacements:
+            text = text.replace(old, new)
+        return _ENV.sub("$<env>", _URL.sub("<upstream>", text))
 
 
 def _is_timeout(err: BaseException) -> bool:
@@ -77,16 +96,11 @@ def upstream_error(err: BaseException, redact: Redactor) -> APIError:
     Timeouts (anywhere in the cause chain) are 504, other backend faults 502;
     a capability the upstream lacks is the client's choice of strategy (400).
     """
+    public = redact.public(str(err)) or type(err).__name__
     if isinstance(err, UnsupportedCapability):
-        return APIError(400, redact(str(err)), code="unsupported_capability")
+        return APIError(400, public, code="unsupported_capability")
     if _is_timeout(err):
-        return APIError(
-            504,
-            f"upstream timed out: {redact(str(err)) or type(err).__name__}",
-            code="upstream_timeout",
-        )
+        return APIError(504, f"upstream timed out: {public}", code="upstream_timeout")
     if isinstance(err, BackendError | httpx.HTTPError | ConnectionError):
-        return APIError(
-            502, f"upstream failed: {redact(str(err)) or type(err).__name__}", code="upstream_error"
-        )
+        return APIError(502, f"upstream failed: {public}", code="upstream_error")
     return APIError(500, "internal error while running the request", code="internal_error")

@@ -29,6 +29,7 @@ from typing import Any
 from testtime.registry import UnknownName
 from testtime.scale.base import STRATEGIES
 from testtime.serve.errors import APIError
+from testtime.serve.options import Resources, check_option
 
 PLAIN_STRATEGY = "sample"
 # Constructor keywords that mean "beam width" in ``<name>-<M>x<N>``.
@@ -44,6 +45,8 @@ class Plan:
     options: dict[str, Any] = field(default_factory=dict)
     verifier: str | None = None
     task: str | None = None
+    # Server-side paths of the resources the options name (never shown to clients).
+    paths: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -139,9 +142,11 @@ def make_plan(
     sampling: dict[str, Any],
     *,
     max_n: int,
+    resources: Resources | None = None,
 ) -> Plan:
     """Merge the model-name prefix, the request's sampling fields and the
-    ``testtime`` object into a :class:`Plan`, validating every option name."""
+    ``testtime`` object into a :class:`Plan`, validating every option's name and
+    value (:mod:`testtime.serve.options`); resource names resolve to server paths."""
     name, options = parse_model(model, served)
     testtime = dict(testtime)
     asked = testtime.pop("strategy", None)
@@ -179,6 +184,9 @@ def make_plan(
         if params is None or key in params:
             options[key] = value
     options.update(testtime)
+    for key, value in options.items():
+        check_option(name, key, value, None if params is None else params[key])
+    paths = (resources or Resources()).resolve(options)
     n = options.get("n")
     if isinstance(n, int) and n > max_n:
         raise APIError(
@@ -187,7 +195,7 @@ def make_plan(
             code="budget_too_large",
             param="n",
         )
-    return Plan(name, options, verifier, task)
+    return Plan(name, options, verifier, task, paths)
 
 
 def build_strategy(plan: Plan):
@@ -195,6 +203,6 @@ def build_strategy(plan: Plan):
     from testtime.scale.base import get_strategy
 
     try:
-        return get_strategy(plan.strategy, **plan.options)
+        return get_strategy(plan.strategy, **{**plan.options, **plan.paths})
     except (ValueError, TypeError, UnknownName) as err:
         raise APIError(400, f"strategy {plan.strategy!r}: {err}", code="invalid_option") from None
