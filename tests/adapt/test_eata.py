@@ -82,3 +82,27 @@ def test_eta_and_eata_adapt_under_shift():
     x, y = template_data(200, 3)
     assert shifted_accuracy(ETA(trained_net())) > 0.6
     assert shifted_accuracy(EATA(trained_net(), (x, y))) > 0.6
+
+
+def test_eata_step_weights_kept_samples_by_exp_of_margin_minus_entropy():
+    # the kept set and the weights exp(E0 − E) recomputed by hand from the entropies
+    x, _ = template_data(16, 3)
+    margin = 1.2
+    probe = trained_net().train()
+    ent = -(probe(x).softmax(1) * probe(x).log_softmax(1)).sum(1).detach()
+    keep = ent < margin
+    assert 0 < int(keep.sum()) < 16  # the filter matters on this batch
+    ref = trained_net().train()
+    ref_params = collect_norm_params(ref)[0]
+    logits = ref(x)
+    e = -(logits.softmax(1) * logits.log_softmax(1)).sum(1)
+    loss = (e[keep] * torch.exp(margin - ent[keep])).mean()
+    grads = torch.autograd.grad(loss, ref_params)
+    model = trained_net()
+    method = ETA(model, e_margin=margin, optimizer="sgd", lr=1.0, momentum=0.0)
+    start = [p.detach().clone() for p in collect_norm_params(model)[0]]
+    method(x)
+    for p, p0, g in zip(collect_norm_params(model)[0], start, grads, strict=True):
+        assert torch.allclose(p, p0 - g, atol=1e-6)
+    kept = probe(x).softmax(1)[keep].mean(0).detach()
+    assert torch.allclose(method.mean_probs, kept, atol=1e-6)

@@ -23,7 +23,8 @@ def test_lame_changes_no_parameter_or_buffer():
 def test_single_image_keeps_the_model_prediction():
     model = tiny_net()
     x = images(1)
-    assert torch.allclose(LAME(model)(x).softmax(1), model(x).softmax(1), atol=1e-5)
+    # kNN has no self-affinity; RBF keeps W_ii = 1 (the reference), which sharpens
+    assert torch.allclose(LAME(model, affinity="knn")(x).softmax(1), model(x).softmax(1), atol=1e-5)
 
 
 def test_neighbours_agree_after_refinement():
@@ -38,6 +39,20 @@ def test_neighbours_agree_after_refinement():
     kernel = affinity(feats, "knn", k=3)
     assert kernel.diagonal().sum() == 0 and (kernel.sum(1) == 3).all()
     assert affinity(feats, "rbf").shape == (12, 12)
-    assert (affinity(feats, "linear") >= 0).all()
+    z = torch.nn.functional.normalize(feats, dim=1)
+    assert torch.allclose(affinity(feats, "linear"), z @ z.T)
+
+
+def test_rbf_sigma_counts_the_point_itself():
+    # four points on the unit circle (normalisation leaves them unchanged)
+    angles = torch.tensor([0.0, 0.3, 0.9, 2.0])
+    feats = torch.stack([angles.cos(), angles.sin()], 1)
+    dist = torch.cdist(feats, feats)
+    # k = 2 counting the point itself = the nearest *other* point
+    sigma = dist.sort(1).values[:, 1].mean()
+    expected = torch.exp(-(dist**2) / (2 * sigma**2))
+    assert torch.allclose(affinity(feats, "rbf", k=2), expected, atol=1e-6)
+    assert torch.allclose(affinity(feats, "rbf", k=2).diagonal(), torch.ones(4))
+    assert LAME(tiny_net()).kind == "rbf" and LAME(tiny_net()).knn == 5
     with pytest.raises(ValueError, match="unknown affinity"):
         LAME(tiny_net(), affinity="cosine")

@@ -61,3 +61,36 @@ def test_updates_every_n_samples_and_trains_only_norm_affine():
     assert not torch.equal(model[1].weight, before["1.weight"])
     # the teacher moved a little towards the student (nu = 0.001)
     assert not torch.equal(method.teacher[1].weight, before["1.weight"])
+
+
+def test_prediction_leaves_the_teacher_statistics_untouched():
+    model = tiny_net()
+    method = RoTTA(model, update_frequency=1000)  # no update within the test
+    before = state(method.teacher)
+    x = images(16)
+    out = method(x)
+    assert not [
+        k
+        for k in before
+        if "running" in k and not torch.equal(before[k], method.teacher.state_dict()[k])
+    ]
+    # the prediction is the source model with its own (global) statistics
+    assert torch.allclose(out, tiny_net()(x), atol=1e-5)
+    assert torch.allclose(method(x), out, atol=1e-6)
+
+
+def test_update_moves_teacher_statistics_from_the_memory_only():
+    model = tiny_net()
+    method = RoTTA(model, update_frequency=8, memory_size=8, lambda_u=0.0)
+    src_mean = model[1].running_mean.clone()
+    src_var = model[1].running_var.clone()
+    x = images(8)
+    method(x)  # 8 samples: one update on the memory, which holds exactly these 8
+    stored, _ = method.memory.batch()
+    with torch.no_grad():
+        h = tiny_net()[0](stored)  # the first conv is not trained (norm affine only)
+    var, mean = torch.var_mean(h, dim=(0, 2, 3), unbiased=False)
+    rbn = method.teacher[1]
+    assert torch.allclose(rbn.running_mean, 0.95 * src_mean + 0.05 * mean, atol=1e-6)
+    assert torch.allclose(rbn.running_var, 0.95 * src_var + 0.05 * var, atol=1e-6)
+    assert not rbn.training  # back in eval mode for the next prediction

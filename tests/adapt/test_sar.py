@@ -38,8 +38,12 @@ def test_recovery_resets_when_the_loss_ema_is_low():
     assert not changed(source, model)
 
 
+def test_default_lr_is_the_reference_cifar_setting():
+    assert SAR(tiny_net()).optimizer.param_groups[0]["lr"] == 1e-3
+
+
 def test_auto_lr_scales_with_small_batches():
-    method = SAR(tiny_net("gn"), e_margin=3.0)
+    method = SAR(tiny_net("gn"), e_margin=3.0, lr=None)
     method(images(4))
     assert method.optimizer.param_groups[0]["lr"] == 2.5e-4 / 64 * 4 * 2
     method(images(64))

@@ -6,7 +6,9 @@ prediction is the one from the forward pass that drives the batch's update
 ``reset()`` restores the source model and clears all adaptation state;
 ``state_dict()``/``load_state_dict()`` carry the whole adaptation state (model,
 teacher, anchor, memory, optimizer, Fisher, statistics), so a run resumes exactly.
-``forwards``/``backwards`` count per-image-batch passes of the network, for cost
+``forward`` runs under ``torch.enable_grad()``, so a caller's ``torch.no_grad()``
+cannot stop the update (``torch.inference_mode()`` still does: its tensors refuse
+autograd). ``forwards``/``backwards`` count per-image-batch passes of the network, for cost
 accounting; they survive ``reset()`` (they measure cost, not adaptation state).
 """
 
@@ -79,7 +81,10 @@ class AdaptMethod(nn.Module):
             self._ensure_ready()
         if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] == 0:
             raise ValueError("expected a non-empty batch tensor of shape (B, ...)")
-        return self.forward_and_adapt(x)
+        # Adaptation needs autograd even when the caller evaluates under
+        # ``torch.no_grad()`` (as the reference codebase's ``torch.enable_grad``).
+        with torch.enable_grad():
+            return self.forward_and_adapt(x)
 
     def reset(self) -> None:
         """Restore the source model and clear all adaptation state (counters are kept)."""

@@ -12,23 +12,30 @@ from testtime.adapt.params import FeatureHook, configure_norm
 AFFINITIES = ("knn", "rbf", "linear")
 
 
-def affinity(feats: Tensor, kind: str = "knn", k: int = 5) -> Tensor:
-    """Affinity W between L2-normalised features: kNN (1 for the k nearest
-    neighbours, self excluded), RBF (σ = mean distance to the k-th neighbour) or
-    linear (cosine similarity, clipped at 0)."""
+def affinity(feats: Tensor, kind: str = "rbf", k: int = 5) -> Tensor:
+    """Affinity W between L2-normalised features, as LAME's reference code
+    (fiveai/LAME, and mariodoebler/test-time-adaptation):
+
+    - ``knn``: 1 for the k nearest neighbours, the point itself excluded;
+    - ``rbf``: exp(−d²/2σ²), σ the mean over points of the k-th smallest distance
+      *counting the point itself* (its distance 0 is the first), i.e. of the distance
+      to the (k−1)-th neighbour; the diagonal is kept (W_ii = 1);
+    - ``linear``: cosine similarity zᵢᵀzⱼ (not clipped, as the reference).
+    """
     z = F.normalize(feats, dim=1)
     n = z.shape[0]
-    k = min(k, n - 1)
     if kind == "linear":
-        return (z @ z.T).clamp_min(0.0)
+        return z @ z.T
     dist = torch.cdist(z, z)
-    if k == 0:
-        return torch.zeros(n, n, device=z.device, dtype=z.dtype)
-    nearest = dist.topk(k + 1, dim=1, largest=False)
     if kind == "knn":
+        k = min(k, n - 1)
+        if k == 0:
+            return torch.zeros(n, n, device=z.device, dtype=z.dtype)
+        nearest = dist.topk(k + 1, dim=1, largest=False)
         return torch.zeros_like(dist).scatter_(1, nearest.indices[:, 1:], 1.0)
     if kind == "rbf":
-        sigma = nearest.values[:, -1].mean().clamp_min(1e-8)
+        kth = dist.topk(min(k, n), dim=1, largest=False).values[:, -1]
+        sigma = kth.mean().clamp_min(1e-8)
         return torch.exp(-(dist**2) / (2 * sigma**2))
     raise ValueError(f"unknown affinity {kind!r}; valid: {', '.join(AFFINITIES)}")
 
@@ -54,7 +61,8 @@ def laplacian_optimization(
 @ADAPT_METHODS.register("lame")
 class LAME(AdaptMethod):
     """Output-only adaptation: the frozen model's probabilities of a batch are refined
-    by Laplacian regularisation over a kNN (k 5) / RBF / linear affinity of the
+    by Laplacian regularisation over an RBF (default, k 5: the reference codebase's
+    setting) / kNN / linear affinity (:func:`affinity`) of the
     L2-normalised penultimate features (the input of the last ``nn.Linear``, or of
     ``feature_layer``). No parameter changes. Returns log of the refined
     probabilities (softmax of the output = the LAME assignment).
@@ -63,7 +71,7 @@ class LAME(AdaptMethod):
     def __init__(
         self,
         model: nn.Module,
-        affinity: str = "knn",
+        affinity: str = "rbf",
         knn: int = 5,
         weight: float = 1.0,
         max_steps: int = 100,

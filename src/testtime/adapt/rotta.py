@@ -17,7 +17,8 @@ from testtime.adapt.params import collect_norm_params, configure_norm
 
 class RobustBatchNorm(StatsBatchNorm):
     """Robust BN: normalise with global statistics that, in train mode, move towards
-    each batch's statistics by ``alpha`` (0.05) and are kept for the next batch."""
+    each batch's statistics by ``alpha`` (0.05) and are kept for the next batch; in
+    eval mode normalise with the global statistics and never write them."""
 
     def __init__(self, bn: nn.Module, alpha: float = 0.05) -> None:
         super().__init__(bn)
@@ -96,6 +97,13 @@ class CSTU:
         return torch.stack([x for x, _, _ in flat]), ages
 
 
+def _robust_bn_mode(model: nn.Module, training: bool) -> None:
+    """Switch only the robust BN layers of ``model`` to train (statistics move) or eval."""
+    for m in model.modules():
+        if isinstance(m, RobustBatchNorm):
+            m.train(training)
+
+
 @ADAPT_METHODS.register("rotta")
 class RoTTA(AdaptMethod):
     """Robust BN (global statistics, ``rbn_alpha`` 0.05) + category-balanced memory
@@ -105,6 +113,12 @@ class RoTTA(AdaptMethod):
     affine parameters are trained (Adam 1e-3). The teacher predicts each batch
     (before the updates the batch triggers, as in the paper); the memory stores the
     batch's images under the teacher's pseudo-labels.
+
+    As the reference implementations (BIT-DA/RoTTA; mariodoebler/test-time-adaptation)
+    the teacher predicts with its robust BN in eval mode (global statistics, never
+    written by a prediction); the robust-BN statistics of the teacher and of the
+    student move only during an update, from the memory bank (teacher: the stored
+    images; student: their strong augmentations).
     """
 
     def __init__(
@@ -135,6 +149,7 @@ class RoTTA(AdaptMethod):
     def configure(self) -> None:
         configure_norm(self.model, "affine")
         configure_norm(self.teacher, "bn")
+        _robust_bn_mode(self.teacher, training=False)
 
     def _get_state(self) -> dict[str, Any]:
         items = None if self.memory is None else self.memory.items
@@ -168,8 +183,12 @@ class RoTTA(AdaptMethod):
         if stored is None:
             return
         images, ages = stored
-        with torch.no_grad():
-            target = self.teacher(images)
+        _robust_bn_mode(self.teacher, training=True)
+        try:
+            with torch.no_grad():
+                target = self.teacher(images)
+        finally:
+            _robust_bn_mode(self.teacher, training=False)
         student = self.model(self.augment(images))
         self.forwards += 2
         weights = torch.exp(-ages) / (1.0 + torch.exp(-ages))
