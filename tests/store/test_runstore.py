@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from testtime.store import RunConfigMismatch, RunStore, item_key, resumable_map
+from testtime.store import (
+    RunConfigMismatch,
+    RunStore,
+    StoreCorruption,
+    StoreError,
+    item_key,
+    resumable_map,
+)
 
 
 def test_put_get_survives_reopen(tmp_path: Path) -> None:
@@ -188,3 +196,56 @@ def test_sigkill_at_random_points_resumes_identically(tmp_path: Path) -> None:
     # Each killed process lost at most the one item it was working on.
     unstored = [(k, pid) for k, pid in computed if str(stored[k]["pid"]) != pid]
     assert len(unstored) <= kills
+
+
+def test_changed_bytes_are_detected_and_the_item_recomputed(tmp_path: Path) -> None:
+    with RunStore(tmp_path, {"x": 1}) as store:
+        store.put("k1", {"answer": "12345"}, pool=[{"answer": "12345"}])
+        store.put("k2", {"answer": "67890"})
+    db = tmp_path / "runstore.sqlite"
+    data = db.read_bytes()
+    assert data.count(b'"answer":"67890"') == 1 and not (tmp_path / "runstore.sqlite-wal").exists()
+    db.write_bytes(data.replace(b'"answer":"67890"', b'"answer":"67899"'))  # SQLite reads it fine
+    calls = []
+    with RunStore(tmp_path, {"x": 1}) as store, pytest.warns(StoreCorruption, match="k2 fails"):
+        assert "k2" not in store and store.get("k2", "gone") == "gone"
+        assert store.keys() == ["k1"] and len(store) == 1 and store.corrupted == {"k2"}
+        # resumable_map recomputes the damaged item only, and the fresh value is trusted.
+        out = resumable_map(store, ["k1", "k2"], lambda k: calls.append(k) or {"answer": "new"})
+        assert out == [{"answer": "12345"}, {"answer": "new"}] and calls == ["k2"]
+        assert store.corrupted == set() and "k2" in store
+
+
+def test_a_file_that_is_not_a_run_store_is_one_clear_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "runstore.sqlite").write_bytes(b"this is not SQLite at all" * 100)
+    with pytest.raises(StoreError, match=r"runstore.sqlite is not a testtime run store \(file is not"
+                       r" a database\); move it away or choose another --out"):
+        RunStore(garbage, {"x": 1})
+    assert (garbage / "runstore.sqlite").read_bytes().startswith(b"this is not")  # untouched
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    con = sqlite3.connect(foreign / "runstore.sqlite")
+    con.execute("CREATE TABLE users (name TEXT)")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="an SQLite file with tables users"):
+        RunStore(foreign, {"x": 1})
+    old = tmp_path / "old"
+    RunStore(old, {"x": 1}).close()
+    con = sqlite3.connect(old / "runstore.sqlite")
+    con.execute("UPDATE meta SET value = '1' WHERE name = 'schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="schema version 1, this testtime reads version 2"):
+        RunStore(old, {"x": 1})
+
+
+def test_put_many_is_all_or_nothing(tmp_path: Path) -> None:
+    with RunStore(tmp_path, {"x": 1}) as store:
+        with pytest.raises(ValueError, match="JSON"):
+            store.put_many([("a", 1, None), ("b", {"bad": object()}, None)])
+        assert len(store) == 0
+        store.put_many([("a", 1, None), ("b", 2, [3])])
+        assert store.get("b") == 2 and store.pool("b") == [3] and len(store) == 2

@@ -9,7 +9,12 @@ without regenerating a single token.
 
 The run's config is fingerprinted when the store is created; opening the same
 directory with a different config is an error rather than a silent mix of two
-runs' results.
+runs' results. Callers key items by everything that determines them (see
+:mod:`testtime.store.identity`), and every item carries a checksum of its key
+and bytes: an item whose bytes changed on disk is reported (a
+:class:`StoreCorruption` warning) and treated as absent, so it is recomputed,
+never used. A file that is not a run store, or is damaged, is a
+:class:`StoreError` with one line to act on.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,11 +34,25 @@ from typing import Any
 from testtime.store.atomic import atomic_write_text
 
 DB_NAME = "runstore.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: items carry a checksum
 
 
 class RunConfigMismatch(ValueError):
     """A run directory already holds a run with another config."""
+
+
+class StoreError(ValueError):
+    """The store file is not a testtime run store, or is damaged."""
+
+
+class StoreCorruption(UserWarning):
+    """A stored item failed its checksum; it is treated as absent and recomputed."""
+
+
+def checksum(key: str, value_json: str, pool_json: str | None) -> str:
+    """Hash of an item's key and stored bytes (a changed byte or a moved value fails it)."""
+    text = "\0".join((key, value_json, "" if pool_json is None else "\1" + pool_json))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def canonical_json(obj: Any) -> str:
@@ -80,24 +99,54 @@ class RunStore:
         self._db = sqlite3.connect(
             self.path, timeout=60.0, isolation_level=None, check_same_thread=False
         )
+        self.corrupted: set[str] = set()  # keys that failed their checksum (warned once)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed item survives power loss, not only a killed process.
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._init_schema(config)
+            with self._errors():
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # FULL: a committed item survives power loss, not only a killed process.
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._init_schema(config)
         except BaseException:
             self._db.close()
             raise
 
+    def _refuse(self, reason: str) -> StoreError:
+        return StoreError(
+            f"{self.path} is not a testtime run store ({reason}); move it away or choose"
+            " another --out"
+        )
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's errors about the file itself as one actionable line."""
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err):
+                raise  # another writer held the lock past the timeout: not the file's fault
+            raise StoreError(f"run store {self.path}: {err}") from None
+        except sqlite3.DatabaseError as err:
+            if type(err) is not sqlite3.DatabaseError:  # misuse (closed store...), not the file
+                raise
+            if "malformed" in str(err):
+                raise StoreError(
+                    f"{self.path} is a damaged run store ({err}); move it away or choose"
+                    " another --out"
+                ) from None
+            raise self._refuse(str(err)) from None  # not a database at all
+
     def _init_schema(self, config: Any) -> None:
         with self._transaction() as db:
+            tables = {t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "meta" not in tables:
+                raise self._refuse(f"an SQLite file with tables {', '.join(sorted(tables))}")
             db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS items (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
-                " pool TEXT, created REAL NOT NULL)"
-            )
             stored = dict(db.execute("SELECT name, value FROM meta").fetchall())
             if not stored:
+                db.execute(
+                    "CREATE TABLE items (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+                    " pool TEXT, checksum TEXT NOT NULL, created REAL NOT NULL)"
+                )
                 if config is None:
                     raise ValueError(f"run store {str(self.path)!r} is empty and has no config")
                 db.executemany(
@@ -109,32 +158,59 @@ class RunStore:
                     ],
                 )
                 stored = dict(db.execute("SELECT name, value FROM meta").fetchall())
-        if int(stored["schema_version"]) != SCHEMA_VERSION:
-            raise ValueError(
-                f"run store {str(self.path)!r} has schema version {stored['schema_version']},"
-                f" this testtime reads version {SCHEMA_VERSION}"
+        if stored.get("schema_version") != str(SCHEMA_VERSION):
+            raise self._refuse(
+                f"schema version {stored.get('schema_version')}, this testtime reads"
+                f" version {SCHEMA_VERSION}"
             )
-        self.config = json.loads(stored["config"])
+        try:
+            self.config = json.loads(stored["config"])
+            if fingerprint(self.config) != stored["fingerprint"]:
+                raise ValueError("its config fails its fingerprint")
+        except (KeyError, ValueError) as err:
+            raise self._refuse(f"damaged run config: {err}") from None
         self.fingerprint = stored["fingerprint"]
         if config is not None and fingerprint(config) != self.fingerprint:
             raise RunConfigMismatch(_mismatch_message(self.run_dir, self.config, config))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._errors():
             # IMMEDIATE: take the write lock up front so concurrent writers (other
             # processes) queue instead of failing half-way through.
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._errors():
             return self._db.execute(sql, args).fetchall()
+
+    def _intact(self, key: str, value: str, pool: str | None, check: str) -> bool:
+        """Whether a row passes its checksum; a failing one is warned about once."""
+        if checksum(key, value, pool) == check:
+            return True
+        if key not in self.corrupted:
+            self.corrupted.add(key)
+            warnings.warn(
+                f"{self.path}: stored item {key} fails its checksum (its bytes changed on"
+                " disk); it is ignored and recomputed",
+                StoreCorruption,
+                stacklevel=3,
+            )
+        return False
+
+    def _rows(self, where: str = "", args: Sequence[Any] = ()) -> list[tuple[str, str, str | None]]:
+        """``(key, value, pool)`` of the intact rows matching ``where``, in insertion order."""
+        rows = self._query(
+            f"SELECT key, value, pool, checksum FROM items {where} ORDER BY rowid", args
+        )
+        return [(k, v, p) for k, v, p, c in rows if self._intact(k, v, p, c)]
 
     def key(self, *parts: Any) -> str:
         """An item key scoped to this run's config."""
@@ -142,48 +218,57 @@ class RunStore:
 
     def put(self, key: str, value: Any, pool: Sequence[Any] | None = None) -> None:
         """Store (or replace) an item and, optionally, its candidate pool, atomically."""
-        value_json = canonical_json(value)
-        pool_json = None if pool is None else canonical_json(list(pool))
+        self.put_many([(key, value, pool)])
+
+    def put_many(self, items: Sequence[tuple[str, Any, Sequence[Any] | None]]) -> None:
+        """Store ``(key, value, pool)`` items in ONE transaction: all of them or none
+        (e.g. the problems of one batched call, so a kill never splits a batch)."""
+        rows = []
+        for key, value, pool in items:
+            value_json = canonical_json(value)
+            pool_json = None if pool is None else canonical_json(list(pool))
+            rows.append((key, value_json, pool_json, checksum(key, value_json, pool_json)))
+        now = time.time()
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO items (key, value, pool, created) VALUES (?, ?, ?, ?)"
+            db.executemany(
+                "INSERT INTO items (key, value, pool, checksum, created) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value, pool = excluded.pool,"
-                " created = excluded.created",
-                (key, value_json, pool_json, time.time()),
+                " checksum = excluded.checksum, created = excluded.created",
+                [(*row, now) for row in rows],
             )
+        self.corrupted.difference_update(key for key, *_ in rows)
 
     def get(self, key: str, default: Any = None) -> Any:
-        rows = self._query("SELECT value FROM items WHERE key = ?", (key,))
-        return json.loads(rows[0][0]) if rows else default
+        rows = self._rows("WHERE key = ?", (key,))
+        return json.loads(rows[0][1]) if rows else default
 
     def pool(self, key: str) -> list[Any] | None:
         """The candidate pool stored with ``key`` (None when there is none)."""
-        rows = self._query("SELECT pool FROM items WHERE key = ?", (key,))
-        return json.loads(rows[0][0]) if rows and rows[0][0] is not None else None
+        rows = self._rows("WHERE key = ?", (key,))
+        return json.loads(rows[0][2]) if rows and rows[0][2] is not None else None
 
     def __contains__(self, key: str) -> bool:
-        return bool(self._query("SELECT 1 FROM items WHERE key = ?", (key,)))
+        return bool(self._rows("WHERE key = ?", (key,)))
 
     def __len__(self) -> int:
-        return self._query("SELECT COUNT(*) FROM items")[0][0]
+        return len(self._rows())
 
     def keys(self) -> list[str]:
-        return [k for (k,) in self._query("SELECT key FROM items ORDER BY rowid")]
+        return [k for k, _, _ in self._rows()]
 
     def items(self) -> Iterator[tuple[str, Any]]:
         """``(key, value)`` in insertion order."""
-        for key, value in self._query("SELECT key, value FROM items ORDER BY rowid"):
+        for key, value, _ in self._rows():
             yield key, json.loads(value)
 
     def pools(self) -> Iterator[tuple[str, list[Any]]]:
         """``(key, pool)`` for every item stored with a pool, to rescore without regenerating."""
-        rows = self._query("SELECT key, pool FROM items WHERE pool IS NOT NULL ORDER BY rowid")
-        for key, pool in rows:
-            yield key, json.loads(pool)
+        for key, _, pool in self._rows("WHERE pool IS NOT NULL"):
+            yield key, json.loads(pool)  # type: ignore[arg-type]
 
     def export_jsonl(self, path: str | os.PathLike, *, with_pools: bool = False) -> int:
         """Write one ``{"key", "value"[, "pool"]}`` line per item, atomically; returns the count."""
-        rows = self._query("SELECT key, value, pool FROM items ORDER BY rowid")
+        rows = self._rows()
         lines = []
         for key, value, pool in rows:
             record = {"key": key, "value": json.loads(value)}
@@ -215,45 +300,3 @@ def _mismatch_message(run_dir: Path, stored: Any, given: Any) -> str:
         f"run directory {str(run_dir)!r} holds another run's results: its config does not match"
         f" this run's{detail}; use a new directory or the same config"
     )
-
-
-def resumable_map(
-    store: RunStore,
-    keys: Sequence[str],
-    fn: Callable[[str], Any],
-    *,
-    pool: Callable[[Any], Sequence[Any]] | None = None,
-    workers: int = 1,
-) -> list[Any]:
-    """``[fn(k) for k in keys]``, skipping keys already in ``store`` and storing
-    each result the moment it finishes, so a killed run resumes where it stopped.
-
-    ``fn`` must return a JSON-serialisable value; results come back as stored
-    (i.e. JSON round-tripped), in the order of ``keys``. ``pool(value)``, when
-    given, extracts the candidate pool stored alongside the value. With
-    ``workers > 1`` missing keys are computed on that many threads.
-    """
-    if len(set(keys)) != len(keys):
-        raise ValueError("resumable_map keys must be unique")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-
-    def run_one(key: str) -> None:
-        value = fn(key)
-        store.put(key, value, pool(value) if pool is not None else None)
-
-    missing = [k for k in keys if k not in store]
-    if workers == 1:
-        for key in missing:
-            run_one(key)
-    else:
-        with ThreadPoolExecutor(workers) as executor:
-            futures = [executor.submit(run_one, k) for k in missing]
-            try:
-                for future in as_completed(futures):
-                    future.result()
-            except BaseException:
-                for future in futures:  # stop what has not started; stored items stay
-                    future.cancel()
-                raise
-    return [store.get(k) for k in keys]
