@@ -141,3 +141,61 @@ def test_per_budget_strategies_run_once_per_budget(task, tmp_path):
     assert rows[("ffs", 2)]["generated_tokens"] == pytest.approx(2 * np.mean(solved))
     assert rows[("ffs", 2)]["coverage"] is None
     assert rows[("greedy", 1)]["accuracy"] == 0.0
+
+
+def test_every_strategy_sees_the_same_subsets_at_equal_n(task, tmp_path, monkeypatch):
+    """Paired comparisons: majority and best-of-n select from identical k-subsets."""
+    from testtime.scale import best_of_n, majority
+
+    seen: dict[str, list[list[str]]] = {"majority": [], "best-of-n": []}
+    for module, cls, name in ((majority, "Majority", "majority"), (best_of_n, "BestOfN", "best-of-n")):
+        strategy = getattr(module, cls)
+        real = strategy.select
+
+        def spy(self, pool, problem, t, _real=real, _name=name):
+            seen[_name].append([c.text for c in pool])
+            return _real(self, pool, problem, t)
+
+        monkeypatch.setattr(strategy, "select", spy)
+    out = scale(
+        task, ScriptedGenerator(texts_for(task)), ["majority", "best-of-n"], [2, 3], tmp_path,
+        verifier=get_verifier("oracle", task=task), difficulties=[3], limit=4, max_subsets=3,
+        show_progress=False,
+    )
+    assert seen["majority"] and seen["majority"] == seen["best-of-n"]
+    rows = {(r["strategy"], r["n"]): r for r in out.rows}
+    bon = rows[("best-of-n", 3)]
+    assert bon["baseline"] == "majority" and rows[("majority", 3)]["diff"] is None
+    assert bon["diff"] == pytest.approx(bon["accuracy"] - rows[("majority", 3)]["accuracy"])
+    assert bon["diff_low"] <= bon["diff"] <= bon["diff_high"]
+    # the oracle makes best-of-n an upper bound, and the rows say so
+    assert bon["labels"] == "oracle-verifier" and rows[("majority", 3)]["labels"] == "none"
+
+
+def test_pool_budgets_charge_the_prompt_once_and_a_share_of_the_samples(task, tmp_path):
+    out = scale(task, ScriptedGenerator(texts_for(task)), ["majority"], [1, 5], tmp_path,
+                difficulties=[3], limit=2, show_progress=False)
+    rows = {r["n"]: r for r in out.rows}
+    prompt = np.mean([len(p.prompt) for p in task.generate(2, 3, 0)])
+    for n in (1, 5):
+        assert rows[n]["prompt_tokens"] == pytest.approx(prompt)  # one call with n = k
+        assert rows[n]["charged_tokens"] == pytest.approx(prompt + rows[n]["generated_tokens"])
+        assert rows[n]["computed_tokens"] == rows[n]["charged_tokens"]  # no prefix cache here
+        assert rows[n]["flops"] == pytest.approx(2 * 1000 * rows[n]["computed_tokens"])
+
+
+def test_compute_counts_prefix_cache_hits_as_charged_not_computed():
+    from dataclasses import dataclass
+
+    from testtime.backends.base import Usage
+    from testtime.scale.base import Compute
+
+    @dataclass
+    class CachedUsage(Usage):
+        cached_tokens: int = 0
+
+    compute = Compute()
+    compute.add_usage(CachedUsage(100, 10, 1, cached_tokens=80), ScriptedGenerator({}))
+    assert compute.charged_tokens == 110 and compute.computed_tokens == 30
+    assert compute.policy_flops == 2 * 1000 * 30
+    assert Compute.from_dict(compute.to_dict()) == compute

@@ -10,19 +10,28 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from testtime.backends.base import Generator, Usage
 from testtime.registry import Registry
 from testtime.tasks.base import Problem, Task
+from testtime.tasks.labels import labels_tag
 from testtime.verifiers.base import Scores, Verifier
 
 
 @dataclass
 class Compute:
-    """Everything a result cost. FLOPs are estimated as 2 × parameters × tokens,
-    for the policy and the verifier separately (None when a parameter count is unknown)."""
+    """Everything a result cost, in one ledger for every strategy.
+
+    Tokens *charged* are what an API would bill: every call's prompt (its full
+    prefix, however often it was sent before) plus the generated tokens. Tokens
+    *computed* are what the model really prefilled and decoded: the charged ones
+    less ``cached_tokens``, prompt tokens a backend served from a prefix cache
+    (``Usage.cached_tokens`` when the backend reports it, else 0). FLOPs are
+    2 × parameters × computed tokens, for the policy and the verifier separately
+    (None when a parameter count is unknown).
+    """
 
     prompt_tokens: int = 0
     generated_tokens: int = 0
@@ -32,16 +41,19 @@ class Compute:
     policy_flops: float | None = 0.0
     verifier_flops: float | None = 0.0
     wall_s: float = 0.0
+    cached_tokens: int = 0
 
     def add_usage(self, usage: Usage, generator: Generator) -> None:
+        cached = int(getattr(usage, "cached_tokens", 0) or 0)
         self.prompt_tokens += usage.prompt_tokens
+        self.cached_tokens += cached
         self.generated_tokens += usage.completion_tokens
         self.model_calls += usage.calls
         params = generator.num_parameters
         if params is None or self.policy_flops is None:
             self.policy_flops = None
         else:
-            self.policy_flops += 2.0 * params * usage.total_tokens
+            self.policy_flops += 2.0 * params * (usage.total_tokens - cached)
 
     def add_scores(self, scores: Scores, verifier: Verifier) -> None:
         self.verifier_tokens += scores.tokens
@@ -51,6 +63,16 @@ class Compute:
             self.verifier_flops = None
         else:
             self.verifier_flops += 2.0 * params * scores.tokens
+
+    @property
+    def charged_tokens(self) -> int:
+        """Policy and verifier tokens as billed: every call's whole prompt included."""
+        return self.prompt_tokens + self.generated_tokens + self.verifier_tokens
+
+    @property
+    def computed_tokens(self) -> int:
+        """Policy and verifier tokens really processed (prefix-cache hits excluded)."""
+        return self.charged_tokens - self.cached_tokens
 
     @property
     def flops(self) -> float | None:
@@ -71,10 +93,20 @@ class Compute:
             both(self.policy_flops, other.policy_flops),
             both(self.verifier_flops, other.verifier_flops),
             self.wall_s + other.wall_s,
+            self.cached_tokens + other.cached_tokens,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "flops": self.flops}
+        return {
+            **asdict(self), "flops": self.flops,
+            "charged_tokens": self.charged_tokens, "computed_tokens": self.computed_tokens,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Compute:
+        """Inverse of :meth:`to_dict` (derived fields dropped; older records lack cached_tokens)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass
@@ -124,6 +156,15 @@ class Strategy(ABC):
     # True for "sample a pool, then select" strategies (see scale.pool.PoolStrategy):
     # the harness samples one pool of max(N) and derives every budget by subsampling.
     poolable: bool = False
+
+    def reads_verifier(self, verifier: Verifier | None) -> bool:
+        """Whether this strategy's choices read ``verifier``'s scores."""
+        return verifier is not None and (self.needs_verifier or self.needs_step_verifier)
+
+    def labels(self, verifier: Verifier | None) -> str:
+        """The gold signals this strategy reads with ``verifier`` (see testtime.tasks.labels)."""
+        oracle = self.reads_verifier(verifier) and getattr(verifier, "reads_labels", False)
+        return labels_tag(["oracle-verifier"] if oracle else [])
 
     def check(self, task: Task, generator: Generator, verifier: Verifier | None) -> None:
         """Refuse up front — before any generation — what this strategy cannot honour."""

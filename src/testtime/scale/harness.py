@@ -33,10 +33,12 @@ from testtime.scale.common import check_positive, derive_seed, mark_correct, sco
 from testtime.scale.pool import PoolStrategy
 from testtime.store import RunStore, atomic_write_json, atomic_write_text
 from testtime.tasks.base import Problem, Task
+from testtime.tasks.labels import grading
 from testtime.verifiers.base import Verifier
 
 COMPUTE_FIELDS = (
-    "generated_tokens", "prompt_tokens", "verifier_tokens", "flops", "model_calls", "wall_s",
+    "generated_tokens", "prompt_tokens", "cached_tokens", "verifier_tokens", "charged_tokens",
+    "computed_tokens", "flops", "model_calls", "wall_s",
 )
 
 
@@ -150,6 +152,14 @@ def subsets(pool_size: int, k: int, max_subsets: int, rng: np.random.Generator) 
     return [sorted(rng.choice(pool_size, size=k, replace=False).tolist()) for _ in range(max_subsets)]
 
 
+def paired_subsets(pool_size: int, k: int, max_subsets: int, seed: int, problem_id: str) -> list[list[int]]:
+    """The k-subsets budget k is evaluated on for one problem: the same for every
+    strategy (seeded by problem and k only), so differences between strategies at
+    equal N are paired down to the candidates they saw."""
+    rng = np.random.default_rng(derive_seed(seed, "subsets", k, problem_id))
+    return subsets(pool_size, k, max_subsets, rng)
+
+
 def bootstrap_ci(
     values: Sequence[float], *, resamples: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
@@ -163,21 +173,28 @@ def bootstrap_ci(
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
 
 
-def compute_share(compute: Compute, fraction: float) -> dict[str, float | None]:
-    """The ``fraction`` of a pool's cost a budget-k subsample is charged (k / pool size)."""
-    d = compute.to_dict()
-    return {f: None if d[f] is None else d[f] * fraction for f in COMPUTE_FIELDS}
-
-
-def _add(total: dict[str, float | None], part: dict[str, float | None]) -> dict[str, float | None]:
+def compute_share(compute: Compute, fraction: float = 1.0) -> dict[str, float | None]:
+    """What a budget-k subsample of a pool costs (``fraction`` = k / pool size): the
+    prompt once (as one call with n = k would send it), ``fraction`` of the samples,
+    their verifier scores and time; FLOPs follow the computed tokens."""
+    gen = compute.generated_tokens * fraction
+    prompt, cached = compute.prompt_tokens, compute.cached_tokens
+    ver = compute.verifier_tokens * fraction
+    flops = None
+    if compute.policy_flops is not None and compute.verifier_flops is not None:
+        computed = compute.prompt_tokens - cached + compute.generated_tokens
+        per_token = compute.policy_flops / computed if computed else 0.0
+        flops = per_token * (prompt - cached + gen) + compute.verifier_flops * fraction
     return {
-        f: None if total.get(f, 0.0) is None or part[f] is None else total.get(f, 0.0) + part[f]
-        for f in COMPUTE_FIELDS
+        "generated_tokens": gen, "prompt_tokens": prompt, "cached_tokens": cached,
+        "verifier_tokens": ver, "charged_tokens": prompt + gen + ver,
+        "computed_tokens": prompt - cached + gen + ver, "flops": flops,
+        "model_calls": compute.model_calls, "wall_s": compute.wall_s * fraction,
     }
 
 
-def _compute_from(d: dict[str, Any]) -> Compute:
-    return Compute(**{k: v for k, v in d.items() if k != "flops"})
+def _add(total: dict[str, float | None], part: dict[str, float | None]) -> dict[str, float | None]:
+    return {f: None if total[f] is None or part[f] is None else total[f] + part[f] for f in COMPUTE_FIELDS}
 
 
 # ---------------------------------------------------------------- the run
@@ -197,6 +214,7 @@ class Record:
     coverage: float | None
     subsets: int
     compute: dict[str, float | None]
+    labels: str = "none"  # the gold signals the strategy read (testtime.tasks.labels)
 
 
 def run_scale(
@@ -233,7 +251,7 @@ def run_scale(
                 )
                 for name in group.members:
                     records += _evaluate_pool_strategy(
-                        plan, name, group, difficulty, problems, pools, max_subsets, seed
+                        plan, name, difficulty, problems, pools, max_subsets, seed, verifier
                     )
             for name in plan.per_budget:
                 strategy = plan.strategies[name]
@@ -297,38 +315,41 @@ def _sample_pools(
 def _evaluate_pool_strategy(
     plan: Plan,
     name: str,
-    group: PoolGroup,
     difficulty: int,
     problems: Sequence[Problem],
     pools: Sequence[dict[str, Any]],
     max_subsets: int,
     seed: int,
+    verifier: Verifier | None,
 ) -> list[Record]:
     strategy = plan.strategies[name]
     assert isinstance(strategy, PoolStrategy)
     records = []
+    labels = strategy.labels(verifier)
     for problem, stored in zip(problems, pools, strict=True):
         pool = [Candidate(**c) for c in stored["candidates"]]
-        correct = [mark_correct(c.answer, problem, plan.task) for c in pool]
-        policy = _compute_from(stored["policy"])
-        verify = _compute_from(stored["verifier"])
+        with grading():
+            correct = [mark_correct(c.answer, problem, plan.task) for c in pool]
+        policy = Compute.from_dict(stored["policy"])
+        verify = Compute.from_dict(stored["verifier"])
         for k in budgets_of(strategy, plan.budgets):
-            rng = np.random.default_rng(derive_seed(seed, name, k, problem.id))
-            chosen = subsets(len(pool), k, max_subsets, rng)
+            chosen = paired_subsets(len(pool), k, max_subsets, seed, problem.id)
             start = time.perf_counter()
             answers = [strategy.select([pool[i] for i in idx], problem, plan.task)[0] for idx in chosen]
             select_s = (time.perf_counter() - start) / len(chosen)
-            hits = sum(mark_correct(a, problem, plan.task) for a in answers)
+            with grading():
+                hits = sum(mark_correct(a, problem, plan.task) for a in answers)
+                reference = problem.answer
             covered = sum(any(correct[i] for i in idx) for idx in chosen)
             fraction = k / len(pool)
             cost = compute_share(policy, fraction)
-            if strategy.needs_verifier:
+            if strategy.reads_verifier(verifier):
                 cost = _add(cost, compute_share(verify, fraction))
             cost["wall_s"] = (cost["wall_s"] or 0.0) + select_s
             records.append(
                 Record(
-                    name, k, difficulty, problem.id, problem.answer, answers[0],
-                    hits / len(chosen), covered / len(chosen), len(chosen), cost,
+                    name, k, difficulty, problem.id, reference, answers[0],
+                    hits / len(chosen), covered / len(chosen), len(chosen), cost, labels,
                 )
             )
     return records
@@ -354,14 +375,16 @@ def _run_per_budget(
     step(sum(k in store for k in by_key))
     results = resumable_map(store, list(by_key), solve, on_done=lambda _k: step(1))
     records = []
+    labels = budgeted.labels(verifier)
     for problem, stored in zip(problems, results, strict=True):
-        compute = _compute_from(stored["compute"])
+        compute = Compute.from_dict(stored["compute"])
         answer = stored["answer"]
+        with grading():
+            hit, reference = float(mark_correct(answer, problem, plan.task)), problem.answer
         records.append(
             Record(
-                name, n, difficulty, problem.id, problem.answer, answer,
-                float(mark_correct(answer, problem, plan.task)), None, 1,
-                compute_share(compute, 1.0),
+                name, n, difficulty, problem.id, reference, answer, hit, None, 1,
+                compute_share(compute), labels,
             )
         )
     return records
@@ -378,11 +401,26 @@ def count_work(plan: Plan) -> int:
 # ---------------------------------------------------------------- aggregation
 
 
+def paired_difference(
+    records: Sequence[Record], baseline: Sequence[Record], *, resamples: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean accuracy difference (records − baseline) over the problems both hold, with a
+    paired percentile-bootstrap interval (problems resampled jointly for both)."""
+    base = {r.problem_id: r.accuracy for r in baseline}
+    diffs = [r.accuracy - base[r.problem_id] for r in records if r.problem_id in base]
+    if not diffs:
+        raise ValueError("no problem in common with the baseline")
+    low, high = bootstrap_ci(diffs, resamples=resamples, seed=seed)
+    return float(np.mean(diffs)), low, high
+
+
 def summarise(
-    records: Sequence[Record], *, bootstrap: int = 1000, seed: int = 0
+    records: Sequence[Record], *, bootstrap: int = 1000, seed: int = 0, baseline: str | None = "majority"
 ) -> list[dict[str, Any]]:
     """One row per (strategy, n, difficulty): accuracy with a bootstrap CI over
-    problems, coverage (pass@k) for pool strategies, and mean compute per problem."""
+    problems, coverage (pass@k) for pool strategies, mean compute per problem, the
+    gold signals read (``labels``) and, where ``baseline`` ran at the same N, the
+    paired difference to it (``diff`` with ``diff_low``/``diff_high``)."""
     groups: dict[tuple[str, int, int], list[Record]] = {}
     for r in records:
         groups.setdefault((r.strategy, r.n, r.difficulty), []).append(r)
@@ -391,11 +429,15 @@ def summarise(
         acc = [r.accuracy for r in rs]
         low, high = bootstrap_ci(acc, resamples=bootstrap, seed=seed)
         row: dict[str, Any] = {
-            "strategy": strategy, "n": n, "difficulty": difficulty,
+            "strategy": strategy, "n": n, "difficulty": difficulty, "labels": rs[0].labels,
             "accuracy": float(np.mean(acc)), "ci_low": low, "ci_high": high,
             "coverage": None if rs[0].coverage is None else float(np.mean([r.coverage for r in rs])),
-            "problems": len(rs),
+            "problems": len(rs), "baseline": None, "diff": None, "diff_low": None, "diff_high": None,
         }
+        base = groups.get((baseline, n, difficulty)) if baseline is not None else None
+        if base is not None and strategy != baseline:
+            diff, d_low, d_high = paired_difference(rs, base, resamples=bootstrap, seed=seed)
+            row.update(baseline=baseline, diff=diff, diff_low=d_low, diff_high=d_high)
         for f in COMPUTE_FIELDS:
             vals = [r.compute[f] for r in rs]
             row[f] = None if any(v is None for v in vals) else float(np.mean(vals))
@@ -436,6 +478,7 @@ def scale(
     max_subsets: int = 16,
     batch_samples: int = 64,
     bootstrap: int = 1000,
+    baseline: str | None = "majority",
     show_progress: bool = True,
 ) -> ScaleOutput:
     """Plan, generate (resumably), evaluate and write results.json, problems.jsonl,
@@ -457,7 +500,7 @@ def scale(
             max_subsets=max_subsets, batch_samples=batch_samples,
             progress=lambda k: bar.advance(job, k),
         )
-    rows = summarise(records, bootstrap=bootstrap, seed=seed)
+    rows = summarise(records, bootstrap=bootstrap, seed=seed, baseline=baseline)
     out = Path(out_dir)
     config = {
         "task": task.name, "backend": backend, "strategies": list(strategy_names),

@@ -10,7 +10,18 @@ from typing import Any
 from testtime.scale.ttspm import fit_p, observed_knee, saturation_point
 from testtime.store import atomic_write_bytes, atomic_write_text
 
-PLOTS = {"n": "accuracy_vs_n.png", "flops": "accuracy_vs_flops.png"}
+PLOTS = {
+    "n": "accuracy_vs_n.png",
+    "flops": "accuracy_vs_flops.png",  # FLOPs from computed tokens (prefix-cache hits excluded)
+    "charged": "accuracy_vs_charged_tokens.png",  # tokens an API would bill
+}
+DIFF_PLOT = "paired_difference_vs_n.png"
+X_LABELS = {
+    "n": "N",
+    "flops": "FLOPs / problem (computed tokens)",
+    "tokens": "computed tokens / problem (parameters unknown)",
+    "charged": "charged tokens / problem (prompt per call)",
+}
 
 
 def _by(rows: Sequence[dict[str, Any]], key: str) -> dict[Any, list[dict[str, Any]]]:
@@ -23,10 +34,12 @@ def _by(rows: Sequence[dict[str, Any]], key: str) -> dict[Any, list[dict[str, An
 def _cost(row: dict[str, Any], x: str) -> float | None:
     if x == "n":
         return row["n"]
+    if x == "charged":
+        return row["charged_tokens"]
     if row["flops"] is not None:
         return row["flops"]
-    # Unknown parameter counts (a remote API): tokens are the best proxy left.
-    return row["generated_tokens"] + row["prompt_tokens"] + row["verifier_tokens"]
+    # Unknown parameter counts (a remote API): computed tokens are the best proxy left.
+    return row["computed_tokens"]
 
 
 def plot(rows: Sequence[dict[str, Any]], x: str, path: str | Path) -> None:
@@ -42,6 +55,7 @@ def plot(rows: Sequence[dict[str, Any]], x: str, path: str | Path) -> None:
         1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True
     )
     any_flops = all(r["flops"] is not None for r in rows)
+    xlabel = X_LABELS["tokens" if x == "flops" and not any_flops else x]
     for ax, (difficulty, prow) in zip(axes[0], sorted(panels.items()), strict=True):
         for strategy, srows in sorted(_by(prow, "strategy").items()):
             srows = sorted(srows, key=lambda r: _cost(r, x))
@@ -54,7 +68,7 @@ def plot(rows: Sequence[dict[str, Any]], x: str, path: str | Path) -> None:
         ax.set_xscale("log", base=2)
         ax.set_title(f"difficulty {difficulty}")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("N" if x == "n" else ("FLOPs / problem" if any_flops else "tokens / problem"))
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy")
     axes[0][-1].legend(fontsize=7, loc="best")
@@ -63,6 +77,42 @@ def plot(rows: Sequence[dict[str, Any]], x: str, path: str | Path) -> None:
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_differences(rows: Sequence[dict[str, Any]], path: str | Path) -> bool:
+    """Paired accuracy difference to the baseline (with its paired-bootstrap CI) vs N,
+    one panel per difficulty; False (nothing written) when no row has a difference."""
+    rows = [r for r in rows if r.get("diff") is not None]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = _by(rows, "difficulty")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True)
+    for ax, (difficulty, prow) in zip(axes[0], sorted(panels.items()), strict=True):
+        for strategy, srows in sorted(_by(prow, "strategy").items()):
+            srows = sorted(srows, key=lambda r: r["n"])
+            xs = [r["n"] for r in srows]
+            ys = [r["diff"] for r in srows]
+            err = [[y - r["diff_low"] for y, r in zip(ys, srows, strict=True)],
+                   [r["diff_high"] - y for y, r in zip(ys, srows, strict=True)]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", ms=3, capsize=2, label=strategy)
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"difficulty {difficulty}")
+        ax.set_xlabel("N")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"accuracy − {rows[0]['baseline']} (paired)")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return True
 
 
 def _fmt(v: Any) -> str:
@@ -75,8 +125,9 @@ def _fmt(v: Any) -> str:
 
 def markdown(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
     cols = [
-        "strategy", "n", "accuracy", "ci_low", "ci_high", "coverage", "generated_tokens",
-        "prompt_tokens", "verifier_tokens", "flops", "model_calls", "wall_s",
+        "strategy", "n", "labels", "accuracy", "ci_low", "ci_high", "diff", "diff_low", "diff_high",
+        "coverage", "generated_tokens", "prompt_tokens", "verifier_tokens", "charged_tokens",
+        "computed_tokens", "flops", "model_calls", "wall_s",
     ]
     lines = [
         "# Test-time scaling report",
@@ -84,18 +135,27 @@ def markdown(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
         "Settings: " + ", ".join(f"{k}={v}" for k, v in config.items()),
         "",
         "Accuracy with a 95% bootstrap interval over problems; pool strategies are evaluated",
-        "on random k-subsets of one pool of max(N) samples and charged k/N of its cost.",
-        "Compute columns are means per problem; coverage = pass@k (some sample is right).",
+        "on random k-subsets of one pool of max(N) samples (the same subsets for every",
+        "strategy at equal N) and charged the prompt once plus k/N of the samples.",
+        "diff: accuracy minus the baseline's at the same N and difficulty, with a paired",
+        "bootstrap interval over problems. labels: the gold signals the method read",
+        "(none = label-free; oracle-* and gold-difficulty rows are upper bounds).",
+        "Compute columns are means per problem; charged tokens = every call's prompt plus",
+        "generated and verifier tokens (an API bill); computed tokens = charged less",
+        "prefix-cache hits; FLOPs = 2 × parameters × computed tokens.",
+        "Coverage = pass@k (some sample is right).",
         "",
         f"![accuracy vs N]({PLOTS['n']})",
         f"![accuracy vs FLOPs]({PLOTS['flops']})",
+        f"![accuracy vs charged tokens]({PLOTS['charged']})",
+        f"![paired difference vs N]({DIFF_PLOT})",
         "",
     ]
     for difficulty, drows in sorted(_by(rows, "difficulty").items()):
         lines += [f"## Difficulty {difficulty}", "", "| " + " | ".join(cols) + " |"]
         lines.append("|" + "---|" * len(cols))
         for r in drows:
-            lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+            lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
         lines += ["", *_saturation(drows), ""]
     return "\n".join(lines)
 
@@ -122,6 +182,7 @@ def write_report(out_dir: str | Path, rows: Sequence[dict[str, Any]], config: di
     out = Path(out_dir)
     for x, name in PLOTS.items():
         plot(rows, x, out / name)
+    plot_differences(rows, out / DIFF_PLOT)
     path = out / "report.md"
     atomic_write_text(path, markdown(rows, config))
     return path

@@ -45,6 +45,7 @@ def aggregate(step_scores: Sequence[float], how: str = "last") -> float:
 class Verifier(ABC):
     name: str = "verifier"
     process: bool = True  # step-level scores (PRM) vs one outcome score (ORM)
+    reads_labels: bool = False  # scores from gold labels (the oracle): an upper bound, not label-free
 
     @property
     def num_parameters(self) -> int | None:

@@ -18,6 +18,7 @@ from testtime.verifiers.base import VERIFIERS, Scores, Verifier
 class OracleVerifier(Verifier):
     name = "oracle"
     process = True
+    reads_labels = True
 
     def __init__(self, task: Task | None = None) -> None:
         if task is None:
