@@ -124,20 +124,55 @@ def _same_label_rate(stream) -> float:
     return float(np.mean(y[1:] == y[:-1]))
 
 
-def test_correlated_sorted_and_dirichlet():
-    s = make_stream("correlated", MAPPING, LABELS, 32, seed=0)
+@pytest.mark.parametrize("setting", ["correlated", "correlated-slots"])
+def test_correlated_sorted_and_dirichlet(setting):
+    s = make_stream(setting, MAPPING, LABELS, 32, seed=0)
     for d in DOMAINS:
         y = np.concatenate([b.y.numpy() for b in s if b.domain == d])
         assert np.all(np.diff(y) >= 0)
     strong = _same_label_rate(
-        make_stream("correlated", MAPPING, LABELS, 32, delta=0.01, domains=["fog"])
+        make_stream(setting, MAPPING, LABELS, 32, delta=0.01, domains=["fog"])
     )
-    weak = _same_label_rate(
-        make_stream("correlated", MAPPING, LABELS, 32, delta=100.0, domains=["fog"])
-    )
+    weak = _same_label_rate(make_stream(setting, MAPPING, LABELS, 32, delta=100.0, domains=["fog"]))
     iid = _same_label_rate(make_stream("continual", MAPPING, LABELS, 32, domains=["fog"]))
-    assert strong > 0.8 and weak < 0.25 and iid < 0.25
-    _check_consistent(make_stream("correlated", MAPPING, LABELS, 32, delta=0.1))
+    # the reference's order keeps contiguous class blocks even for large δ (one block
+    # per class and chunk); only the slot order approaches i.i.d.
+    assert strong > 0.8 and iid < 0.25
+    assert weak < (0.25 if setting == "correlated-slots" else strong)
+    _check_consistent(make_stream(setting, MAPPING, LABELS, 32, delta=0.1))
+
+
+CIFAR_LABELS = np.repeat(np.arange(C), 1000)  # a CIFAR-10-sized test set
+
+
+def _labels_only(domain, severity, idx):
+    raise AssertionError("class statistics must not fetch images")
+
+
+@pytest.mark.parametrize(
+    "setting, delta, lo, hi",
+    [
+        ("correlated", 0.05, 1.0, 1.5),  # the reference's order: ~1.2 classes per batch
+        ("correlated", 1.0, 1.5, 3.5),
+        ("correlated-slots", 0.05, 5.0, 9.0),  # the earlier order: ~7
+        ("continual", None, 9.8, 10.0),  # i.i.d.: ~9.95
+    ],
+)
+def test_distinct_classes_per_batch(setting, delta, lo, hi):
+    s = make_stream(setting, _labels_only, CIFAR_LABELS, 64, seed=1, domains=["fog"], delta=delta)
+    stats = s.class_statistics()
+    assert lo <= stats["distinct_classes_per_batch"] <= hi, stats
+    assert stats["batches"] == len(s)
+
+
+def test_dirichlet_order_is_chunks_of_contiguous_class_blocks():
+    s = make_stream("correlated", _labels_only, CIFAR_LABELS, 64, seed=2, domains=["fog"],
+                    delta=0.05)  # fmt: skip
+    order = s.segments[0].indices
+    assert sorted(order.tolist()) == list(range(len(CIFAR_LABELS)))  # a permutation
+    y = CIFAR_LABELS[order]
+    # C chunks of contiguous blocks: at most C·C label changes (far fewer for small δ)
+    assert int(np.sum(y[1:] != y[:-1])) < C * C
 
 
 @pytest.mark.parametrize("ir, expected", [(10.0, 10 / 19), (500_000.0, 1.0)])
@@ -182,4 +217,6 @@ def test_bad_options(args, kwargs, message):
 
 
 def test_settings_listed():
-    assert set(SETTINGS) == {"continual", "reset", "gradual", "mixed", "correlated", "label-shift"}
+    assert set(SETTINGS) == {
+        "continual", "reset", "gradual", "mixed", "correlated", "correlated-slots", "label-shift",
+    }  # fmt: skip
