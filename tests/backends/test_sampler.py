@@ -234,3 +234,26 @@ def test_kv_cache_growth_changes_nothing(lean_gen, monkeypatch):
             torch.testing.assert_close(
                 torch.tensor(a.token_logprobs), torch.tensor(b.token_logprobs), atol=1e-5, rtol=0
             )
+
+
+def test_a_prompts_seeded_samples_do_not_depend_on_its_batch_mates(lean_gen):
+    # What lets a run store key a pool by (prompt, seed): regrouping problems into other
+    # batches (a resumed run) or other chunk sizes reproduces every sample exactly.
+    params = SamplingParams(n=4, temperature=1.0, max_tokens=16, seed=5)
+    together = lean_gen.generate(PROMPTS, params).completions
+    alone = [lean_gen.generate([p], params).completions[0] for p in PROMPTS]
+    regrouped = lean_gen.generate([PROMPTS[3], PROMPTS[1]], params).completions
+    lean_gen.sampler.max_batch = 3
+    try:
+        chunked = lean_gen.generate(PROMPTS, params).completions
+    finally:
+        lean_gen.sampler.max_batch = 256
+
+    def ids(rows):
+        return [[c.token_ids for c in row] for row in rows]
+
+    assert ids(together) == ids(alone) == ids(chunked)
+    assert ids(regrouped) == ids([together[3], together[1]])
+    # The same prompt twice in one call still gets two different sets of samples.
+    twice = lean_gen.generate([PROMPTS[2], PROMPTS[2]], params).completions
+    assert ids([twice[0]]) == ids([together[2]]) and ids([twice[1]]) != ids([twice[0]])

@@ -15,9 +15,12 @@ Sampling choices (shared by every local engine):
 * ``temperature == 0`` is greedy decoding (argmax).
 * top-p (nucleus, Holtzman et al. 2020) keeps the smallest prefix of the sorted
   distribution whose mass reaches ``top_p``.
-* Sampling is inverse-CDF with one uniform draw per *row* per step from a
-  ``torch.Generator`` seeded with ``params.seed``: a row's draws do not depend on
-  when other rows finish, so a seed reproduces the samples of a call exactly.
+* Sampling is inverse-CDF with one uniform draw per *row* per step. With a seed,
+  sample j of a prompt draws from its own stream, seeded by (``params.seed``, the
+  prompt's tokens, how many earlier prompts of the call are the same, j): a
+  prompt's samples do not depend on its batch-mates, the chunking or when other
+  rows finish, so a result store can key them by prompt and seed alone, and a run
+  resumed with other batches reproduces them. Unseeded calls share one stream.
 * ``token_logprobs`` are log-probabilities of the sampled tokens under the
   *untempered* model distribution ``log_softmax(logits)`` (before temperature and
   top-p). That is the model's own belief about the text, which is what
@@ -30,9 +33,11 @@ Sampling choices (shared by every local engine):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -484,6 +489,34 @@ def plan_chunks(lengths: Sequence[int], n: int, max_batch: int) -> list[tuple[li
     return chunks
 
 
+def row_seeds(seed: int, prompt_ids: Sequence[Sequence[int]], n: int) -> list[list[int]]:
+    """Seed of sample j of prompt i: a hash of (seed, the prompt's tokens, the number of
+    earlier identical prompts in the call, j). Repeated prompts still get distinct samples."""
+    seen: Counter[tuple[int, ...]] = Counter()
+    out = []
+    for ids in prompt_ids:
+        key = tuple(ids)
+        base = hashlib.sha256(json.dumps([seed, seen[key], key]).encode()).digest()
+        seen[key] += 1
+        out.append([
+            int.from_bytes(hashlib.sha256(base + j.to_bytes(4, "big")).digest()[:8], "big") >> 1
+            for j in range(n)
+        ])
+    return out
+
+
+def _shared_draws(gen: torch.Generator, rows: int) -> Callable[[int], torch.Tensor]:
+    return lambda _step: torch.rand(rows, generator=gen)
+
+
+def _row_draws(seeds: Sequence[int], steps: int) -> Callable[[int], torch.Tensor]:
+    """Step ``t``'s uniform of every row, each row from its own seeded stream."""
+    table = torch.stack(
+        [torch.rand(steps, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    )
+    return lambda step: table[:, step]
+
+
 class LeanSampler:
     """Batched sampling with :class:`LeanGPT2`; see the module docstring for semantics."""
 
@@ -505,10 +538,8 @@ class LeanSampler:
     ) -> GenerationResult:
         check_prompts(prompt_ids, self.model.shape.n_positions)
         gen = torch.Generator(device="cpu")
-        if params.seed is None:
-            gen.seed()
-        else:
-            gen.manual_seed(params.seed)
+        gen.seed()  # unseeded calls only
+        seeds = None if params.seed is None else row_seeds(params.seed, prompt_ids, params.n)
         states = [[RowState() for _ in range(params.n)] for _ in prompt_ids]
         usage = Usage(calls=1)
         for prompts, j0, j1 in plan_chunks([len(p) for p in prompt_ids], params.n, self.max_batch):
@@ -517,13 +548,17 @@ class LeanSampler:
             usage.prompt_tokens += sum(len(prompt_ids[i]) for i in prompts)
             rows = [states[i][j] for i in prompts for j in range(j0, j1)]
             index = [(i, j) for i in prompts for j in range(j0, j1)]
+            if seeds is None or params.temperature == 0:
+                draw = _shared_draws(gen, len(rows))
+            else:
+                draw = _row_draws([seeds[i][j] for i, j in index], params.max_tokens)
             self._run_chunk(
                 [prompt_ids[i] for i in prompts],
                 j1 - j0,
                 rows,
                 index,
                 params,
-                gen,
+                draw,
                 cancel,
                 on_finish,
             )
@@ -536,7 +571,7 @@ class LeanSampler:
         rows: list[RowState],
         index: list[tuple[int, int]],
         params: SamplingParams,
-        gen: torch.Generator,
+        draw: Callable[[int], torch.Tensor],
         cancel: CancelToken | None,
         on_finish: FinishCallback | None,
     ) -> None:
@@ -558,7 +593,7 @@ class LeanSampler:
             uniforms = None
             if params.temperature > 0:
                 # One draw per chunk row, indexed by row, so compaction does not shift streams.
-                uniforms = torch.rand(B, generator=gen).to(dev)[active]
+                uniforms = draw(step).to(dev)[active]
             tok = choose_tokens(logits, params, uniforms)
             lps = (
                 torch.log_softmax(logits, -1).gather(-1, tok[:, None])[:, 0].tolist()

@@ -32,7 +32,8 @@ class PoolStrategy(Strategy):
     """Sample a pool of ``n`` candidates at ``temperature``, then :meth:`select`.
 
     ``needs_verifier``: the selector reads verifier scores (the pool is scored). ``seed`` makes the pool reproducible on backends that
-    honour seeds (each problem gets its own seed derived from it).
+    honour seeds (a problem's pool depends on the seed and its prompt, not on the
+    problems batched with it).
     """
 
     poolable = True
@@ -89,8 +90,10 @@ class PoolStrategy(Strategy):
     ) -> list[tuple[list[Candidate], Usage]]:
         """Pools of ``n`` samples for several problems in ONE batched call (much faster
         on a local model), each with its share of the call's usage (see split_usage)."""
-        ids = [p.id for p in problems]
-        seed = derive_seed(self.seed, *ids) if generator.capabilities.seed else None
+        # One seed for the call, not derived from which problems share it: seeded backends
+        # sample each prompt from (seed, prompt) alone (the lean sampler per row, HTTP
+        # backends per request), so a problem's pool does not depend on its batch-mates.
+        seed = derive_seed(self.seed, "pool") if generator.capabilities.seed else None
         params = SamplingParams(
             n=n,
             temperature=self.temperature,
