@@ -73,6 +73,9 @@ def test_list_prints_exactly_the_method_names(cli):
         (["ttrl", "--out", "x", "-o", "n_vote=3"], "ttrl has no option 'n_vote'"),
         (["ttrl", "--out", "x", "-o", "steps"], "KEY=VALUE"),
         (["ttrl", "--out", "x", "--task", "sudoku"], "unknown task 'sudoku'"),
+        # options after the method are the method's (the README's `learn dco --objective dco`)
+        (["dco", "--out", "x", "--objective", "nope"], "objective must be one of"),
+        (["ttrl", "--out", "x", "--steps"], "steps must be a positive integer"),
     ],
 )
 def test_bad_input_is_one_clear_line(cli, args, message, model_dir):

@@ -63,6 +63,7 @@ def test_end_to_end_on_the_embedded_model(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert str(tmp_path / "report.md") in res.stdout.replace("\n", "")
+    assert "scale arith: " in res.stderr  # progress lines, though stderr is a pipe
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert {(r["strategy"], r["n"]) for r in rows} == {
         ("greedy", 1), ("majority", 1), ("majority", 4), ("best-of-n", 1), ("best-of-n", 4)

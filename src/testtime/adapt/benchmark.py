@@ -346,15 +346,16 @@ def _run_all(
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
+    from testtime.progress import make_progress
+
     planned = Stream(stream.setting, stream.segments, stream.labels, data, stream.batch_size,
                      stream.reset_each_shift)  # fmt: skip
-    with Progress(
+    with make_progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress,
     ) as bar:  # fmt: skip

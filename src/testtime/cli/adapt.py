@@ -4,11 +4,47 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from testtime.cli.main import app
 from testtime.cluster import RAY_HELP, RAY_TASKS_HELP, optional_session
+
+
+def method_help(name: str) -> str:
+    """Every constructor option of adaptation method ``name`` with its default, and its paper."""
+    from testtime.adapt import ADAPT_METHODS, NEEDS_SOURCE_DATA
+    from testtime.cli.describe import paper_of, render, signature_options
+
+    factory = ADAPT_METHODS.get(name)
+    title = f"adaptation method {name}" + (" (needs source data)" if name in NEEDS_SOURCE_DATA else "")
+    options = signature_options(factory, skip=("model", "source_data"))
+    return render(title, paper_of(factory), options, "-o KEY=VALUE or -o METHOD.KEY=VALUE")
+
+
+def method_options(pairs: list[str], names: list[str]) -> dict[str, dict]:
+    """``-o lr=1e-4`` (every listed method taking ``lr``) / ``-o tent.lr=1e-4`` (only
+    tent) -> {method: {option: value}}; an option no listed method takes is an error."""
+    import inspect
+
+    from testtime.adapt import ADAPT_METHODS
+    from testtime.cli.scale import parse_options
+
+    out: dict[str, dict] = {}
+    for key, value in parse_options(pairs).items():
+        target, dot, option = key.rpartition(".")
+        chosen = [target] if dot else names
+        if dot and target not in names:
+            raise ValueError(f"-o {key}: method {target!r} is not among --method {','.join(names)}")
+        takers = [m for m in chosen if option in inspect.signature(ADAPT_METHODS.get(m)).parameters
+                  and option not in ("model", "source_data")]
+        if not takers:
+            raise ValueError(f"option {option!r} is not taken by any of: {', '.join(chosen)} "
+                             f"(see --help-method NAME)")
+        for m in takers:
+            out.setdefault(m, {})[option] = value
+    return out
 
 
 @app.command()
@@ -41,7 +77,14 @@ def adapt(
     device: str = typer.Option("cpu", help="cpu | cuda"),
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's own)"),
     out: str | None = typer.Option(None, help="output directory (results.json/.md, heatmap.png)"),
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="method option KEY=VALUE or METHOD.KEY=VALUE (repeatable)"),
+    ] = None,
     list_: bool = typer.Option(False, "--list", help="print the method names, one per line"),
+    help_method: str | None = typer.Option(
+        None, help="print a method's options, defaults and paper, and exit"
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ray: str | None = typer.Option(None, help=RAY_HELP + " (one task per method)"),
     ray_tasks: int | None = typer.Option(None, help=RAY_TASKS_HELP),
@@ -52,6 +95,9 @@ def adapt(
     if list_:
         for name in ADAPT_METHODS.names():
             typer.echo(name)
+        return
+    if help_method is not None:
+        typer.echo(method_help(help_method), nl=False)
         return
     if not method:
         raise ValueError("give --method (comma-separated names or 'all'; see --list)")
@@ -73,7 +119,7 @@ def adapt(
         methods=names, setting=setting, severity=severity, batch_size=batch_size, limit=limit,
         model=model, seed=seed, guard=guard,
         guard_options={"horizon": guard_horizon} if guard else {}, imbalance_ratio=imbalance_ratio, delta=delta,
-        source_images=source_images, device=device,
+        source_images=source_images, device=device, method_options=method_options(option or [], names),
     )  # fmt: skip
     if domains:
         config.domains = [d.strip() for d in domains.split(",") if d.strip()]

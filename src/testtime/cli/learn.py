@@ -12,8 +12,44 @@ from testtime.cli.main import app
 from testtime.cluster import RAY_HELP, RAY_TASKS_HELP, optional_session
 
 
-@app.command()
+def method_help(name: str) -> str:
+    """Every option of learn method ``name`` with its default (the method's preset
+    applied), and its paper."""
+    from testtime.cli.describe import config_options, paper_of, render
+    from testtime.learn import METHODS
+
+    method = METHODS.get(name)
+    kind = getattr(method, "config", None)
+    options = config_options(kind, method.preset) if kind is not None else []
+    return render(f"learn method {name}", paper_of(method), options,
+                  "-o KEY=VALUE or --KEY VALUE after the method", {"seed": "set by --seed"})
+
+
+def extra_options(args: list[str]) -> list[str]:
+    """``--steps 20 --objective=ce --reshape`` (what follows the method) -> KEY=VALUE pairs."""
+    pairs, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) < 3:
+            raise ValueError(f"unexpected argument {arg!r} (method options: --KEY VALUE or -o KEY=VALUE)")
+        key, sep, value = arg[2:].partition("=")
+        if not sep:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value, i = args[i + 1], i + 1
+            else:
+                value = "true"  # a bare flag
+        pairs.append(f"{key}={value}")
+        i += 1
+    return pairs
+
+
+@app.command(
+    add_help_option=False,
+    # Options this command does not know are the method's own (`learn dco --objective ce`).
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
 def learn(
+    ctx: typer.Context,
     method: str | None = typer.Argument(None, help="method name (see --list)"),
     task: str = typer.Option("arith", help="task name or a .jsonl file"),
     split: str = typer.Option("8-12", help="difficulty levels of the held-out problems: 8-12 or 4,6"),
@@ -35,11 +71,20 @@ def learn(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ray: str | None = typer.Option(None, help=RAY_HELP + " (per-instance methods: latentseek, tt-si)"),
     ray_tasks: int | None = typer.Option(None, help=RAY_TASKS_HELP),
+    help_: bool = typer.Option(
+        False, "--help", "-h", help="show this help; after a METHOD, also its options and defaults"
+    ),
 ) -> None:
     """Adapt the model at test time (TTRL, ETTRL, SPINE, DCO, LatentSeek, TT-SI,
-    Dynamic Cheatsheet); evaluates before and after on the same problems."""
+    Dynamic Cheatsheet); evaluates before and after on the same problems. Method
+    options go after the method: `learn dco --objective ce` or `-o objective=ce`."""
     from testtime.learn import METHODS
 
+    if help_:
+        typer.echo(ctx.get_help())
+        if method:
+            typer.echo("\n" + method_help(method), nl=False)
+        return
     if list_:
         for name in METHODS.names():
             typer.echo(name)
@@ -47,6 +92,7 @@ def learn(
     if not method:
         raise ValueError("give a method name (see `testtime learn --list`)")
     METHODS.get(method)  # unknown names fail before anything loads
+    pairs = [*(option or []), *extra_options(ctx.args)]
     if out is None:
         raise ValueError("give --out DIR for the adapted weights and results")
     import torch
@@ -69,7 +115,7 @@ def learn(
         out=out,
         model_dir=model if model is not None else embedded_model_dir(),
         seed=seed,
-        options=parse_options(option),
+        options=parse_options(pairs),
         show_progress=not quiet,
     )
     with optional_session(ray, tasks=ray_tasks):

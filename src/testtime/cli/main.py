@@ -5,6 +5,7 @@ clear line and a non-zero exit instead of a traceback."""
 from __future__ import annotations
 
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
@@ -16,7 +17,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     help="Spend compute at test time: scale, learn, adapt.",
+    # Click's plain help wraps descriptions but never truncates an option's name (rich's
+    # tables cut them at 80 columns) and shows every default.
+    rich_markup_mode=None,
+    context_settings={"show_default": True},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"testtime {version('testtime')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("testtime (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """Spend compute at test time: scale, learn, adapt."""
 
 # Sub-command modules register themselves on `app` at import time.
 from testtime.cli import adapt as _adapt  # noqa: E402,F401

@@ -9,7 +9,29 @@ from typer import Option
 
 from testtime.cli.main import app
 from testtime.cluster import RAY_CONCURRENCY_HELP, RAY_HELP, RAY_TASKS_HELP, optional_session
-from testtime.scale.common import check_positive
+
+# Strategy constructor options that `testtime scale` sets from its own flags.
+CLI_SETS = {"temperature": "--temperature", "top_p": "--top-p", "max_tokens": "--max-tokens",
+            "aggregation": "--aggregation", "seed": "--seed"}
+
+
+def strategy_help(name: str) -> str:
+    """Every constructor option of strategy ``name`` with its default, and its paper."""
+    from testtime.cli.describe import paper_of, render, signature_options
+    from testtime.scale import STRATEGIES
+
+    factory = STRATEGIES.get(name)
+    notes = {key: f"set by {flag}" for key, flag in CLI_SETS.items()}
+    budget = getattr(factory, "budget_param", "n")
+    if budget is not None:
+        notes[budget] = "set by --n (the budget N)"
+    needs = [f"backend: {', '.join(factory.requires)}"] if factory.requires else []
+    if factory.needs_step_verifier:
+        needs.append("a process verifier (--verifier prm)")
+    elif factory.needs_verifier:
+        needs.append("a verifier (--verifier)")
+    title = f"strategy {name}" + (f" (needs {'; '.join(needs)})" if needs else "")
+    return render(title, paper_of(factory), signature_options(factory), "--option KEY=VALUE", notes)
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -70,16 +92,19 @@ def run_and_report(
     options: dict[str, Any],
     extra_options: dict[str, Any] | None = None,
     subsets: int = 16,
-) -> Path:
+    dry_run: bool = False,
+) -> Path | None:
     """Validate, build the backend and verifier, run the harness, print a summary;
     returns the report's path. Shared by `testtime scale` and `testtime run`.
-    ``extra_options`` (from --option) must be taken by at least one strategy."""
+    ``extra_options`` (from --option) must be taken by at least one strategy.
+    ``dry_run``: print the plan and a probed time estimate instead (returns None)."""
     from rich.console import Console
     from rich.table import Table
 
     from testtime.backends import get_generator
     from testtime.cluster import limit_upstream
     from testtime.scale import STRATEGIES
+    from testtime.scale.common import check_positive
     from testtime.scale.harness import accepts, scale
     from testtime.tasks import get_task
     from testtime.verifiers import get_verifier
@@ -95,6 +120,15 @@ def run_and_report(
     task = get_task(task_name)
     verifier = get_verifier(verifier_name, task=task) if verifier_name else None
     generator = limit_upstream(get_generator(backend, **backend_options))
+    if dry_run:
+        from testtime.cli.plan import estimate, render
+        from testtime.scale.harness import make_plan
+
+        plan = make_plan(task, generator, strategies, budgets, verifier=verifier,
+                         difficulties=difficulties, limit=limit, seed=seed,
+                         options={**options, **(extra_options or {})})  # fmt: skip
+        print(render(plan, estimate(plan, generator, verifier)), end="")
+        return None
     result = scale(
         task, generator, strategies, budgets, out, verifier=verifier,
         difficulties=difficulties, limit=limit, seed=seed,
@@ -152,16 +186,28 @@ def scale_command(
         Option(help="generated+verifier tokens per problem (strategy compute-optimal)"),
     ] = None,
     list_: Annotated[bool, Option("--list", help="print the strategy names and exit")] = False,
+    help_strategy: Annotated[
+        str | None, Option(help="print a strategy's options, defaults and paper, and exit")
+    ] = None,
+    dry_run: Annotated[
+        bool, Option("--dry-run", help="print the plan and a time estimate (a short probe); no run")
+    ] = False,
     ray: Annotated[str | None, Option(help=RAY_HELP)] = None,
     ray_tasks: Annotated[int | None, Option(help=RAY_TASKS_HELP)] = None,
     ray_concurrency: Annotated[int | None, Option(help=RAY_CONCURRENCY_HELP)] = None,
 ) -> None:
     """Run strategies × budgets N on a task and write results.json, plots and report.md."""
+    # Imported here: testtime.scale loads every strategy (and torch), which --help need not.
+    from testtime.scale.common import check_positive
+
     if list_:
         from testtime.scale import STRATEGIES
 
         for name in STRATEGIES.names():
             print(name)
+        return
+    if help_strategy is not None:
+        print(strategy_help(help_strategy), end="")
         return
     if task is None:
         raise ValueError("--task is required (e.g. --task arith), or use --list")
@@ -186,4 +232,5 @@ def scale_command(
             options={"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
                      "aggregation": aggregation, "seed": seed},
             extra_options=extra_options, subsets=check_positive("--subsets", subsets),
+            dry_run=dry_run,
         )

@@ -49,7 +49,9 @@ def serve(
     api_key_file: Annotated[
         Path | None, typer.Option(help="file with one client API key per line")
     ] = None,
-    no_auth: bool = typer.Option(False, help="accept requests without a key (loopback only)"),
+    no_auth: bool = typer.Option(
+        False, "--no-auth", help="accept requests without a key (loopback only)"
+    ),
     max_concurrency_per_key: int = typer.Option(16, min=1, help="in-flight requests per key"),
     max_body_bytes: int = typer.Option(1 << 20, min=1, help="largest accepted request body"),
     max_n: int = typer.Option(256, min=1, help="largest sample budget n per request"),

@@ -16,6 +16,7 @@ from testtime.tasks.base import Problem, Task
 METHODS: Registry[dict[str, Any]] = Registry("learn method")
 
 C = TypeVar("C")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -48,6 +49,17 @@ class LearnRequest:
             if dataclasses.is_dataclass(method_config)
             else method_config,
         }
+
+
+def takes_options(kind: type, preset: dict[str, Any] | None = None) -> Callable[[F], F]:
+    """Mark a method as configured by dataclass ``kind`` with ``preset`` overriding its
+    defaults (read by ``testtime learn METHOD --help``); the method itself is unchanged."""
+
+    def mark(method: F) -> F:
+        method.config, method.preset = kind, dict(preset or {})  # type: ignore[attr-defined]
+        return method
+
+    return mark
 
 
 def build_config(kind: Callable[..., C], defaults: dict[str, Any], options: dict[str, Any], method: str) -> C:

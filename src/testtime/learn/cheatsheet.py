@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from testtime.backends.base import Generator, SamplingParams
-from testtime.learn.base import METHODS, LearnRequest, build_config
+from testtime.learn.base import METHODS, LearnRequest, build_config, takes_options
 from testtime.learn.common import (
     RunDir,
     key_correct,
@@ -247,6 +247,7 @@ class ExampleMemory:
 
 
 @METHODS.register("dynamic-cheatsheet")
+@takes_options(DCConfig)
 def dynamic_cheatsheet(request: LearnRequest) -> dict[str, Any]:
     cfg = build_config(DCConfig, {"seed": request.seed}, request.options, "dynamic-cheatsheet")
     task = request.task

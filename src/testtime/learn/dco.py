@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from testtime.learn.base import METHODS, LearnRequest, build_config
+from testtime.learn.base import METHODS, LearnRequest, build_config, takes_options
 from testtime.learn.common import (
     TRAIN_SEED,
     RunDir,
@@ -155,6 +155,7 @@ class DCOTrainer(StepTrainer):
 
 
 @METHODS.register("dco")
+@takes_options(DCOConfig)
 def dco(request: LearnRequest) -> dict[str, Any]:
     cfg = build_config(DCOConfig, {"seed": request.seed}, request.options, "dco")
     require_answers(request.task, request.problems, "dco")

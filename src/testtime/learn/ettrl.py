@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from testtime.learn.base import METHODS, LearnRequest
+from testtime.learn.base import METHODS, LearnRequest, takes_options
+from testtime.learn.grpo import GRPOConfig
 from testtime.learn.ttrl import run_grpo
+
+PRESET = {"rollout": "tree", "reshape": True}
 
 
 @METHODS.register("ettrl")
+@takes_options(GRPOConfig, PRESET)
 def ettrl(request: LearnRequest) -> dict[str, Any]:
-    return run_grpo(request, {"rollout": "tree", "reshape": True})
+    return run_grpo(request, PRESET)

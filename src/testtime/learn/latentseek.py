@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from testtime.learn.base import METHODS, LearnRequest, build_config
+from testtime.learn.base import METHODS, LearnRequest, build_config, takes_options
 from testtime.learn.common import (
     RunDir,
     key_correct,
@@ -173,6 +173,7 @@ class LatentSeek:
 
 
 @METHODS.register("latentseek")
+@takes_options(LatentSeekConfig)
 def latentseek(request: LearnRequest) -> dict[str, Any]:
     cfg = build_config(LatentSeekConfig, {"seed": request.seed}, request.options, "latentseek")
     task = request.task

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from testtime.learn.base import METHODS, LearnRequest
+from testtime.learn.base import METHODS, LearnRequest, takes_options
+from testtime.learn.grpo import GRPOConfig
 from testtime.learn.ttrl import run_grpo
+
+PRESET = {"token_mask": "forking", "mask_top": 0.2, "band_coef": 0.1}
 
 
 @METHODS.register("spine")
+@takes_options(GRPOConfig, PRESET)
 def spine(request: LearnRequest) -> dict[str, Any]:
-    return run_grpo(request, {"token_mask": "forking", "mask_top": 0.2, "band_coef": 0.1})
+    return run_grpo(request, PRESET)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from testtime.learn.base import METHODS, LearnRequest, build_config
+from testtime.learn.base import METHODS, LearnRequest, build_config, takes_options
 from testtime.learn.common import RunDir, require_answers
 from testtime.learn.grpo import GRPOConfig, GRPOTrainer
 from testtime.learn.policy import Policy
@@ -34,5 +34,6 @@ def run_grpo(request: LearnRequest, defaults: dict[str, Any]) -> dict[str, Any]:
 
 
 @METHODS.register("ttrl")
+@takes_options(GRPOConfig)
 def ttrl(request: LearnRequest) -> dict[str, Any]:
     return run_grpo(request, {})

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from testtime.learn.base import METHODS, LearnRequest, build_config
+from testtime.learn.base import METHODS, LearnRequest, build_config, takes_options
 from testtime.learn.common import (
     RunDir,
     check_memory,
@@ -149,6 +149,7 @@ class SelfImprover:
 
 
 @METHODS.register("tt-si")
+@takes_options(TTSIConfig)
 def ttsi(request: LearnRequest) -> dict[str, Any]:
     cfg = build_config(TTSIConfig, {"seed": request.seed}, request.options, "tt-si")
     require_answers(request.task, request.problems, "tt-si")

@@ -483,8 +483,9 @@ def scale(
 ) -> ScaleOutput:
     """Plan, generate (resumably), evaluate and write results.json, problems.jsonl,
     the plots and report.md into ``out_dir``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
 
+    from testtime.progress import make_progress
     from testtime.scale.report import write_report
 
     plan = make_plan(
@@ -493,7 +494,7 @@ def scale(
     )
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
-    with Progress(*columns, disable=not show_progress, transient=True) as bar:
+    with make_progress(*columns, disable=not show_progress, transient=True) as bar:
         job = bar.add_task(f"scale {task.name}", total=count_work(plan))
         records = run_scale(
             plan, generator, out_dir, verifier=verifier, backend=backend,
