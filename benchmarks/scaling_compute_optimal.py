@@ -24,8 +24,8 @@ from pathlib import Path
 from scaling_parallel import curve, model_info, powers_of_two
 
 from testtime.backends import get_generator
-from testtime.scale.compute_optimal import calibrate, fit_policy
 from testtime.scale.harness import scale
+from testtime.scale.optimal_policy import calibrate, fit_policy
 from testtime.store import atomic_write_json
 from testtime.tasks import get_task
 from testtime.verifiers import get_verifier

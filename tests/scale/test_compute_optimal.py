@@ -5,18 +5,10 @@ import pytest
 
 from testtime.scale import get_strategy
 from testtime.scale.agent_search import agent_search
-from testtime.scale.compute_optimal import (
-    ABSOLUTE_EDGES,
-    CalibrationRecord,
-    Config,
-    Policy,
-    assign_bin,
-    calibrate,
-    fit_policy,
-    quantile_edges,
-    search_config,
-    tokens,
-)
+from testtime.scale.config_search import search_config
+from testtime.scale.configs import Config, tokens
+from testtime.scale.difficulty import ABSOLUTE_EDGES, assign_bin, quantile_edges
+from testtime.scale.optimal_policy import CalibrationRecord, Policy, calibrate, fit_policy
 from testtime.tasks.base import Problem
 from testtime.verifiers import get_verifier
 
@@ -90,14 +82,16 @@ def test_policy_round_trips_through_json_and_rejects_unknown_configs(tmp_path):
         Policy.load(path)
     with pytest.raises(ValueError, match="must divide"):
         Config("beam", 6, 4)
+    with pytest.raises(ValueError, match="takes no lookahead"):
+        Config("revise", 4, 2, 1)
 
 
 def test_calibration_and_test_splits_are_disjoint(task):
     test = task.generate(5, 3, seed=0)
     # The chain task has only 9 prompts per length: residues 5-7 are disjoint from 0-4.
     strategy = get_strategy("compute-optimal", budget=200, calibration=3, calib_seed=5)
-    calib = strategy.calibration_split(task, 3, test)
-    assert len(calib) == 3
+    calib = strategy.calibration_split(task, test)
+    assert len(calib) == 3 * len(task.levels)  # every level: the true one is never read
     assert not {p.prompt for p in calib} & {p.prompt for p in test}
     gen = ScriptedGenerator(chain_script(task))
     clash = get_strategy("compute-optimal", budget=200, calib_seed=0)
@@ -139,7 +133,7 @@ def test_calibration_with_beam_configs(task):
     records, configs = calibrate(problems, gen, task, verifier, max_n=4, probes=2, estimate="oracle",
                                  beam=True, options={"seed": 0, "max_tokens": 64, "step_tokens": 16})
     names = {c.name for c in configs}
-    assert "beam/n=4,w=4,la=1" in names and "beam/n=4,w=2,la=0" in names
+    assert {"beam/n=4,w=4,la=1", "beam/n=4,w=4,la=3", "beam/n=4,w=2,la=0"} <= names
     for r in records:
         assert set(r.accuracy) == names and all(r.cost[n] > 0 for n in names)
     result = search_config(records, configs, budget=10_000, search_budget=10**9)
@@ -180,3 +174,41 @@ def test_bad_options_fail_before_generation(options, message):
 def test_agent_search_rejects_bad_budget():
     with pytest.raises(ValueError, match="search budget"):
         agent_search([1], lambda c: (0.0, 1.0), lambda c: [], budget=0)
+
+
+def test_revision_configurations_are_calibrated(task):
+    gen = ScriptedGenerator(chain_script(task))
+    verifier = get_verifier("oracle", task=task)
+    records, configs = calibrate(task.generate(2, 3, seed=7), gen, task, verifier, max_n=4, probes=2,
+                                 estimate="verifier", beam=False, revise=True,
+                                 options={"seed": 0, "max_tokens": 64})
+    revise = [c for c in configs if c.method == "revise"]
+    assert {c.name for c in revise} == {"revise/n=2,chains=1", "revise/n=4,chains=1",
+                                        "revise/n=4,chains=2", "revise/n=4,chains=4"}
+    for r in records:  # a revision chain costs at least one attempt's tokens
+        assert all(r.cost[c.name] > r.cost["majority/n=2"] / 2 for c in revise)
+
+
+def test_agent_tts_runs_one_searched_configuration_on_every_problem(task):
+    gen = ScriptedGenerator(chain_script(task))
+    verifier = get_verifier("oracle", task=task)
+    strategy = get_strategy("agent-tts", budget=400, calibration=2, calib_seed=6, max_n=4, beam=False,
+                            max_tokens=64)
+    problems = task.generate(3, 3, seed=0)
+    results = strategy.solve(problems, gen, task, verifier)
+    [found] = strategy.found.values()
+    assert {r.meta["config"] for r in results} == {found.best.name}
+    assert found.best_score >= 0 and found.spent > 0
+    assert strategy.labels(verifier) == "oracle-verifier"
+    with pytest.raises(ValueError, match="below the cheapest"):
+        get_strategy("agent-tts", budget=1, calibration=2, calib_seed=6, max_n=4, beam=False).solve(
+            problems, ScriptedGenerator(chain_script(task)), task, verifier)
+
+
+def test_the_oracle_difficulty_estimate_is_labelled(task):
+    prm_like = get_verifier("oracle", task=task)
+    prm_like.reads_labels = False  # stands in for a learned verifier
+    assert get_strategy("compute-optimal").labels(prm_like) == "none"
+    assert get_strategy("compute-optimal", estimate="oracle").labels(prm_like) == "gold-difficulty"
+    both = get_strategy("compute-optimal", estimate="oracle").labels(get_verifier("oracle", task=task))
+    assert both == "oracle-verifier+gold-difficulty"

@@ -4,6 +4,7 @@ from testtime.scale import beam as _beam  # noqa: F401
 from testtime.scale import best_of_n as _best_of_n  # noqa: F401
 from testtime.scale import budget_forcing as _budget_forcing  # noqa: F401
 from testtime.scale import compute_optimal as _compute_optimal  # noqa: F401
+from testtime.scale import config_search as _config_search  # noqa: F401
 from testtime.scale import dvts as _dvts  # noqa: F401
 from testtime.scale import ffs as _ffs  # noqa: F401
 from testtime.scale import greedy as _greedy  # noqa: F401

@@ -31,6 +31,7 @@ from testtime.cluster import parallel_map, resumable_map
 from testtime.scale.base import STRATEGIES, Candidate, Compute, Strategy
 from testtime.scale.common import check_positive, derive_seed, mark_correct, score_candidates
 from testtime.scale.pool import PoolStrategy
+from testtime.scale.ttspm import mixture_coverage
 from testtime.store import RunStore, atomic_write_json, atomic_write_text
 from testtime.tasks.base import Problem, Task
 from testtime.tasks.labels import grading
@@ -434,6 +435,9 @@ def summarise(
             "coverage": None if rs[0].coverage is None else float(np.mean([r.coverage for r in rs])),
             "problems": len(rs), "baseline": None, "diff": None, "diff_low": None, "diff_high": None,
         }
+        singles = groups.get((strategy, 1, difficulty))
+        if row["coverage"] is not None and singles is not None:  # TTSPM per-problem mixture
+            row["predicted_coverage"] = mixture_coverage([r.coverage for r in singles], n)
         base = groups.get((baseline, n, difficulty)) if baseline is not None else None
         if base is not None and strategy != baseline:
             diff, d_low, d_high = paired_difference(rs, base, resamples=bootstrap, seed=seed)

@@ -162,19 +162,26 @@ def markdown(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
 
 def _saturation(rows: Sequence[dict[str, Any]], epsilon: float = 0.01) -> list[str]:
     """TTSPM (spec §7) on the longest coverage curve: predicted vs observed saturation."""
-    curves = [
-        {r["n"]: r["coverage"] for r in srows if r["coverage"] is not None}
-        for srows in _by(rows, "strategy").values()
-    ]
-    curve = max(curves, key=len, default={})
+    by_strategy = _by(rows, "strategy").values()
+    srows = max(by_strategy, key=lambda rs: sum(r["coverage"] is not None for r in rs), default=[])
+    curve = {r["n"]: r["coverage"] for r in srows if r["coverage"] is not None}
     if len(curve) < 3 or min(curve) > 4:
         return []
     p = fit_p(curve)
-    return [
+    lines = [
         f"TTSPM saturation (ε = {epsilon} per added sample): p̂ = {p:.3f} from pass@N, N ≤ 4, "
         f"predicts N* = {saturation_point(p, epsilon)}; observed coverage knee: "
         f"N = {observed_knee(curve, epsilon)} (None: not reached)."
     ]
+    mixture = {r["n"]: r["predicted_coverage"] for r in srows if r.get("predicted_coverage") is not None}
+    if mixture:
+        single = max(abs(1 - (1 - p) ** n - curve[n]) for n in curve)
+        per_problem = max(abs(mixture[n] - curve[n]) for n in curve if n in mixture)
+        lines.append(
+            f"Coverage predicted on every measured N ({', '.join(map(str, sorted(curve)))}): "
+            f"one p̂ for all problems max |error| {single:.3f}; per-problem p̂_i mixture {per_problem:.3f}."
+        )
+    return lines
 
 
 def write_report(out_dir: str | Path, rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> Path:

@@ -9,6 +9,10 @@ writes a new solution. A chain stops early once the verifier accepts its
 attempt. With ``budget`` set, every attempt is budget-forced (see
 :mod:`testtime.scale.budget_forcing`); ``n`` chains run in parallel, which makes
 this class the engine of 3-D scaling too.
+
+Feedback is label-free with a learned verifier (``--verifier prm``); with the
+oracle it is gold feedback (the first wrong step, from the task's step checker),
+and the result rows say ``labels: oracle-feedback`` — an upper bound.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from testtime.scale.common import (
     vote,
 )
 from testtime.tasks.base import REVISE_PREFIX, STEP_DELIMITER, Problem, Task
+from testtime.tasks.labels import labels_tag
 from testtime.verifiers.base import Verifier
 
 SELECTIONS = ("vote", "weighted", "best")
@@ -87,6 +92,14 @@ class SelfRefine(SequentialStrategy):
             raise ValueError(f"unknown selection {select!r}; valid: {', '.join(SELECTIONS)}")
         self.select = select
         self.aggregation = check_aggregation(aggregation)
+
+    def reads_verifier(self, verifier: Verifier | None) -> bool:
+        return verifier is not None  # its feedback (and stopping) reads the verifier
+
+    def labels(self, verifier: Verifier | None) -> str:
+        if verifier is None or not verifier.reads_labels:
+            return "none"
+        return labels_tag(["oracle-feedback"] + (["oracle-verifier"] if self.select != "vote" else []))
 
     def check(self, task: Task, generator: Generator, verifier: Verifier | None) -> None:
         super().check(task, generator, verifier)
