@@ -13,6 +13,7 @@ import pytest
 
 from testtime.backends.base import BackendError
 from testtime.serve.app import check_binding
+from testtime.serve.limits import Limits
 
 from .scripted import API_KEY, ScriptedGenerator, client, majority_script
 
@@ -165,7 +166,7 @@ def test_no_auth_only_on_loopback() -> None:
 
 
 def test_input_validation_errors_are_openai_shaped(make_server) -> None:
-    url = make_server(ScriptedGenerator(majority_script), max_body_bytes=2000)
+    url = make_server(ScriptedGenerator(majority_script), limits=Limits(max_body_bytes=2000))
     auth = {"Authorization": f"Bearer {API_KEY}"}
 
     def post(body, **kw):
@@ -191,7 +192,7 @@ def test_input_validation_errors_are_openai_shaped(make_server) -> None:
 
 def test_per_key_concurrency_limit(make_server) -> None:
     gen = ScriptedGenerator(lambda p, c, i: " ".join(["t"] * 40), token_delay=0.01)
-    url = make_server(gen, max_concurrency_per_key=1, api_keys=["a", "b"])
+    url = make_server(gen, limits=Limits(max_concurrency_per_key=1), api_keys=["a", "b"])
     results: dict[str, object] = {}
 
     def call(name: str, key: str) -> None:

@@ -37,9 +37,11 @@ def serve(
         None, help="environment variable holding the upstream server's API key (never logged)"
     ),
     upstream_model: str = typer.Option(None, help="model name to request from the upstream"),
-    upstream_timeout: float = typer.Option(60.0, min=0.001, help="seconds per upstream read"),
+    upstream_timeout: float = typer.Option(
+        15.0, min=0.001, help="seconds per upstream read (a hung upstream fails in ~attempts x this)"
+    ),
     upstream_attempts: int = typer.Option(
-        5, min=1, help="tries per upstream call (retries on 429/5xx/timeouts/dropped connections)"
+        2, min=1, help="tries per upstream call (retries on 429/5xx/timeouts/dropped connections)"
     ),
     upstream_concurrency: int = typer.Option(64, min=1, help="concurrent upstream requests"),
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
@@ -55,6 +57,18 @@ def serve(
     max_concurrency_per_key: int = typer.Option(16, min=1, help="in-flight requests per key"),
     max_body_bytes: int = typer.Option(1 << 20, min=1, help="largest accepted request body"),
     max_n: int = typer.Option(256, min=1, help="largest sample budget n per request"),
+    max_request_tokens: int = typer.Option(
+        1 << 20, min=1, help="largest estimated generated tokens per request (checked first)"
+    ),
+    max_prompts: int = typer.Option(64, min=1, help="most prompts x n choices per request"),
+    max_prompt_chars: int = typer.Option(32_768, min=1, help="longest prompt (characters)"),
+    max_tokens: int = typer.Option(4096, min=1, help="largest max_tokens a request may ask for"),
+    header_timeout: float = typer.Option(
+        10.0, min=0.001, help="seconds for a request's headers to arrive (slow clients: 408)"
+    ),
+    body_timeout: float = typer.Option(20.0, min=0.001, help="seconds for a request body"),
+    max_header_bytes: int = typer.Option(32 * 1024, min=1024, help="largest request head"),
+    max_connections: int = typer.Option(512, min=1, help="open connections (beyond: 503)"),
     verifier: str = typer.Option(
         None, help="verifier for strategies that need one when a request names none (e.g. prm)"
     ),
@@ -72,6 +86,7 @@ def serve(
     `{"testtime": {"strategy": ..., "n": ...}}` in the request body."""
     from testtime.backends import get_generator
     from testtime.serve.app import check_binding, create_app
+    from testtime.serve.limits import Limits
     from testtime.serve.options import Resources
     from testtime.serve.server import serve as run_server
 
@@ -80,6 +95,19 @@ def serve(
     keys = None if no_auth else _load_keys(api_key or [], api_key_env, api_key_file)
     check_binding(host, keys)  # before loading any model
     resources = Resources.from_specs(resource or [])
+    limits = Limits(
+        max_body_bytes=max_body_bytes,
+        max_prompts=max_prompts,
+        max_prompt_chars=max_prompt_chars,
+        max_tokens=max_tokens,
+        max_n=max_n,
+        max_request_tokens=max_request_tokens,
+        max_concurrency_per_key=max_concurrency_per_key,
+        header_timeout_s=header_timeout,
+        body_timeout_s=body_timeout,
+        max_header_bytes=max_header_bytes,
+        max_connections=max_connections,
+    )
 
     secrets: list[str] = []
     remote = upstream.startswith(("http://", "https://"))
@@ -115,9 +143,7 @@ def serve(
         generator,
         model_name=model_name,
         api_keys=keys,
-        max_concurrency_per_key=max_concurrency_per_key,
-        max_body_bytes=max_body_bytes,
-        max_n=max_n,
+        limits=limits,
         default_verifier=verifier,
         # In-process models run one request at a time; HTTP upstreams take them concurrently.
         serialize=not remote,

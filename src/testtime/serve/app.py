@@ -36,8 +36,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from testtime.backends.base import CancelToken, Generator
 from testtime.scale.base import STRATEGIES
-from testtime.serve.engine import Engine, RequestCancelled
+from testtime.serve.admission import KeyLimiter, read_body, validation_error
+from testtime.serve.engine import Engine
 from testtime.serve.errors import APIError, Redactor
+from testtime.serve.guarded import RequestCancelled
+from testtime.serve.limits import Limits, check_request
 from testtime.serve.options import Resources
 from testtime.serve.protocol import (
     ChatRequest,
@@ -49,9 +52,6 @@ from testtime.serve.routing import make_plan, strategy_names
 
 log = logging.getLogger("testtime.serve")
 
-DEFAULT_MAX_BODY_BYTES = 1 << 20
-DEFAULT_MAX_CONCURRENCY_PER_KEY = 16
-DEFAULT_MAX_N = 256
 _ANONYMOUS = "anonymous"
 
 
@@ -77,60 +77,6 @@ def check_binding(host: str, api_keys: Sequence[str] | None) -> None:
         )
 
 
-class KeyLimiter:
-    """In-flight request counts per API key (event-loop thread only)."""
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"max concurrency per key must be >= 1, got {limit}")
-        self.limit = limit
-        self.inflight: dict[str, int] = {}
-
-    def acquire(self, key: str) -> None:
-        if self.inflight.get(key, 0) >= self.limit:
-            raise APIError(
-                429,
-                f"too many concurrent requests for this API key (limit {self.limit})",
-                code="concurrency_limit_exceeded",
-            )
-        self.inflight[key] = self.inflight.get(key, 0) + 1
-
-    def release(self, key: str) -> None:
-        self.inflight[key] -= 1
-        if not self.inflight[key]:
-            del self.inflight[key]
-
-
-async def _read_body(request: Request, limit: int) -> dict[str, Any]:
-    too_large = APIError(413, f"request body exceeds {limit} bytes", code="request_too_large")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise APIError(400, f"request body is not valid JSON: {err}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise APIError(400, "request body must be a JSON object", code="invalid_json")
-    return data
-
-
-def _validation_error(err: ValidationError) -> APIError:
-    first = err.errors()[0]
-    param = ".".join(str(p) for p in first["loc"]) or None
-    return APIError(
-        422,
-        f"invalid {param}: {first['msg']}" if param else first["msg"],
-        code="invalid_value",
-        param=param,
-    )
-
-
 async def _wait_disconnect(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
@@ -141,9 +87,7 @@ def create_app(
     *,
     model_name: str | None = None,
     api_keys: Sequence[str] | None = None,
-    max_concurrency_per_key: int = DEFAULT_MAX_CONCURRENCY_PER_KEY,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    max_n: int = DEFAULT_MAX_N,
+    limits: Limits | None = None,
     default_verifier: str | None = None,
     serialize: bool = False,
     max_workers: int = 64,
@@ -153,9 +97,9 @@ def create_app(
     """The server app over ``generator``. ``api_keys=None`` disables authentication
     (the CLI allows that on loopback only); ``secrets`` (upstream keys) are
     redacted from every error message; ``resources`` are the named files (banks,
-    policies) requests may use (:mod:`testtime.serve.options`)."""
-    if max_body_bytes < 1:
-        raise ValueError(f"max body bytes must be >= 1, got {max_body_bytes}")
+    policies) requests may use (:mod:`testtime.serve.options`); ``limits`` bound
+    every request's work (:mod:`testtime.serve.limits`)."""
+    limits = limits or Limits()
     served = model_name or generator.name
     keys = None if api_keys is None else [k.encode() for k in api_keys]
     resources = resources or Resources()
@@ -168,7 +112,9 @@ def create_app(
         max_workers=max_workers,
         resources=resources,
     )
-    limiter = KeyLimiter(max_concurrency_per_key)
+    limiter = KeyLimiter(limits.max_concurrency_per_key)
+    # The model's context window, where the backend knows it (in-process models).
+    context = getattr(generator, "n_positions", None)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -190,7 +136,7 @@ def create_app(
         openapi_url=None,
         lifespan=lifespan,
     )
-    app.state.engine, app.state.limiter = engine, limiter
+    app.state.engine, app.state.limiter, app.state.limits = engine, limiter, limits
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, err: APIError) -> JSONResponse:
@@ -227,39 +173,43 @@ def create_app(
 
     async def run(request: Request, kind: str) -> Response:
         key = authenticate(request)
-        data = await _read_body(request, max_body_bytes)
+        try:
+            data = await read_body(request, limits)
+        except RequestCancelled:
+            return Response(status_code=499)
         schema = ChatRequest if kind == "chat" else CompletionRequest
         try:
             req = schema.model_validate(data)
         except ValidationError as err:
-            raise _validation_error(err) from None
+            raise validation_error(err) from None
         plan = make_plan(
             req.model,
             served,
             req.testtime_options(),
             req.sampling(),
-            max_n=max_n,
+            max_n=limits.max_n,
             resources=resources,
         )
+        check_request(limits, plan, req.prompts(), req.n, generator.count_tokens, context)
         limiter.acquire(key)
         cancel = CancelToken()
         try:
-            job = asyncio.wrap_future(
-                engine.executor.submit(engine.run, plan, req.choice_prompts(), cancel)
-            )
+            work = engine.executor.submit(engine.run, plan, req.choice_prompts(), cancel, key)
         except BaseException:
             limiter.release(key)
             raise
         # The slot is held until the worker really stops, not merely until the client leaves.
-        job.add_done_callback(lambda _: limiter.release(key))
+        limiter.hold_until_done(key, work)
+        job = asyncio.wrap_future(work)
+        job.add_done_callback(lambda f: f.cancelled() or f.exception())  # read if abandoned
         watcher = asyncio.ensure_future(_wait_disconnect(request))
         try:
             await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             watcher.cancel()
-            if not job.done():  # client gone (or server shutting down): stop upstream work
+            if not job.done():  # client gone (or server shutting down): stop the work
                 cancel.cancel()
-                job.cancel()
+                work.cancel()  # a job still queued never starts
         if not job.done() or job.cancelled():
             return Response(status_code=499)
         try:

@@ -1,9 +1,9 @@
 """Running one request's strategy against the shared upstream generator.
 
 Strategies are synchronous library code, so each request runs on a worker
-thread. The generator a strategy sees is a per-request proxy whose cancel
-token the server sets when the client disconnects: generation in progress
-stops at the next decoding step (or HTTP chunk) and no further call starts.
+thread. The generator and verifier a strategy sees are per-request proxies
+(:mod:`testtime.serve.guarded`): cancellable, and taking fair turns on an
+in-process model.
 """
 
 from __future__ import annotations
@@ -14,22 +14,16 @@ import threading
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
-from testtime.backends.base import (
-    BackendError,
-    CancelToken,
-    FinishCallback,
-    GenerationResult,
-    Generator,
-    SamplingParams,
-)
+from testtime.backends.base import BackendError, CancelToken, Generator
 from testtime.registry import UnknownName
 from testtime.scale.base import Candidate, Compute, ProblemResult, Strategy
 from testtime.serve.errors import APIError, Redactor, upstream_error
+from testtime.serve.guarded import FairGate, RequestCancelled, request_views
 from testtime.serve.options import Resources
 from testtime.serve.routing import Plan, build_strategy
 from testtime.tasks.base import STEP_DELIMITER, Problem, Task
@@ -38,57 +32,6 @@ from testtime.verifiers.base import Verifier
 
 FREEFORM = "freeform"
 log = logging.getLogger("testtime.serve")
-
-
-class RequestCancelled(Exception):
-    """The client went away; the request's remaining work is abandoned."""
-
-
-class _EitherCancel(CancelToken):
-    """Cancelled when the strategy's own token or the request's token is."""
-
-    def __init__(self, *tokens: CancelToken) -> None:
-        super().__init__()
-        self._tokens = tokens
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set() or any(t.cancelled for t in self._tokens)
-
-
-class RequestGenerator(Generator):
-    """The upstream generator as one request sees it: stops when the request is cancelled."""
-
-    def __init__(self, inner: Generator, cancel: CancelToken) -> None:
-        self.inner = inner
-        self.request_cancel = cancel
-        self.name = inner.name
-        self.capabilities = inner.capabilities
-
-    @property
-    def num_parameters(self) -> int | None:
-        return self.inner.num_parameters
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        params: SamplingParams,
-        *,
-        cancel: CancelToken | None = None,
-        on_finish: FinishCallback | None = None,
-    ) -> GenerationResult:
-        if self.request_cancel.cancelled:
-            raise RequestCancelled
-        token = (
-            self.request_cancel if cancel is None else _EitherCancel(self.request_cancel, cancel)
-        )
-        result = self.inner.generate(prompts, params, cancel=token, on_finish=on_finish)
-        if self.request_cancel.cancelled:  # don't let a strategy build on cut-short samples
-            raise RequestCancelled
-        return result
 
 
 @dataclass
@@ -138,8 +81,9 @@ def answer_votes(result: ProblemResult, problem: Problem, task: Task) -> dict[st
 class Engine:
     """Builds strategies, tasks and verifiers for requests and runs them on worker threads.
 
-    ``serialize=True`` runs one request's strategy at a time (in-process models
-    whose samplers are not made for concurrent callers); ``default_verifier`` is
+    ``serialize=True`` makes model and verifier calls take turns, one at a time,
+    round-robin over API keys (in-process models whose samplers are not made for
+    concurrent callers); ``default_verifier`` is
     used by strategies that need one when a request names none.
     """
 
@@ -158,7 +102,7 @@ class Engine:
         self.resources = resources or Resources()
         self.default_verifier = default_verifier
         self.executor = ThreadPoolExecutor(max_workers, thread_name_prefix="testtime-serve")
-        self._run_lock = threading.Lock() if serialize else None
+        self.gate = FairGate() if serialize else None
         self._cache_lock = threading.Lock()
         self._tasks: dict[str, Task] = {}
         self._verifiers: dict[tuple[str, str], Verifier] = {}
@@ -198,24 +142,29 @@ class Engine:
                     ) from None
             return self._verifiers[key]
 
-    def run(self, plan: Plan, prompts: Sequence[str], cancel: CancelToken) -> Outcome:
-        """Solve every prompt with the plan's strategy (blocking; call on a worker thread)."""
+    def run(
+        self, plan: Plan, prompts: Sequence[str], cancel: CancelToken, key: str = "anonymous"
+    ) -> Outcome:
+        """Solve every prompt with the plan's strategy for API key ``key`` (blocking;
+        call on a worker thread)."""
         with ExitStack() as held:
             # One request at a time per resource file (a bank grows, a policy is fitted):
             # held from loading it in the constructor to saving it.
             for lock in self.resources.locks(plan.paths.values()):
                 held.enter_context(lock)
-            return self._run(plan, prompts, cancel)
+            return self._run(plan, prompts, cancel, key)
 
-    def _run(self, plan: Plan, prompts: Sequence[str], cancel: CancelToken) -> Outcome:
+    def _run(self, plan: Plan, prompts: Sequence[str], cancel: CancelToken, key: str) -> Outcome:
         try:
             strategy = build_strategy(plan)
         except APIError as err:  # a resource file's error names the resource, not its path
             err.message = self.redact.public(err.message)
             raise
         task = self.task(plan.task)
-        verifier = self.verifier(plan.verifier, strategy, task)
-        generator = RequestGenerator(self.generator, cancel)
+        shared = self.verifier(plan.verifier, strategy, task)
+        generator, verifier = request_views(
+            self.generator, shared, gate=self.gate, key=key, cancel=cancel
+        )
         problems = [
             Problem(
                 id=f"prompt-{i}",
@@ -229,23 +178,22 @@ class Engine:
             strategy.check(task, generator, verifier)
         except (ValueError, BackendError) as err:
             raise APIError(400, self.redact.public(str(err)), code="invalid_strategy") from None
-        with self._run_lock or nullcontext():
-            try:
-                results = strategy.solve(problems, generator, task, verifier)
-            except (RequestCancelled, APIError):
-                raise
-            except ValueError as err:
-                if isinstance(err, json.JSONDecodeError):  # garbage from the upstream
-                    raise upstream_error(
-                        BackendError(f"malformed upstream reply: {err}"), self.redact
-                    ) from None
-                raise APIError(400, self.redact.public(str(err)), code="invalid_request") from None
-            except Exception as err:
-                mapped = upstream_error(err, self.redact)
-                if mapped.status == 500:  # a bug, not an upstream fault: keep the traceback
-                    trace = "".join(traceback.format_exception(err))
-                    log.error("request failed:\n%s", self.redact(trace))
-                raise mapped from None
+        try:
+            results = strategy.solve(problems, generator, task, verifier)
+        except (RequestCancelled, APIError):
+            raise
+        except ValueError as err:
+            if isinstance(err, json.JSONDecodeError):  # garbage from the upstream
+                raise upstream_error(
+                    BackendError(f"malformed upstream reply: {err}"), self.redact
+                ) from None
+            raise APIError(400, self.redact.public(str(err)), code="invalid_request") from None
+        except Exception as err:
+            mapped = upstream_error(err, self.redact)
+            if mapped.status == 500:  # a bug, not an upstream fault: keep the traceback
+                trace = "".join(traceback.format_exception(err))
+                log.error("request failed:\n%s", self.redact(trace))
+            raise mapped from None
         return self._outcome(plan, strategy, verifier, task, problems, results)
 
     def _outcome(
