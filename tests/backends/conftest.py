@@ -73,3 +73,14 @@ def hf_gen(tiny_model_dir: Path):
 @pytest.fixture(scope="session")
 def char_tokenizer() -> PreTrainedTokenizerFast:
     return make_char_tokenizer()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_server_traits():
+    """What an HTTP backend learns about a server is cached per URL + model for the
+    process; every test starts without it (test servers are reused across tests)."""
+    from testtime.backends.openai_caps import forget_traits
+
+    forget_traits()
+    yield
+    forget_traits()

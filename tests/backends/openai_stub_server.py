@@ -2,6 +2,11 @@
 serving ``/v1/completions`` and ``/v1/chat/completions`` (streaming) from any
 :class:`~testtime.backends.base.Generator` (the tests use the tiny random GPT-2).
 
+``llama_like`` makes it answer as llama-cpp-python's server does: ``n`` ignored (one
+choice), no ``stop_reason``, no usage in streams; ``interrupt`` (with it) ends a running
+stream with ``[DONE]`` when another request arrives (``--interrupt_requests true``).
+Otherwise it answers as vLLM (``stop_reason`` on every finished choice).
+
 Faults are scripted per request (``server.faults.append(...)``): an HTTP status
 with headers, a stall longer than the client's timeout, or a malformed stream.
 ``server.stats`` records what the server saw (requests, streams the client
@@ -62,6 +67,12 @@ class StubServer:
         self.generator, self.model, self.api_key = generator, model, api_key
         self.token_delay_s = token_delay_s
         self.reject_stream_options = False  # answer 400, as servers predating the field do
+        self.reject_fields: set[str] = set()  # answer 400 naming these, as OpenAI does
+        self.llama_like = False
+        self.logprobs = True  # False: never send logprobs
+        self.honour_seed = True
+        self.interrupt = False
+        self._inflight = 0  # requests received and not answered to the end
         self.faults: deque[Fault] = deque()
         self.stats = Stats()
         self.app = FastAPI()
@@ -102,6 +113,13 @@ class StubServer:
 
     async def _serve(self, request: Request, chat: bool):
         self.stats.requests += 1
+        self._inflight += 1
+        try:
+            return await self._answer(request, chat)
+        finally:
+            self._inflight -= 1
+
+    async def _answer(self, request: Request, chat: bool):
         fault = self.faults.popleft() if self.faults else Fault()
         if fault.stall_s:
             await asyncio.sleep(fault.stall_s)
@@ -118,6 +136,9 @@ class StubServer:
         self.stats.client_ports.append(request.client.port if request.client else -1)
         if self.reject_stream_options and "stream_options" in body:
             return _error(400, "Unrecognized request argument supplied: stream_options")
+        refused = sorted(self.reject_fields & set(body))
+        if refused:
+            return _error(400, f"Unrecognized request argument supplied: {', '.join(refused)}")
         if body.get("model") != self.model:
             return _error(404, f"The model `{body.get('model')}` does not exist.")
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
@@ -127,7 +148,7 @@ class StubServer:
             top_p=body.get("top_p", 1.0),
             max_tokens=body.get("max_tokens", 16),
             stop=tuple(body.get("stop") or ()),
-            seed=body.get("seed"),
+            seed=body.get("seed") if self.honour_seed else None,
             logprobs=True,
         )
         result = await asyncio.to_thread(self.generator.generate, [prompt], params)
@@ -136,9 +157,10 @@ class StubServer:
             "completion_tokens": result.usage.completion_tokens,
             "total_tokens": result.usage.total_tokens,
         }
-        want_lp = bool(body.get("logprobs"))
-        comps = result.completions[0][:1] if fault.one_choice else result.completions[0]
-        if "stream_options" not in body:
+        want_lp = bool(body.get("logprobs")) and self.logprobs
+        one = fault.one_choice or self.llama_like
+        comps = result.completions[0][:1] if one else result.completions[0]
+        if "stream_options" not in body or self.llama_like:
             usage = None
         return StreamingResponse(
             self._stream(comps, usage, chat, want_lp, fault.malformed),
@@ -149,6 +171,7 @@ class StubServer:
         self, comps, usage: dict, chat: bool, want_lp: bool, malformed: bool
     ) -> AsyncIterator[str]:
         self.stats.served += 1
+        self._inflight += 1
         try:
             if malformed:
                 yield 'data: {"choices": [ this is not json\n\n'
@@ -172,10 +195,13 @@ class StubServer:
                         choice["text"] = piece
                         if want_lp:
                             choice["logprobs"] = {"tokens": [piece], "token_logprobs": [lp]}
-                    if last and c.stop_string is not None:
+                    if last and not self.llama_like:
                         choice["stop_reason"] = c.stop_string
                     yield f"data: {json.dumps({'choices': [choice]})}\n\n"
                     self.stats.chunks_sent += 1
+                    if self.interrupt and self._inflight > 1:
+                        yield "data: [DONE]\n\n"  # llama-cpp-python's interrupt_requests
+                        return
                 if self.token_delay_s:
                     await asyncio.sleep(self.token_delay_s)
             if usage is not None:
@@ -184,3 +210,6 @@ class StubServer:
         except (asyncio.CancelledError, GeneratorExit):
             self.stats.closed_early += 1
             raise
+        finally:
+            self._inflight -= 1
+

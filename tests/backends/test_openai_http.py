@@ -55,13 +55,20 @@ def same_as_local(res, lean_gen, params: SamplingParams) -> None:
 
 def test_completions_stream_matches_the_model(stub, lean_gen):
     params = SamplingParams(n=3, temperature=0.8, max_tokens=12, seed=1, logprobs=True, stop=("=",))
+    local = [lean_gen.generate([p], params).usage for p in PROMPTS]
     with client(stub) as gen:
+        # First contact: stops watched client-side until the server shows it names them.
+        first = gen.generate(PROMPTS, params)
+        assert "stop" not in stub.stats.bodies[-1]
+        assert gen.traits.stop_reason is True and gen.describe()["stop_detection"].startswith(
+            "server"
+        )
         res = gen.generate(PROMPTS, params)
         assert gen.capabilities.continuation
-    same_as_local(res, lean_gen, params)
-    local = [lean_gen.generate([p], params).usage for p in PROMPTS]
+    for r in (first, res):
+        same_as_local(r, lean_gen, params)
+        assert r.usage.completion_tokens == sum(u.completion_tokens for u in local)
     assert res.usage.prompt_tokens == sum(u.prompt_tokens for u in local)
-    assert res.usage.completion_tokens == sum(u.completion_tokens for u in local)
     assert res.usage.calls == 2
     body = stub.stats.bodies[-1]
     assert (body["n"], body["seed"], body["stop"], body["logprobs"]) == (3, 1, ["="], 1)
@@ -226,8 +233,9 @@ def test_server_without_stream_usage_or_n_support(stub, lean_gen):
             local = lean_gen.generate(PROMPTS[:1], params)
             assert res.usage.completion_tokens == local.usage.completion_tokens
             assert "stream_options" not in stub.stats.bodies[-1]
+            # A server seen honouring n that then returns fewer choices is an error.
             stub.faults.append(Fault(one_choice=True))
-            with pytest.raises(BackendError, match="split_n=True"):
+            with pytest.raises(BackendError, match="1 of the 2 samples.*split_n=true"):
                 gen.generate(PROMPTS[:1], params)
     finally:
         stub.reject_stream_options = False

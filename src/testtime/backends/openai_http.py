@@ -5,36 +5,39 @@ Requests always stream (server-sent events), so that cancelling — a caller's
 the other samples once one has finished — really closes the connection and the
 server stops generating. Tokens received before a cancel are still counted.
 
-Transport: one ``httpx.AsyncClient`` (keep-alive connection pool) living on a
-private event loop thread — or on a server's own loop once it calls
-:meth:`OpenAIGenerator.adopt_running_loop` (``testtime serve`` does, saving a
-thread hop per call) —, a semaphore bounding concurrent requests, and bounded
-retries with exponential backoff + jitter on 429 / 5xx / timeouts / connection
-errors. A 429 or 503 (and its ``Retry-After``) pauses *every* request of this
-generator until the wait is over, so a rate limit does not turn into a retry
-storm. Other 4xx answers are not retried and become one clear
+Transport (:mod:`~testtime.backends.openai_transport`): one ``httpx.AsyncClient``
+(keep-alive pool) on a private event loop thread — or on a server's own loop once it
+calls :meth:`OpenAIGenerator.adopt_running_loop` —, a semaphore bounding concurrent
+requests, bounded retries with exponential backoff + jitter on 429 / 5xx / timeouts /
+connection errors; a 429 or 503 (and its ``Retry-After``) pauses *every* request of
+this generator. Other 4xx answers become one clear
 :class:`~testtime.backends.base.BackendError` (the API key is never printed).
 
-Usage comes from the server's ``usage`` (``stream_options.include_usage``).
-When a stream ends without it (cancelled, or a server that does not send it)
-completion tokens are counted from the stream (logprob entries, else one per
-content chunk) and prompt tokens from, in order: an earlier ``usage`` for the
-same prompt, the optional ``tokenizer``, or an estimate of 4 bytes per token.
+What the server honours (``n``, ``stop_reason``, usage in streams, logprobs, seed,
+optional sampling fields, concurrent streams) is learnt from its answers and adapted
+to, see :mod:`~testtime.backends.openai_caps`; :meth:`OpenAIGenerator.describe` says
+what was learnt and done. Requests set the server's sampling defaults neutral
+(``top_k=-1, min_p=0, repeat_penalty=1``; options override them).
+
+Usage comes from the server's ``usage`` (``stream_options.include_usage``). A stream
+without it counts completion tokens from the stream (logprob entries, else one per
+content chunk) and prompt tokens from, in order: an earlier ``usage`` for the same
+prompt, the ``tokenizer`` option (BOS counted when it has one distinct from EOS), the
+server's tokenize endpoint, or an estimate of 4 bytes per token (noted as such).
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import contextlib
 import json
 import math
 import os
-import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -43,37 +46,34 @@ from testtime.backends.base import (
     BackendError,
     CancelToken,
     Capabilities,
-    Completion,
     FinishCallback,
     GenerationResult,
     Generator,
     SamplingParams,
+    UnsupportedCapability,
     Usage,
+)
+from testtime.backends.openai_caps import (
+    INTERRUPT_HINT,
+    NEUTRAL_SAMPLING,
+    TOKENIZE_ENDPOINTS,
+    ServerTraits,
+    refused_fields,
+    traits_for,
+)
+from testtime.backends.openai_stream import Sample
+from testtime.backends.openai_transport import (
+    RETRY_STATUS,
+    LoopThread,
+    backoff,
+    parse_retry_after,
+    server_message,
+    wait_cancelled,
 )
 
 MODES = ("completions", "chat")
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-_CANCEL_POLL_S = 0.01
-
-
-@dataclass
-class _Sample:
-    """One sample's stream so far."""
-
-    parts: list[str] = field(default_factory=list)
-    tokens: int = 0
-    logprobs: list[float] = field(default_factory=list)
-    reason: str | None = None
-    stop_string: str | None = None
-
-    def completion(self, want_logprobs: bool) -> Completion:
-        return Completion(
-            text="".join(self.parts),
-            finish_reason=self.reason or "cancelled",
-            num_tokens=self.tokens,
-            token_logprobs=list(self.logprobs) if want_logprobs else None,
-            stop_string=self.stop_string,
-        )
+PROBE_PROMPT = "1 + 1 ="
+_parse_retry_after = parse_retry_after  # the name tests and older callers import
 
 
 @dataclass
@@ -86,34 +86,17 @@ class _Job:
     usage_seen: bool = False
 
 
-class _LoopThread:
-    """The loop HTTP runs on: a private asyncio loop on a daemon thread (``loop=None``)
-    or an adopted running loop (a server's), which this object never stops."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.owned = loop is None
-        if loop is None:
-            self.loop = asyncio.new_event_loop()
-            self.thread = threading.Thread(
-                target=self.loop.run_forever, name="testtime-http", daemon=True
-            )
-            self.thread.start()
-        else:  # adopted from inside it: its thread is the caller's
-            self.loop, self.thread = loop, threading.current_thread()
-
-    def submit(self, coro: Any) -> Future:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def stop(self) -> None:
-        if self.owned:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout=5)
-            self.loop.close()
+class _Interrupted(Exception):
+    """The server ended a stream before its samples finished."""
 
 
 class OpenAIGenerator(Generator):
     """``/completions`` (raw-text prompts, continuation) or ``/chat/completions``
-    (the prompt becomes one user message; no continuation) of an OpenAI-compatible API."""
+    (the prompt becomes one user message; no continuation) of an OpenAI-compatible API.
+
+    ``split_n`` asks for every sample in its own request from the start (otherwise that
+    happens once the server is seen ignoring ``n``); ``top_k``, ``min_p``,
+    ``repeat_penalty`` and ``extra_body`` are sent with every request."""
 
     def __init__(
         self,
@@ -132,6 +115,11 @@ class OpenAIGenerator(Generator):
         split_n: bool = False,
         tokenizer: Any = None,
         num_parameters: int | None = None,
+        top_k: int | None = None,
+        min_p: float | None = None,
+        repeat_penalty: float | None = None,
+        extra_body: dict[str, Any] | None = None,
+        neutral_sampling: bool = True,
     ) -> None:
         if not model:
             raise ValueError("an OpenAI-compatible backend needs a model name (option model=...)")
@@ -139,6 +127,8 @@ class OpenAIGenerator(Generator):
             raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
         if max_concurrency < 1 or max_attempts < 1:
             raise ValueError("max_concurrency and max_attempts must be >= 1")
+        if num_parameters is not None and num_parameters < 1:
+            raise ValueError(f"num_parameters must be >= 1, got {num_parameters}")
         if api_key is None and api_key_env is not None:
             api_key = os.environ.get(api_key_env)
             if not api_key:
@@ -146,7 +136,6 @@ class OpenAIGenerator(Generator):
         self.base_url = base_url.rstrip("/")
         self.model, self.mode = model, mode
         self.name = f"openai:{self.base_url}:{model}"
-        self.capabilities = Capabilities(continuation=mode == "completions")
         self._key = api_key
         self._key_hint = f" (from ${api_key_env})" if api_key_env else ""
         self.max_concurrency, self.max_attempts = max_concurrency, max_attempts
@@ -159,16 +148,29 @@ class OpenAIGenerator(Generator):
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
         self.tokenizer = tokenizer
         self._num_parameters = num_parameters
-        self._prompt_tokens: dict[str, int] = {}  # prompt -> server-reported prompt tokens
+        explicit = {"top_k": top_k, "min_p": min_p, "repeat_penalty": repeat_penalty}
+        self._explicit = {k: v for k, v in explicit.items() if v is not None} | (extra_body or {})
+        self.sampling = {**(NEUTRAL_SAMPLING if neutral_sampling else {}), **self._explicit}
+        self.traits: ServerTraits = traits_for(self.base_url, model, mode)
+        self._prompt_tokens: dict[str, int] = {}  # prompt -> prompt tokens (server or tokenizer)
+        self._prompt_sources: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._runner: _LoopThread | None = None
+        self._runner: LoopThread | None = None
         self._client: httpx.AsyncClient | None = None
         self._sem: asyncio.Semaphore | None = None
+        self._serial: asyncio.Semaphore | None = None
         self._not_before = 0.0  # monotonic time before which no request is sent
-        self._stream_usage = True  # ask for usage in the stream until a server refuses it
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIGenerator({self.base_url!r}, model={self.model!r}, mode={self.mode!r})"
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return Capabilities(
+            logprobs=self.traits.logprobs is not False,
+            continuation=self.mode == "completions",
+            seed=self.traits.seed is not False,
+        )
 
     @property
     def num_parameters(self) -> int | None:
@@ -182,12 +184,58 @@ class OpenAIGenerator(Generator):
             )
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
+    def require(self, *needed: str, by: str) -> None:
+        """As :meth:`Generator.require`; logprobs not seen yet are probed for first."""
+        if "logprobs" in needed and self.traits.logprobs is None:
+            self.probe()
+        super().require(*needed, by=by)
+
+    def probe(self) -> ServerTraits:
+        """Ask the server twice for the same two seeded samples with logprobs: learns
+        ``n``, logprobs, usage in streams, ``stop_reason`` and whether ``seed`` is honoured.
+        The requests are not counted in any result's usage."""
+        params = SamplingParams(n=2, temperature=1.0, max_tokens=8, seed=1234, logprobs=True)
+        try:
+            first = self.generate([PROBE_PROMPT], params)
+        except UnsupportedCapability:  # no logprobs (now recorded): probe the rest without
+            params = SamplingParams(n=2, temperature=1.0, max_tokens=8, seed=1234)
+            first = self.generate([PROBE_PROMPT], params)
+        again = self.generate([PROBE_PROMPT], params)
+
+        def texts(res: GenerationResult) -> list[str]:
+            return [c.text for c in res.completions[0]]
+
+        self.traits.learn(
+            "seed", texts(first) == texts(again),
+            None if texts(first) == texts(again)
+            else "seed not honoured: samples are not reproducible from --seed",
+        )
+        return self.traits
+
+    def describe(self) -> dict[str, Any]:
+        t = self.traits
+        if self.split_n or t.n is False:
+            requests = "one request per sample (split n)"
+        else:
+            requests = "n samples per request" + ("" if t.n else " (n support not seen yet)")
+        stops = {True: "server (stop_reason)", False: "client (watching the text)"}
+        return {
+            "name": self.name, "mode": self.mode, "requests": requests,
+            "stop_detection": stops.get(t.stop_reason, "not needed yet"),
+            "prompt_tokens_from": dict(self._prompt_sources),
+            "num_parameters": self._num_parameters,
+            "flops": "from num_parameters" if self._num_parameters else "unknown (no num_parameters)",
+            "sampling_fields": {k: v for k, v in self.sampling.items() if k not in t.refused},
+            "serialised": t.interrupts or self.max_concurrency == 1,
+            "server": t.to_dict(),
+        }
+
     # ---- sync / async entry points -------------------------------------------------
 
-    def _loop_thread(self) -> _LoopThread:
+    def _loop_thread(self) -> LoopThread:
         with self._lock:
             if self._runner is None:
-                self._runner = _LoopThread()
+                self._runner = LoopThread()
             return self._runner
 
     def generate(
@@ -237,7 +285,7 @@ class OpenAIGenerator(Generator):
         Undo with :meth:`aclose` on that loop before it stops."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            old, self._runner = self._runner, _LoopThread(loop)
+            old, self._runner = self._runner, LoopThread(loop)
             client, self._client, self._sem = self._client, None, None
         if old is not None:  # the pool belonged to the previous loop: close it there
             if client is not None:
@@ -260,12 +308,14 @@ class OpenAIGenerator(Generator):
     def __getstate__(self) -> dict[str, Any]:
         # Pickled to Ray workers (testtime.cluster): each copy opens its own loop and pool lazily.
         state = self.__dict__.copy()
-        state.update(_lock=None, _runner=None, _client=None, _sem=None)
+        state.update(_lock=None, _runner=None, _client=None, _sem=None, _serial=None)
+        state.pop("traits")
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self.traits = traits_for(self.base_url, self.model, self.mode)
 
     def close(self) -> None:
         """Close the connection pool and stop the loop thread (a later call restarts them)."""
@@ -307,22 +357,23 @@ class OpenAIGenerator(Generator):
                 headers={"Authorization": f"Bearer {self._key}"} if self._key else {},
             )
             self._sem = asyncio.Semaphore(self.max_concurrency)
-        samples = [[_Sample() for _ in range(params.n)] for _ in prompts]
+            self._serial = asyncio.Semaphore(1)
+        samples = [[Sample() for _ in range(params.n)] for _ in prompts]
+        split = self.split_n or self.traits.n is False
         jobs = [
-            _Job(i, [j] if self.split_n else list(range(params.n)))
+            _Job(i, [j] if split else list(range(params.n)))
             for i in range(len(prompts))
-            for j in (range(params.n) if self.split_n else [0])
+            for j in (range(params.n) if split else [0])
         ]
         usage = Usage()
-        tasks = [
-            asyncio.create_task(
-                self._run_job(
-                    job, prompts[job.prompt], samples[job.prompt], params, usage, on_finish
-                )
+
+        def start(job: _Job) -> asyncio.Task:
+            return asyncio.create_task(
+                self._run_job(job, prompts[job.prompt], samples[job.prompt], params, usage, on_finish)
             )
-            for job in jobs
-        ]
-        watcher = asyncio.create_task(_wait_cancelled(cancel))
+
+        tasks = {start(job): job for job in jobs}
+        watcher = asyncio.create_task(wait_cancelled(cancel))
         try:
             pending = set(tasks)
             while pending and not watcher.done():
@@ -331,8 +382,16 @@ class OpenAIGenerator(Generator):
                 )
                 pending.discard(watcher)
                 for t in done:
-                    if t is not watcher and t.exception() is not None:
+                    if t is watcher:
+                        continue
+                    if t.exception() is not None:
                         raise t.exception()
+                    for j in t.result():  # samples a server ignoring n did not return
+                        job = _Job(tasks[t].prompt, [j])
+                        jobs.append(job)
+                        new = start(job)
+                        tasks[new] = job
+                        pending.add(new)
         finally:
             for t in (*tasks, watcher):
                 t.cancel()  # closes the streams still open
@@ -340,18 +399,61 @@ class OpenAIGenerator(Generator):
         for job in jobs:
             # Streams without a usage report: count what we saw.
             if job.sent and not job.usage_seen:
-                usage.prompt_tokens += self._prompt_estimate(prompts[job.prompt])
+                usage.prompt_tokens += await self._count_prompt(prompts[job.prompt])
                 usage.completion_tokens += sum(samples[job.prompt][j].tokens for j in job.slots)
         return GenerationResult(
             [[s.completion(params.logprobs) for s in row] for row in samples], usage
         )
 
-    def _prompt_estimate(self, prompt: str) -> int:
+    async def _count_prompt(self, prompt: str) -> int:
+        """Prompt tokens of a stream without usage (see the module docstring for the order)."""
         if prompt in self._prompt_tokens:
+            self._prompt_sources["server usage or tokenizer (memo)"] += 1
             return self._prompt_tokens[prompt]
         if self.tokenizer is not None:
-            return self.count_tokens(prompt)
-        return math.ceil(len(prompt.encode()) / 4)
+            tok = self.tokenizer
+            bos = getattr(tok, "bos_token_id", None)
+            extra = int(bos is not None and bos != getattr(tok, "eos_token_id", None))
+            count, source = self.count_tokens(prompt) + extra, "tokenizer"
+        else:
+            count, source = await self._server_tokenize(prompt), "server tokenize endpoint"
+            if count is None:
+                self.traits.note(
+                    "prompt tokens ESTIMATED at 4 bytes/token (no usage, no tokenize endpoint): "
+                    "pass the backend option tokenizer=<model dir or name>"
+                )
+                self._prompt_sources["estimate (4 bytes/token)"] += 1
+                return math.ceil(len(prompt.encode()) / 4)
+        self._prompt_sources[source] += 1
+        self._memo(prompt, count)
+        return count
+
+    def _memo(self, prompt: str, count: int) -> None:
+        if len(self._prompt_tokens) > 10_000:  # bound the memo on long runs
+            self._prompt_tokens.clear()
+        self._prompt_tokens[prompt] = count
+
+    async def _server_tokenize(self, prompt: str) -> int | None:
+        """Token count from the server's tokenize endpoint (the first that answers)."""
+        assert self._client is not None
+        t = self.traits
+        root = self.base_url.removesuffix("/v1")
+        for path, key in TOKENIZE_ENDPOINTS:
+            if t.tokenize is not None and path != t.tokenize:
+                continue
+            url = f"{root}/{path.removeprefix('../')}"
+            try:
+                resp = await self._client.post(url, json={"model": self.model, key: prompt})
+                count = resp.json().get("count") if resp.status_code == 200 else None
+            except (httpx.HTTPError, ValueError, AttributeError):
+                count = None
+            if isinstance(count, int):
+                if t.tokenize is None:
+                    t.tokenize = path
+                    t.note(f"prompt tokens counted by the server's {url}")
+                return count
+        t.tokenize = ""
+        return None
 
     def _body(self, prompt: str, params: SamplingParams, n: int, seed: int | None) -> dict:
         body: dict[str, Any] = {
@@ -361,10 +463,10 @@ class OpenAIGenerator(Generator):
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
             "stream": True,
+            "stream_options": {"include_usage": True},
+            **self.sampling,
         }
-        if self._stream_usage:
-            body["stream_options"] = {"include_usage": True}
-        if params.stop:
+        if params.stop and self.traits.stop_reason is True:  # else watched client-side
             body["stop"] = list(params.stop)
         if seed is not None:
             body["seed"] = seed
@@ -376,56 +478,68 @@ class OpenAIGenerator(Generator):
             body["prompt"] = prompt
             if params.logprobs:
                 body["logprobs"] = 1  # top-1 alternatives; we read the sampled tokens' values
+        for name in self.traits.refused - set(self._explicit):  # explicit ones stay (an error)
+            body.pop(name, None)
         return body
 
     async def _run_job(
         self,
         job: _Job,
         prompt: str,
-        samples: list[_Sample],
+        samples: list[Sample],
         params: SamplingParams,
         usage: Usage,
         on_finish: FinishCallback | None,
-    ) -> None:
-        assert self._sem is not None and self._client is not None
+    ) -> list[int]:
+        """Serve one job (with retries); returns the slots a server ignoring n left unfilled."""
+        assert self._sem is not None and self._client is not None and self._serial is not None
         url = f"{self.base_url}/{'chat/completions' if self.mode == 'chat' else 'completions'}"
-        # split_n: sample j gets seed + j so the n requests differ but stay reproducible.
+        # Split samples: sample j gets seed + j so the requests differ but stay reproducible.
         seed = params.seed
-        if seed is not None and self.split_n:
+        if seed is not None and len(job.slots) == 1:
             seed += job.slots[0]
-        last_error = ""
+        last_error, attempt = "", 0
         async with self._sem:
-            for attempt in range(self.max_attempts):
+            while attempt < self.max_attempts:
                 pending = [j for j in job.slots if samples[j].reason is None]
                 for j in pending:  # tokens of a broken attempt were spent, but are discarded
                     usage.completion_tokens += samples[j].tokens
-                    samples[j] = _Sample()
+                    samples[j] = Sample()
                 await self._wait_gate()
                 retry_after: float | None = None
+                gate = self._serial if self.traits.interrupts else contextlib.nullcontext()
                 try:
-                    usage.calls += 1  # every HTTP request sent, retries included
-                    body = self._body(prompt, params, len(pending), seed)
-                    async with self._client.stream("POST", url, json=body) as resp:
-                        if resp.status_code != 200:
-                            await resp.aread()
-                            if self._refuses_stream_usage(resp):
-                                # An older server: count usage from the stream instead.
-                                self._stream_usage = False
-                                continue
-                            retry_after = self._check_status(resp, url)
-                            last_error = f"HTTP {resp.status_code}"
-                        else:
-                            job.sent = True  # the server is processing the prompt
-                            await self._read_stream(
-                                resp, url, job, prompt, pending, samples, usage, params, on_finish
-                            )
-                            return
+                    async with gate:
+                        usage.calls += 1  # every HTTP request sent, retries included
+                        body = self._body(prompt, params, len(pending), seed)
+                        async with self._client.stream("POST", url, json=body) as resp:
+                            if resp.status_code != 200:
+                                await resp.aread()
+                                if self._drop_refused(resp, body):
+                                    continue  # not an attempt: the same request minus a field
+                                retry_after = self._check_status(resp, url)
+                                last_error = f"HTTP {resp.status_code}"
+                            else:
+                                job.sent = True  # the server is processing the prompt
+                                # Stop strings the server was not told about are watched here.
+                                watch = () if "stop" in body else params.stop
+                                return await self._read_stream(
+                                    resp, url, job, prompt, pending, samples, usage, params,
+                                    watch, on_finish,
+                                )
                 except httpx.TimeoutException:
                     last_error = f"timed out (timeout {self.timeout.read}s)"
+                except (_Interrupted, httpx.RemoteProtocolError) as err:
+                    self.traits.interrupts = True
+                    self.traits.note(f"streams were cut short: requests serialised; {INTERRUPT_HINT}")
+                    last_error = f"the server cut the stream short ({err}); {INTERRUPT_HINT}"
                 except httpx.TransportError as err:
                     last_error = f"connection error: {type(err).__name__}"
-                if attempt + 1 < self.max_attempts:
-                    await asyncio.sleep(self._backoff(attempt, retry_after))
+                attempt += 1
+                if attempt < self.max_attempts:
+                    await asyncio.sleep(
+                        backoff(attempt - 1, retry_after, self.backoff_base, self.backoff_max)
+                    )
         raise BackendError(f"{url} failed after {self.max_attempts} attempts: {last_error}")
 
     async def _wait_gate(self) -> None:
@@ -433,24 +547,30 @@ class OpenAIGenerator(Generator):
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter; a server's Retry-After wins (capped)."""
-        if retry_after is not None:
-            return min(retry_after, self.backoff_max) * random.uniform(1.0, 1.1)
-        return min(self.backoff_max, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
-
-    def _refuses_stream_usage(self, resp: httpx.Response) -> bool:
-        return (
-            self._stream_usage
-            and resp.status_code in (400, 422)
-            and "stream_options" in self._server_message(resp)
-        )
+    def _drop_refused(self, resp: httpx.Response, body: dict) -> bool:
+        """A 400/422 naming optional fields we sent: drop them from now on (True). A field
+        the user set explicitly is not optional: that is an error."""
+        if resp.status_code not in (400, 422):
+            return False
+        optional = {k for k in body if k in self.sampling or k == "stream_options"}
+        names = refused_fields(server_message(resp, self._key), optional)
+        forced = names & set(self._explicit)
+        if forced:
+            raise BackendError(
+                f"{self.base_url} refuses the sampling field(s) {', '.join(sorted(forced))} "
+                f"set by the backend options: {server_message(resp, self._key)}"
+            )
+        if not names:
+            return False
+        self.traits.refused |= names
+        self.traits.note(f"server refused {', '.join(sorted(names))}: no longer sent")
+        return True
 
     def _check_status(self, resp: httpx.Response, url: str) -> float | None:
         """Raise for a final error; for a retryable one return Retry-After (seconds or None)."""
-        code, msg = resp.status_code, self._server_message(resp)
+        code, msg = resp.status_code, server_message(resp, self._key)
         if code in RETRY_STATUS:
-            retry_after = _parse_retry_after(resp.headers.get("retry-after"))
+            retry_after = parse_retry_after(resp.headers.get("retry-after"))
             if code in (429, 503):  # back off every request of this generator, not just this one
                 wait = retry_after if retry_after is not None else self.backoff_base
                 self._not_before = max(
@@ -466,16 +586,6 @@ class OpenAIGenerator(Generator):
             )
         raise BackendError(f"HTTP {code} from {url}: {msg}")
 
-    def _server_message(self, resp: httpx.Response) -> str:
-        try:
-            err = resp.json().get("error", resp.json())
-            msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-        except (ValueError, AttributeError):
-            msg = resp.text
-        if self._key:
-            msg = msg.replace(self._key, "***")
-        return " ".join(msg.split())[:300] or "(no message)"
-
     async def _read_stream(
         self,
         resp: httpx.Response,
@@ -483,98 +593,104 @@ class OpenAIGenerator(Generator):
         job: _Job,
         prompt: str,
         pending: list[int],
-        samples: list[_Sample],
+        samples: list[Sample],
         usage: Usage,
         params: SamplingParams,
+        client_stops: Sequence[str],
         on_finish: FinishCallback | None,
-    ) -> None:
+    ) -> list[int]:
+        t = self.traits
         seen: set[int] = set()
-        done = False
+        done = cut = False
         async for line in resp.aiter_lines():
             # After [DONE] the body is read to its end all the same: a response left
             # unfinished closes its connection, and the next call pays a new TCP connect.
             if done or not line.startswith("data:"):
-                continue  # blank separators, comments, event names
+                continue  # blank separators, comments, event names, pings
             data = line[5:].strip()
             if data == "[DONE]":
                 done = True
                 continue
-            try:
-                chunk = json.loads(data)
-            except json.JSONDecodeError:
-                raise BackendError(
-                    f"malformed JSON in the stream from {url}: {data[:80]!r}"
-                ) from None
-            if not isinstance(chunk, dict):
-                raise BackendError(f"malformed chunk from {url}: {data[:80]!r}")
-            if "error" in chunk:
-                raise BackendError(
-                    f"{url} reported an error mid-stream: {str(chunk['error'])[:300]}"
-                )
+            chunk = _parse_chunk(data, url)
             for choice in chunk.get("choices") or []:
                 k = choice.get("index", 0)
                 if not isinstance(k, int) or not 0 <= k < len(pending):
                     raise BackendError(f"{url} sent a choice index {k!r} beyond n={len(pending)}")
                 seen.add(k)
-                j = pending[k]
-                s = samples[j]
-                _absorb(s, choice, self.mode)
+                s = samples[pending[k]]
+                if s.reason is not None:  # stopped client-side: the rest is dropped
+                    continue
+                chars = sum(map(len, s.parts))
+                s.absorb(choice, self.mode == "chat")
                 reason = choice.get("finish_reason")
-                if reason is not None and s.reason is None:
+                if client_stops and s.watch_stops(client_stops, chars):
+                    cut = True
+                elif reason is not None:
                     s.reason = "length" if reason == "length" else "stop"
+                    t.learn(
+                        "stop_reason", "stop_reason" in choice,
+                        None if "stop_reason" in choice
+                        else "server names no stop_reason: stop strings detected client-side",
+                    )
                     stop = choice.get("stop_reason")
                     if isinstance(stop, str) and stop in params.stop:
                         s.stop_string = stop
-                    if on_finish is not None:
-                        on_finish(job.prompt, j, s.completion(params.logprobs))
+                else:
+                    continue
+                if on_finish is not None:
+                    on_finish(job.prompt, pending[k], s.completion(params.logprobs))
             u = chunk.get("usage")
             if isinstance(u, dict) and "completion_tokens" in u:
                 job.usage_seen = True
                 usage.prompt_tokens += int(u.get("prompt_tokens", 0))
                 usage.completion_tokens += int(u["completion_tokens"])
-                if len(self._prompt_tokens) > 10_000:  # bound the memo on long runs
-                    self._prompt_tokens.clear()
-                self._prompt_tokens[prompt] = int(u.get("prompt_tokens", 0))
-        if len(seen) < len(pending):
+                self._prompt_sources["server usage"] += 1
+                self._memo(prompt, int(u.get("prompt_tokens", 0)))
+            if cut and all(samples[j].reason is not None for j in pending):
+                break  # closing the stream stops the server generating past the stop string
+        if not cut:
+            t.learn("stream_usage", job.usage_seen, None if job.usage_seen else (
+                "server sends no usage in streams: tokens counted from the stream"
+            ))
+        if not seen and not cut:
+            raise _Interrupted("the stream ended before any choice")
+        leftovers: list[int] = []
+        if len(pending) > 1 and seen == {0} and done:
+            t.learn("n", False, "server ignores n: samples asked for one request each")
+            if t.n is False:
+                leftovers = pending[1:]
+        elif len(pending) > 1 and len(seen) == len(pending):
+            t.learn("n", True)
+        if len(seen) + len(leftovers) < len(pending):
             raise BackendError(
                 f"{url} returned {len(seen)} of the {len(pending)} samples asked for (n); "
-                "for servers without n > 1 use the option split_n=True"
+                "use the backend option split_n=true"
             )
-        for j in pending:
-            if samples[j].reason is None:  # some servers omit the final finish_reason
-                samples[j].reason = "stop"
+        got = [pending[k] for k in sorted(seen)]
+        if any(samples[j].reason is None for j in got):
+            raise _Interrupted("a sample got no finish_reason")
+        self._check_logprobs([samples[j] for j in got], params, url)
+        return leftovers
+
+    def _check_logprobs(self, got: list[Sample], params: SamplingParams, url: str) -> None:
+        if not params.logprobs:
+            return
+        missing = any(s.tokens and not s.logprobs for s in got)
+        self.traits.learn("logprobs", not missing)
+        if missing:
+            raise UnsupportedCapability(
+                f"{url} returned no logprobs for model {self.model!r}; strategies that need "
+                "them (e.g. rpc, qalign) cannot run on this server"
+            )
 
 
-async def _wait_cancelled(cancel: CancelToken | None) -> None:
-    """Returns once ``cancel`` is set (never without one); a thread-safe flag, so poll it."""
-    while cancel is None or not cancel.cancelled:
-        await asyncio.sleep(_CANCEL_POLL_S if cancel is not None else 3600)
-
-
-def _absorb(s: _Sample, choice: dict, mode: str) -> None:
-    """Add one streamed choice delta (text, tokens, logprobs) to a sample."""
-    if mode == "chat":
-        text = (choice.get("delta") or {}).get("content") or ""
-        lp = (choice.get("logprobs") or {}).get("content") or []
-        values = [e.get("logprob") for e in lp if isinstance(e, dict)]
-    else:
-        text = choice.get("text") or ""
-        values = (choice.get("logprobs") or {}).get("token_logprobs") or []
-    s.parts.append(text)
-    s.logprobs.extend(float(v) for v in values if v is not None)
-    s.tokens += len(values) if values else (1 if text else 0)
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
+def _parse_chunk(data: str, url: str) -> dict:
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+        chunk = json.loads(data)
+    except json.JSONDecodeError:
+        raise BackendError(f"malformed JSON in the stream from {url}: {data[:80]!r}") from None
+    if not isinstance(chunk, dict):
+        raise BackendError(f"malformed chunk from {url}: {data[:80]!r}")
+    if "error" in chunk:
+        raise BackendError(f"{url} reported an error mid-stream: {str(chunk['error'])[:300]}")
+    return chunk
