@@ -512,6 +512,8 @@ def scale(
         "budgets": plan.budgets, "difficulties": list(plan.problems), "limit": limit,
         "seed": seed, "verifier": None if verifier is None else verifier.name,
         **{k: v for k, v in plan.options.items() if k != "seed"},
+        # What the backend is and did (for HTTP ones: what the server honours, adaptations).
+        "backend_info": generator.describe(),
     }
     write_records(out / "problems.jsonl", records)
     write_results(out / "results.json", rows, config)
