@@ -12,6 +12,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class BackendError(RuntimeError):
@@ -159,6 +160,11 @@ class Generator(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` under this model's tokenizer."""
         raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What this backend is and did (a run's config records it): name, parameter
+        count, and for remote ones what was learnt about the server and adapted to."""
+        return {"name": self.name, "num_parameters": self.num_parameters}
 
     def require(self, *needed: str, by: str) -> None:
         """Refuse up front when a strategy needs a capability this backend lacks."""
