@@ -44,3 +44,14 @@ def test_report_states_the_ttspm_saturation():
         r["coverage"] = 1 - 0.7 ** r["n"]
     text = markdown(rows, {})
     assert "p̂ = 0.300" in text and "predicts N* = 10" in text and "knee: N = 8" in text
+
+
+def test_plot_title_names_task_model_verifier_and_n_range():
+    from testtime.scale.report import run_title
+
+    rows = [row("majority", 1, 0.4, 2e6), row("majority", 16, 0.6, 8e6)]
+    config = {"task": "countdown", "backend": "openai:http://h/v1", "verifier": "prm"}
+    assert run_title(rows, config) == "countdown · model openai:http://h/v1 · verifier prm · N 1–16"
+    assert run_title(rows[:1], {"task": "arith", "backend": "embedded", "verifier": None}) == (
+        "arith · model embedded · verifier none · N 1"
+    )

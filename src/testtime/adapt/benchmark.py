@@ -467,7 +467,8 @@ def plot_heatmap(results: dict[str, Any], path: Path) -> None:
          for k in keys]
     )  # fmt: skip
     cols = [_SHORT.sub("", d) for d in domains] + ["MEAN"]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(cols), 1.2 + 0.42 * len(keys)))
+    # Wide enough for the title at any number of columns; tight_layout keeps it unclipped.
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.6 + 0.55 * len(cols)), 1.6 + 0.42 * len(keys)))
     im = ax.imshow(
         grid, cmap="viridis_r", vmin=0, vmax=max(50.0, float(np.nanmax(grid))), aspect="auto"
     )
@@ -479,9 +480,10 @@ def plot_heatmap(results: dict[str, Any], path: Path) -> None:
                 ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=6,
                         color="white" if grid[i, j] > 35 else "black")  # fmt: skip
     cfg = results["config"]
-    ax.set_title(f"online error % — {cfg['model']}, {cfg['setting']}, sev {cfg['severity']}, "
-                 f"bs {cfg['batch_size']}", fontsize=9)  # fmt: skip
-    fig.colorbar(im, ax=ax, fraction=0.03)
+    limit = "all" if cfg["limit"] is None else cfg["limit"]
+    ax.set_title(f"CIFAR-10-C online error % — {cfg['model']}, {cfg['setting']}, sev {cfg['severity']}, "
+                 f"batch {cfg['batch_size']}, {limit} images/domain", fontsize=9, wrap=True)  # fmt: skip
+    fig.colorbar(im, ax=ax, fraction=0.03).set_label("error %", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=130)

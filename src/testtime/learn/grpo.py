@@ -336,6 +336,9 @@ class GRPOTrainer(StepTrainer):
 
         result = super().train()
         log = result.pop("log")
-        plot_log(log, self.run.path / "log.png")
+        cfg = self.cfg
+        plot_log(log, self.run.path / "log.png",
+                 f"{self.task.name} · model {self.policy.model_dir.name} · reward {cfg.reward} "
+                 f"({cfg.n_votes} votes, rollout {cfg.rollout}) · {len(self.eval_problems)} problems")
         result["rollout_tokens"] = sum(row.get("rollout_tokens", 0.0) for row in log)
         return self.run.finish({"config": asdict(self.cfg), **result})

@@ -15,8 +15,8 @@ PANELS = (
 )
 
 
-def plot_log(log: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Write a PNG of the per-step metrics (nothing for an empty log)."""
+def plot_log(log: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> None:
+    """Write a PNG of the per-step metrics under ``title`` (nothing for an empty log)."""
     if not log:
         return
     import matplotlib
@@ -36,6 +36,8 @@ def plot_log(log: Sequence[dict[str, Any]], path: str | Path) -> None:
         if title == "accuracy":
             ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)

@@ -42,9 +42,18 @@ def _cost(row: dict[str, Any], x: str) -> float | None:
     return row["computed_tokens"]
 
 
-def plot(rows: Sequence[dict[str, Any]], x: str, path: str | Path) -> None:
+def run_title(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
+    """What a plot shows: task, model (backend), verifier and the range of N."""
+    ns = sorted({r["n"] for r in rows})
+    span = f"N {ns[0]}–{ns[-1]}" if ns and ns[0] != ns[-1] else f"N {ns[0] if ns else '?'}"
+    return (f"{config.get('task', '?')} · model {config.get('backend') or '?'} · "
+            f"verifier {config.get('verifier') or 'none'} · {span}")
+
+
+def plot(rows: Sequence[dict[str, Any]], x: str, path: str | Path, title: str = "") -> None:
     """Accuracy (with its CI band) vs N or FLOPs per problem: one panel per
-    difficulty, one line per strategy, log-2 x axis. Written atomically as PNG."""
+    difficulty, one line per strategy, log-2 x axis, ``title`` above all panels.
+    Written atomically as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,6 +81,8 @@ def plot(rows: Sequence[dict[str, Any]], x: str, path: str | Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy")
     axes[0][-1].legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -79,7 +90,7 @@ def plot(rows: Sequence[dict[str, Any]], x: str, path: str | Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_differences(rows: Sequence[dict[str, Any]], path: str | Path) -> bool:
+def plot_differences(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> bool:
     """Paired accuracy difference to the baseline (with its paired-bootstrap CI) vs N,
     one panel per difficulty; False (nothing written) when no row has a difference."""
     rows = [r for r in rows if r.get("diff") is not None]
@@ -107,6 +118,8 @@ def plot_differences(rows: Sequence[dict[str, Any]], path: str | Path) -> bool:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"accuracy − {rows[0]['baseline']} (paired)")
     axes[0][-1].legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -187,9 +200,10 @@ def _saturation(rows: Sequence[dict[str, Any]], epsilon: float = 0.01) -> list[s
 def write_report(out_dir: str | Path, rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> Path:
     """Both plots and report.md into ``out_dir``; returns the report's path."""
     out = Path(out_dir)
+    title = run_title(rows, config)
     for x, name in PLOTS.items():
-        plot(rows, x, out / name)
-    plot_differences(rows, out / DIFF_PLOT)
+        plot(rows, x, out / name, title)
+    plot_differences(rows, out / DIFF_PLOT, title)
     path = out / "report.md"
     atomic_write_text(path, markdown(rows, config))
     return path
