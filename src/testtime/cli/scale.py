@@ -167,6 +167,11 @@ def scale_command(
     ] = "embedded",
     model: Annotated[str | None, Option(help="model name for openai/vllm backends")] = None,
     api_key_env: Annotated[str | None, Option(help="environment variable holding the API key")] = None,
+    backend_option: Annotated[
+        list[str] | None,
+        Option(help="backend option KEY=VALUE (repeatable): split_n=true, tokenizer=DIR, "
+               "num_parameters=N, max_concurrency=N, top_k=40, min_p=0.05, repeat_penalty=1.1"),
+    ] = None,
     verifier: Annotated[
         str | None, Option(help="verifier for scored strategies: oracle, prm, orm...")
     ] = None,
@@ -221,6 +226,7 @@ def scale_command(
         backend_options["model"] = model
     if api_key_env is not None:
         backend_options["api_key_env"] = api_key_env
+    backend_options.update(parse_options(backend_option))
     extra_options = parse_options(option)
     if budget is not None:  # only compute-optimal takes it; run_and_report refuses otherwise
         extra_options["budget"] = check_positive("--budget", budget)

@@ -37,6 +37,10 @@ def serve(
         None, help="environment variable holding the upstream server's API key (never logged)"
     ),
     upstream_model: str = typer.Option(None, help="model name to request from the upstream"),
+    backend_option: Annotated[
+        list[str] | None,
+        typer.Option(help="upstream backend option KEY=VALUE (repeatable), e.g. split_n=true"),
+    ] = None,
     upstream_timeout: float = typer.Option(
         15.0, min=0.001, help="seconds per upstream read (a hung upstream fails in ~attempts x this)"
     ),
@@ -85,6 +89,7 @@ def serve(
     `majority-16/<model>`, `best-of-8/<model>`, `beam-4x16/<model>`... or pass
     `{"testtime": {"strategy": ..., "n": ...}}` in the request body."""
     from testtime.backends import get_generator
+    from testtime.cli.scale import parse_options
     from testtime.serve.app import check_binding, create_app
     from testtime.serve.limits import Limits
     from testtime.serve.options import Resources
@@ -131,6 +136,7 @@ def serve(
             max_attempts=upstream_attempts,
             max_concurrency=upstream_concurrency,
         )
+    options.update(parse_options(backend_option))
     generator = get_generator(f"openai:{upstream}" if remote else upstream, **options)
     # The name clients ask for: the upstream's model, or the model directory's name.
     if upstream_model:
