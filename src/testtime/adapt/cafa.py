@@ -9,7 +9,6 @@ from testtime.adapt.base import ADAPT_METHODS, AdaptMethod, SourceData, iter_sou
 from testtime.adapt.common import make_optimizer
 from testtime.adapt.params import FeatureHook, collect_norm_params, configure_norm
 
-
 COVARIANCES = ("tied", "class")
 
 

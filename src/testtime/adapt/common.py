@@ -63,3 +63,28 @@ def make_optimizer(
             params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True
         )
     raise ValueError(f"unknown optimizer {name!r}; valid: adam, sgd")
+
+
+def interpolated_quantile(values: Tensor, q: float) -> Tensor:
+    """The ``q`` quantile of a flat tensor with linear interpolation between the two
+    nearest order statistics (as the PETAL/PSMT reference code's ``find_quantile``)."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q}")
+    ordered = values.flatten().sort().values
+    pos = q * (ordered.numel() - 1)
+    lo = int(pos)
+    hi = min(lo + 1, ordered.numel() - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@torch.no_grad()
+def restore_low_fisher(params: list[nn.Parameter], sources: list[Tensor], q: float) -> list[Tensor]:
+    """Reset to ``sources`` every parameter entry whose squared gradient (this step's
+    ``p.grad``) lies below the ``q`` quantile over all entries (PETAL-FIM / PSMT);
+    returns the restore masks (True = restored)."""
+    sq = [(p.grad if p.grad is not None else torch.zeros_like(p)).square() for p in params]
+    threshold = interpolated_quantile(torch.cat([s.flatten() for s in sq]), q)
+    masks = [s < threshold for s in sq]
+    for p, p0, m in zip(params, sources, masks, strict=True):
+        p.copy_(torch.where(m, p0, p))
+    return masks
