@@ -39,3 +39,21 @@ def train(
     info = trainer(path, steps, seed, resume, threads)
     summary = {k: v for k, v in info.items() if isinstance(v, int | float | str)}
     typer.echo(f"trained {name} into {path}: {json.dumps(summary)}")
+
+
+@zoo_app.command("export")
+def export(
+    model: Annotated[str, typer.Argument(help="shipped model name (tiny-reasoner) or a GPT-2 LM directory")],
+    out: Annotated[Path, typer.Option(help="output file, e.g. tiny-reasoner.gguf")],
+    format: Annotated[str, typer.Option("--format", help="export format (gguf)")] = "gguf",
+    dtype: Annotated[str, typer.Option(help="weight dtype: f32 or f16")] = "f32",
+) -> None:
+    """Export a causal LM for another engine (GGUF: llama.cpp), checked by reading it back."""
+    if format != "gguf":
+        raise ValueError(f"unknown export format {format!r}; valid: gguf")
+    from testtime.zoo.gguf_export import export_gguf, verify_gguf
+
+    source = WEIGHTS_DIR / model if (WEIGHTS_DIR / model / "config.json").is_file() else Path(model)
+    info = export_gguf(source, out, dtype=dtype)
+    info["max_abs_diff"] = verify_gguf(source, out)
+    typer.echo(f"exported {source} to {out}: {json.dumps(info)}")
