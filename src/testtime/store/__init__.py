@@ -1,6 +1,8 @@
 """testtime.store: atomic result files and the resumable run store."""
 
 from testtime.store.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from testtime.store.identity import component_identity, weights_hash
+from testtime.store.resultset import read_result_set, result_set
 from testtime.store.resume import resumable_map
 from testtime.store.runstore import (
     RunConfigMismatch,
@@ -19,7 +21,11 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "component_identity",
     "fingerprint",
     "item_key",
+    "read_result_set",
+    "result_set",
     "resumable_map",
+    "weights_hash",
 ]

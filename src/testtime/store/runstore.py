@@ -80,11 +80,16 @@ class RunStore:
     to create a store; when opening an existing one it is checked against the
     stored config, or may be omitted to read the store as it is.
 
+    ``scope`` (JSON-able, optional) is mixed into every :meth:`key` but not checked
+    against the stored run: what the items depend on that may change between runs
+    (the model's weights hash...), so a change gives new keys (recomputed), not an error.
+
     Safe to share between threads; several processes may open the same store
     (SQLite WAL), each write is one transaction.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, config: Any = None) -> None:
+    def __init__(self, run_dir: str | os.PathLike, config: Any = None, *, scope: Any = None) -> None:
+        self._scope = () if scope is None else (fingerprint(scope),)
         self.run_dir = Path(run_dir)
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise ValueError(f"run directory {str(self.run_dir)!r} is a file")
@@ -213,8 +218,8 @@ class RunStore:
         return [(k, v, p) for k, v, p, c in rows if self._intact(k, v, p, c)]
 
     def key(self, *parts: Any) -> str:
-        """An item key scoped to this run's config."""
-        return item_key(self.fingerprint, *parts)
+        """An item key scoped to this run's config (and ``scope``)."""
+        return item_key(self.fingerprint, *self._scope, *parts)
 
     def put(self, key: str, value: Any, pool: Sequence[Any] | None = None) -> None:
         """Store (or replace) an item and, optionally, its candidate pool, atomically."""
