@@ -55,3 +55,5 @@ def test_plot_title_names_task_model_verifier_and_n_range():
     assert run_title(rows[:1], {"task": "arith", "backend": "embedded", "verifier": None}) == (
         "arith · model embedded · verifier none · N 1"
     )
+    info = {"task": "arith", "backend": "embedded", "backend_info": {"name": "local:tiny-reasoner:lean"}}
+    assert run_title(rows, info).startswith("arith · model local:tiny-reasoner:lean · verifier none")

@@ -47,6 +47,7 @@ from testtime.cli import learn as _learn  # noqa: E402,F401
 from testtime.cli import run as _run  # noqa: E402,F401
 from testtime.cli import scale as _scale  # noqa: E402,F401
 from testtime.cli import serve as _serve  # noqa: E402,F401
+from testtime.cli import show as _show  # noqa: E402,F401
 from testtime.cli import zoo as _zoo  # noqa: E402,F401
 
 

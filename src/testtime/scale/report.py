@@ -46,7 +46,8 @@ def run_title(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
     """What a plot shows: task, model (backend), verifier and the range of N."""
     ns = sorted({r["n"] for r in rows})
     span = f"N {ns[0]}–{ns[-1]}" if ns and ns[0] != ns[-1] else f"N {ns[0] if ns else '?'}"
-    return (f"{config.get('task', '?')} · model {config.get('backend') or '?'} · "
+    model = (config.get("backend_info") or {}).get("name") or config.get("backend") or "?"
+    return (f"{config.get('task', '?')} · model {model} · "
             f"verifier {config.get('verifier') or 'none'} · {span}")
 
 
