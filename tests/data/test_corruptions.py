@@ -157,11 +157,23 @@ def test_plasma_is_normalised_and_differs_per_image():
     assert not np.allclose(p[0], p[1])
 
 
-def test_frost_textures_are_fixed_and_frost_like():
+def test_frost_uses_the_photos_at_cifar_scale():
     t = C.frost_textures()
-    assert len(t) == 5 and all(a.shape == (160, 160, 3) for a in t)
+    shapes = [a.shape for a in t]
+    assert shapes == [(120, 180, 3), (63, 112, 3), (63, 112, 3), (70, 105, 3), (99, 132, 3)]
     means = np.mean([a.mean(axis=(0, 1)) for a in t], axis=0)
-    assert means[2] > means[1] > means[0] and 0.45 < means.mean() < 0.75  # bluish, like the photos
+    assert means[2] > means[1] > means[0]  # the photos are bluish
+    # one image: c0·x + c1·(a 32×32 crop of one photo), hand-checked against all crops
+    x = np.full((1, 32, 32, 3), 0.5, np.float32)
+    out = C._frost(x, C.image_rngs(0, "frost", 5, np.arange(1)), (0.75, 0.45))
+    crop = (out[0] - 0.75 * 0.5) / 0.45
+    found = any(
+        np.allclose(crop, a[r : r + 32, c : c + 32], atol=1e-5)
+        for a in t
+        for r in range(a.shape[0] - 32)
+        for c in range(a.shape[1] - 32)
+    )
+    assert found
 
 
 def test_empty_batch(images):

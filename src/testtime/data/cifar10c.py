@@ -28,9 +28,14 @@ from testtime.store.atomic import atomic_write_bytes
 SHAPE = (32, 32, 3)
 
 
+# Bumped whenever a corruption's output changes, so that a stale cached build is never
+# read: 2 = frost from the generator's photos (was: procedural textures).
+GENERATOR_VERSION = 2
+
+
 def default_root(n_images: int, seed: int = 0) -> Path:
     """Where :func:`build_cifar10c` caches a build of ``n_images`` test images."""
-    return cache_dir() / f"cifar10c-n{n_images}-seed{seed}"
+    return cache_dir() / f"cifar10c-v{GENERATOR_VERSION}-n{n_images}-seed{seed}"
 
 
 def _file(root: Path, corruption: str, severity: int | None) -> Path:

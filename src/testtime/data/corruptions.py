@@ -7,15 +7,16 @@ seeded with ``(seed, corruption id, severity, i)``, so any subset or batch of
 images gives exactly the result of the full run; the deterministic work (filters,
 resampling) is vectorised over the batch.
 
-Deviations from the released generator (which needed ImageMagick, used unseeded
-global randomness and frost photos):
+Deviations from the released generator (which needed ImageMagick and used unseeded
+global randomness):
 
 - ``motion_blur`` and the snow layer use our own line-kernel convolution (one-sided
   Gaussian-weighted line of ``2·radius + 1`` taps, nearest-pixel offsets, edges
   replicated), which is what ImageMagick's ``-motion-blur`` computes.
-- ``frost`` overlays crops of five procedural frost textures (ice needles with
-  hexagonal branching on a plasma haze, tinted like the photos' mean colour)
-  instead of the five photos.
+- ``frost`` overlays crops of the generator's own five frost photos, shipped at its
+  CIFAR scale in ``assets/frost_cifar.npz`` (from the ``imagecorruptions`` 1.1.2
+  distribution, Apache-2.0; ``assets/FROST.md``); decoded with Pillow, not OpenCV
+  (the JPEG photos may differ by a grey level).
 - ``spatter``'s water branch uses our own Canny / distance / histogram-equalisation
   steps instead of OpenCV's.
 - Results are rounded to uint8 (the original truncated).
@@ -30,6 +31,7 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -323,81 +325,30 @@ def _snow(x, rngs, p):
     return x + flakes + np.rot90(flakes, k=2, axes=(1, 2))
 
 
-# Frost: the photos are replaced by procedural textures (module docstring).
-_FROST_TEXTURES, _FROST_SIZE = 5, 160
-_FROST_TINT = np.array([0.84, 0.95, 1.0], dtype=np.float32)  # the photos are bluish (B > G > R)
-
-
-def _rasterise_segments(
-    canvas: np.ndarray, starts: np.ndarray, ends: np.ndarray, values: np.ndarray
-) -> None:
-    """Add anti-aliased (bilinear-splatted) line segments to a square canvas, wrapping."""
-    size = canvas.shape[0]
-    lengths = np.linalg.norm(ends - starts, axis=1)
-    steps = np.maximum(2, np.ceil(lengths * 2).astype(int))
-    seg = np.repeat(np.arange(len(starts)), steps)
-    t = np.concatenate([np.linspace(0, 1, s) for s in steps])
-    pts = starts[seg] + t[:, None] * (ends[seg] - starts[seg])
-    val = values[seg] / 2  # two samples per pixel of length
-    base = np.floor(pts).astype(int)
-    frac = pts - base
-    for oy, ox in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        wy = frac[:, 0] if oy else 1 - frac[:, 0]
-        wx = frac[:, 1] if ox else 1 - frac[:, 1]
-        np.add.at(canvas, ((base[:, 0] + oy) % size, (base[:, 1] + ox) % size), val * wy * wx)
-
-
-def _frost_texture(rng: np.random.Generator, size: int = _FROST_SIZE) -> np.ndarray:
-    """One tileable frost texture [size,size,3] in [0,1]: dendritic ice on a haze."""
-    starts, ends, values = [], [], []
-    for _ in range(size * size // 60):  # crystal seeds
-        centre = rng.uniform(0, size, 2)
-        theta0 = rng.uniform(0, np.pi / 3)
-        arm = rng.pareto(2.0) * 3 + 2  # a few long crystals, many short ones
-        bright = rng.uniform(0.25, 0.6)
-        for k in range(6):  # hexagonal symmetry of ice, with jitter
-            theta = theta0 + k * np.pi / 3 + rng.normal(0, 0.1)
-            direction = np.array([np.sin(theta), np.cos(theta)])
-            length = arm * rng.uniform(0.5, 1.0)
-            tip = centre + length * direction
-            starts.append(centre), ends.append(tip), values.append(bright)
-            for s in np.arange(1.5, length, 1.5):  # side branches at ±60°
-                root = centre + s * direction
-                side = (length - s) * 0.5
-                for sign in (-1, 1):
-                    phi = theta + sign * np.pi / 3
-                    starts.append(root)
-                    ends.append(root + side * np.array([np.sin(phi), np.cos(phi)]))
-                    values.append(bright * 0.6)
-    crystals = np.zeros((size, size))
-    _rasterise_segments(crystals, np.array(starts), np.array(ends), np.array(values))
-    crystals = ndimage.gaussian_filter(np.minimum(crystals, 1.0), 0.5, mode="wrap")
-    haze = _plasma([rng], decay=2.0, size=256)[0, :size, :size]
-    grain = ndimage.gaussian_filter(rng.normal(0, 0.04, (size, size)), 0.7, mode="wrap")
-    level = np.clip(0.38 + 0.25 * haze + 0.4 * crystals + grain, 0, 1)
-    return (level[..., None] * _FROST_TINT).astype(np.float32)
+# Frost: the photos of the released generator at its CIFAR scale, shipped as package data.
+FROST_PATH = Path(__file__).parent / "assets" / "frost_cifar.npz"
 
 
 @lru_cache
 def frost_textures() -> tuple[np.ndarray, ...]:
-    """The fixed procedural frost textures (the same on every machine)."""
-    rng = np.random.default_rng(20191)  # fixed: the textures play the role of the photos
-    return tuple(_frost_texture(rng) for _ in range(_FROST_TEXTURES))
+    """The five frost photos CIFAR-10-C draws from (``frost1.png`` … ``frost5.jpg``),
+    float32 RGB in [0, 1], at the released generator's scale (``cv2.resize`` by 0.2,
+    bilinear: pixel (5i + 2, 5j + 2) of each photo). See ``assets/FROST.md``."""
+    with np.load(FROST_PATH) as data:
+        return tuple(data[f"frost{i}"].astype(np.float32) / 255.0 for i in range(1, 6))
 
 
 @_register("frost", (1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))
 def _frost(x, rngs, p):
-    textures = np.stack(frost_textures())
+    """c₀·x + c₁·crop: one of the five photos and a random 32×32 crop per image (the
+    original draws the photo, then the top-left corner in [0, H − 32) × [0, W − 32))."""
+    textures = frost_textures()
     h, w = x.shape[1:3]
-    pick = _draw(
-        rngs,
-        lambda r: np.concatenate(
-            [r.integers(len(textures), size=1), r.integers(0, _FROST_SIZE - h, 2)]
-        ),
-    )
-    rows = pick[:, 1, None, None] + np.arange(h)[None, :, None]
-    cols = pick[:, 2, None, None] + np.arange(w)[None, None, :]
-    crops = textures[pick[:, 0, None, None], rows, cols]
+    crops = np.empty_like(x)
+    for i, r in enumerate(rngs):
+        t = textures[int(r.integers(len(textures)))]
+        top, left = int(r.integers(0, t.shape[0] - h)), int(r.integers(0, t.shape[1] - w))
+        crops[i] = t[top : top + h, left : left + w]
     return p[0] * x + p[1] * crops
 
 
