@@ -32,7 +32,13 @@ from testtime.scale.base import STRATEGIES, Candidate, Compute, Strategy
 from testtime.scale.common import check_positive, derive_seed, mark_correct, score_candidates
 from testtime.scale.pool import PoolStrategy
 from testtime.scale.ttspm import mixture_coverage
-from testtime.store import RunStore, atomic_write_json, atomic_write_text
+from testtime.store import (
+    RunStore,
+    atomic_write_json,
+    atomic_write_text,
+    component_identity,
+    result_set,
+)
 from testtime.tasks.base import Problem, Task
 from testtime.tasks.labels import grading
 from testtime.verifiers.base import Verifier
@@ -216,6 +222,9 @@ class Record:
     subsets: int
     compute: dict[str, float | None]
     labels: str = "none"  # the gold signals the strategy read (testtime.tasks.labels)
+    # Every candidate (text, answer, tokens, scores, correct): the pool a pool strategy's
+    # budgets are subsampled from, or what a per-budget strategy produced.
+    candidates: list[dict[str, Any]] | None = None
 
 
 def run_scale(
@@ -244,7 +253,10 @@ def run_scale(
         "task": plan.task.name, "backend": backend,
         "verifier": None if verifier is None else verifier.name, "options": plan.options,
     }
-    with RunStore(out_dir, config) as store:
+    # Items are keyed by all that determines them: the model's and verifier's identities
+    # (weights hashes) here; the problem's prompt (and answer, when graded) in each key.
+    scope = {"model": component_identity(generator), "verifier": component_identity(verifier)}
+    with RunStore(out_dir, config, scope=scope) as store:
         for difficulty, problems in plan.problems.items():
             for group in plan.groups:
                 pools = _sample_pools(
@@ -275,10 +287,14 @@ def _sample_pools(
 ) -> list[dict[str, Any]]:
     """Each problem's pool, from the store or sampled now — several problems per
     batched call (about ``batch_samples`` sequences) — and committed as it comes."""
-    keys = [
-        store.key("pool", group.key, group.size, group.logprobs, group.scored, p.id)
-        for p in problems
-    ]
+    with grading():  # the store's keys, not the method, read the answer
+        keys = [
+            store.key(
+                "pool", group.key, group.size, group.logprobs, group.scored, p.id, p.prompt,
+                p.answer if group.scored else None,
+            )
+            for p in problems
+        ]
     missing = [i for i, k in enumerate(keys) if k not in store]
     step(len(problems) - len(missing))
     per_call = max(1, batch_samples // group.size)
@@ -305,10 +321,10 @@ def _sample_pools(
             })
         return values
 
-    # Chunks (each one batched, seeded call) run in-process or as Ray tasks; the driver stores.
+    # Chunks (each one batched, seeded call) run in-process or as Ray tasks; the driver
+    # stores each chunk in one transaction, so a resumed run re-forms the same chunks.
     for c, values in parallel_map(sample, chunks):
-        for i, value in zip(chunks[c], values, strict=True):
-            store.put(keys[i], value)
+        store.put_many([(keys[i], value, None) for i, value in zip(chunks[c], values, strict=True)])
         step(len(chunks[c]))
     return [store.get(k) for k in keys]
 
@@ -331,6 +347,7 @@ def _evaluate_pool_strategy(
         pool = [Candidate(**c) for c in stored["candidates"]]
         with grading():
             correct = [mark_correct(c.answer, problem, plan.task) for c in pool]
+        graded = [{**c, "correct": ok} for c, ok in zip(stored["candidates"], correct, strict=True)]
         policy = Compute.from_dict(stored["policy"])
         verify = Compute.from_dict(stored["verifier"])
         for k in budgets_of(strategy, plan.budgets):
@@ -350,7 +367,7 @@ def _evaluate_pool_strategy(
             records.append(
                 Record(
                     name, k, difficulty, problem.id, reference, answers[0],
-                    hits / len(chosen), covered / len(chosen), len(chosen), cost, labels,
+                    hits / len(chosen), covered / len(chosen), len(chosen), cost, labels, graded,
                 )
             )
     return records
@@ -372,7 +389,11 @@ def _run_per_budget(
     def solve(key: str) -> dict[str, Any]:
         return budgeted.solve([by_key[key]], generator, plan.task, verifier)[0].to_dict()
 
-    by_key = {store.key("run", name, n, p.id): p for p in problems}
+    with grading():  # the store's keys, not the method, read the answer
+        by_key = {
+            store.key("run", name, n, p.id, p.prompt, p.answer if verifier is not None else None): p
+            for p in problems
+        }
     step(sum(k in store for k in by_key))
     results = resumable_map(store, list(by_key), solve, on_done=lambda _k: step(1))
     records = []
@@ -382,10 +403,14 @@ def _run_per_budget(
         answer = stored["answer"]
         with grading():
             hit, reference = float(mark_correct(answer, problem, plan.task)), problem.answer
+            graded = [
+                {**c, "correct": mark_correct(c["answer"], problem, plan.task)}
+                for c in stored["candidates"]
+            ]
         records.append(
             Record(
                 name, n, difficulty, problem.id, reference, answer, hit, None, 1,
-                compute_share(compute), labels,
+                compute_share(compute), labels, graded,
             )
         )
     return records
@@ -515,7 +540,8 @@ def scale(
         # What the backend is and did (for HTTP ones: what the server honours, adaptations).
         "backend_info": generator.describe(),
     }
-    write_records(out / "problems.jsonl", records)
-    write_results(out / "results.json", rows, config)
-    report = write_report(out, rows, config)
-    return ScaleOutput(out, rows, report)
+    with result_set(out) as stage:  # the files appear as one set (see store.resultset)
+        write_records(stage / "problems.jsonl", records)
+        report = write_report(stage, rows, config)
+        write_results(stage / "results.json", rows, config)
+    return ScaleOutput(out, rows, out / report.relative_to(stage))
