@@ -277,3 +277,52 @@ def test_upstream_key_is_never_echoed(make_server) -> None:
         json={"model": "tiny", "prompt": "q"},
     )
     assert r.status_code == 502 and secret not in r.text and "***" in r.text
+
+
+def test_openai_fields_stop_logprobs_system_and_warnings(make_server) -> None:
+    gen = ScriptedGenerator(lambda p, c, i: f"saw {p.strip()}\nanswer: 7")
+    url = make_server(gen)
+    c = client(url)
+    resp = c.completions.create(model="tiny", prompt="q", stop=["\n", "zzz"])
+    assert resp.choices[0].text == "saw q" and resp.choices[0].finish_reason == "stop"
+    assert resp.usage.completion_tokens == 3  # the whole candidate ("saw", "q\\nanswer:", "7")
+    for extra in ({"logprobs": 2}, {"echo": True}):
+        with pytest.raises(openai.BadRequestError, match="not"):
+            c.completions.create(model="tiny", prompt="q", **extra)
+    with pytest.raises(openai.BadRequestError, match="logprobs are not available"):
+        c.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "q"}], logprobs=True
+        )
+    chat = c.chat.completions.create(
+        model="tiny",
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "3+4"},
+        ],
+    )
+    assert chat.choices[0].message.content == "saw 3+4\nanswer: 7"  # no system text in it
+    assert "system/developer messages were not sent" in chat.model_extra["warning"]
+    plain = c.completions.create(model="majority-4/tiny", prompt="q")
+    assert "warning" not in plain.model_extra and plain.usage.model_extra["testtime"]["warnings"] == []
+    for kwargs in ({"model": "majority-4/tiny"}, {"model": "tiny", "n": 2}):
+        cold = c.completions.create(prompt="q", temperature=0, **kwargs)
+        assert "temperature 0 decodes greedily" in cold.model_extra["warning"]
+
+
+def test_plain_n_is_one_batched_call(make_server) -> None:
+    gen = ScriptedGenerator(lambda p, c, i: f"sample {i}\nanswer: {i}")
+    url = make_server(gen)
+    resp = client(url).completions.create(model="tiny", prompt=["a", "b"], n=3, seed=5)
+    assert [ch.text.split("\n")[0] for ch in resp.choices] == ["sample 0", "sample 1", "sample 2"] * 2
+    tt = resp.usage.model_extra["testtime"]
+    assert gen.calls == 1 and tt["compute"]["model_calls"] == 1 and tt["candidates"] == 6
+    # the call's tokens are split over the six choices: each its own 3 completion tokens
+    assert [r["compute"]["generated_tokens"] for r in tt["results"]] == [3] * 6
+
+
+def test_oracle_without_a_task_says_what_to_send(make_server) -> None:
+    url = make_server(ScriptedGenerator(majority_script))
+    with pytest.raises(openai.BadRequestError, match='"task": "arith"'):
+        client(url).completions.create(
+            model="best-of-2/tiny", prompt="q", extra_body={"testtime": {"verifier": "oracle"}}
+        )

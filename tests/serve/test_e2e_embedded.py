@@ -61,3 +61,14 @@ def test_strategies_over_the_embedded_model(make_server, embedded) -> None:
     )
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert "answer:" in text and chunks[-1].usage.completion_tokens > 0
+
+
+def test_seeded_choices_differ_and_share_one_call(make_server, embedded) -> None:
+    problem = get_task("arith").generate(1, 2, seed=0)[0]
+    url = make_server(embedded, serialize=True)
+    resp = client(url).completions.create(
+        model="tiny", prompt=problem.prompt, n=4, seed=1, max_tokens=48
+    )
+    # One seed for the request: the four samples still differ (they are n=4 of one call).
+    assert len({ch.text for ch in resp.choices}) > 1
+    assert resp.usage.model_extra["testtime"]["compute"]["model_calls"] == 1

@@ -83,9 +83,8 @@ def test_disconnect_cancels_through_the_chain(chain) -> None:
     # server sees the disconnect and stops decoding (2000 tokens would take 10 s).
     assert upstream.finished.wait(timeout=3)
     assert time.monotonic() - start < 3
-    # The upstream runs the n=2 choices one after the other: the first is cut short,
-    # the second never starts.
-    assert upstream.cancelled_samples == 1 and upstream.calls == 1
+    # The upstream samples the n=2 choices in one call: both are cut short.
+    assert upstream.cancelled_samples == 2 and upstream.calls == 1
 
 
 def test_backend_runs_on_the_servers_loop_while_served(make_server) -> None:
@@ -102,3 +101,23 @@ def test_backend_runs_on_the_servers_loop_while_served(make_server) -> None:
     params = SamplingParams(max_tokens=16)
     assert backend.generate(["3+4"], params).completions[0][0].text.endswith("answer: 7")
     backend.close()
+
+
+def test_upstream_errors_name_neither_its_url_nor_its_key_variable(
+    make_server, monkeypatch
+) -> None:
+    upstream = make_server(ScriptedGenerator(majority_script), api_keys=[UPSTREAM_KEY])
+    monkeypatch.setenv("TT_WRONG_KEY", "sk-wrong")  # the upstream refuses this key
+    backend = get_generator(
+        f"openai:{upstream}/v1", model="tiny", api_key_env="TT_WRONG_KEY", max_attempts=1
+    )
+    front = make_server(backend)
+    r = httpx.post(
+        f"{front}/v1/completions",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={"model": "tiny", "prompt": "q"},
+    )
+    message = r.json()["error"]["message"]
+    assert r.status_code == 502 and "refused the API key" in message
+    assert "127.0.0.1" not in message and "TT_WRONG_KEY" not in message
+    assert "<upstream>" in message and "sk-wrong" not in r.text

@@ -45,10 +45,11 @@ from testtime.serve.options import Resources
 from testtime.serve.protocol import (
     ChatRequest,
     CompletionRequest,
+    apply_stop,
     response_body,
     stream_chunks,
 )
-from testtime.serve.routing import make_plan, strategy_names
+from testtime.serve.routing import make_plan, sampling_warnings, strategy_names
 
 log = logging.getLogger("testtime.serve")
 
@@ -182,6 +183,7 @@ def create_app(
             req = schema.model_validate(data)
         except ValidationError as err:
             raise validation_error(err) from None
+        req.check_supported()
         plan = make_plan(
             req.model,
             served,
@@ -191,10 +193,11 @@ def create_app(
             resources=resources,
         )
         check_request(limits, plan, req.prompts(), req.n, generator.count_tokens, context)
+        warnings = req.warnings() + sampling_warnings(plan, req.n)
         limiter.acquire(key)
         cancel = CancelToken()
         try:
-            work = engine.executor.submit(engine.run, plan, req.choice_prompts(), cancel, key)
+            work = engine.executor.submit(engine.run, plan, req.prompts(), cancel, key, req.n)
         except BaseException:
             limiter.release(key)
             raise
@@ -216,6 +219,8 @@ def create_app(
             outcome = job.result()
         except RequestCancelled:
             return Response(status_code=499)
+        apply_stop(outcome, req.stop)
+        outcome.warnings = outcome.usage["testtime"]["warnings"] = warnings
         if not req.stream:
             return JSONResponse(response_body(kind, req.model, outcome))
         chunks = stream_chunks(kind, req.model, outcome, req.include_usage)

@@ -15,13 +15,15 @@ import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from typing import Any
 
-from testtime.backends.base import BackendError, CancelToken, Generator
+from testtime.backends.base import BackendError, CancelToken, Generator, Usage
 from testtime.registry import UnknownName
 from testtime.scale.base import Candidate, Compute, ProblemResult, Strategy
+from testtime.scale.common import split_usage
+from testtime.scale.sample import Sample
 from testtime.serve.errors import APIError, Redactor, upstream_error
 from testtime.serve.guarded import FairGate, RequestCancelled, request_views
 from testtime.serve.options import Resources
@@ -44,6 +46,13 @@ class Choice:
 class Outcome:
     choices: list[Choice]
     usage: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _compute(usage: Usage, generator: Generator) -> Compute:
+    compute = Compute()
+    compute.add_usage(usage, generator)
+    return compute
 
 
 def _jsonable(obj: Any) -> Any:
@@ -134,27 +143,41 @@ class Engine:
                 try:
                     self._verifiers[key] = get_verifier(name, task)
                 except (UnknownName, ValueError, TypeError, FileNotFoundError) as err:
+                    hint = ""
+                    if task.name == FREEFORM and name == "oracle":
+                        hint = (
+                            " (the oracle checks steps against a synthetic task's gold answer: "
+                            'send "testtime": {"task": "arith"} (or countdown, mul) with a '
+                            "prompt of that task; it is an upper bound, not label-free)"
+                        )
                     raise APIError(
                         400,
-                        f"verifier {name!r}: {err}",
+                        f"verifier {name!r}: {err}{hint}",
                         code="invalid_verifier",
                         param="testtime.verifier",
                     ) from None
             return self._verifiers[key]
 
     def run(
-        self, plan: Plan, prompts: Sequence[str], cancel: CancelToken, key: str = "anonymous"
+        self,
+        plan: Plan,
+        prompts: Sequence[str],
+        cancel: CancelToken,
+        key: str = "anonymous",
+        choices: int = 1,
     ) -> Outcome:
-        """Solve every prompt with the plan's strategy for API key ``key`` (blocking;
-        call on a worker thread)."""
+        """Solve every prompt with the plan's strategy for API key ``key``, ``choices``
+        independent runs each (blocking; call on a worker thread)."""
         with ExitStack() as held:
             # One request at a time per resource file (a bank grows, a policy is fitted):
             # held from loading it in the constructor to saving it.
             for lock in self.resources.locks(plan.paths.values()):
                 held.enter_context(lock)
-            return self._run(plan, prompts, cancel, key)
+            return self._run(plan, prompts, cancel, key, choices)
 
-    def _run(self, plan: Plan, prompts: Sequence[str], cancel: CancelToken, key: str) -> Outcome:
+    def _run(
+        self, plan: Plan, prompts: Sequence[str], cancel: CancelToken, key: str, choices: int
+    ) -> Outcome:
         try:
             strategy = build_strategy(plan)
         except APIError as err:  # a resource file's error names the resource, not its path
@@ -179,7 +202,7 @@ class Engine:
         except (ValueError, BackendError) as err:
             raise APIError(400, self.redact.public(str(err)), code="invalid_strategy") from None
         try:
-            results = strategy.solve(problems, generator, task, verifier)
+            results = self._choices(plan, strategy, problems, generator, task, verifier, choices)
         except (RequestCancelled, APIError):
             raise
         except ValueError as err:
@@ -194,7 +217,42 @@ class Engine:
                 trace = "".join(traceback.format_exception(err))
                 log.error("request failed:\n%s", self.redact(trace))
             raise mapped from None
-        return self._outcome(plan, strategy, verifier, task, problems, results)
+        asked = [p for p in problems for _ in range(choices)]
+        return self._outcome(plan, strategy, verifier, task, asked, results)
+
+    def _choices(
+        self,
+        plan: Plan,
+        strategy: Strategy,
+        problems: list[Problem],
+        generator: Generator,
+        task: Task,
+        verifier: Verifier | None,
+        choices: int,
+    ) -> list[ProblemResult]:
+        """``choices`` independent results per problem, prompt-major (OpenAI's ``n``)."""
+        if choices == 1:
+            return strategy.solve(problems, generator, task, verifier)
+        if isinstance(strategy, Sample):  # n plain samples: one batched call, like majority-n
+            return [
+                ProblemResult(problem.id, cand.answer, [cand], _compute(share, generator))
+                for problem, (pool, used) in zip(
+                    problems, strategy.sample_pools(problems, generator, task, choices), strict=True
+                )
+                for cand, share in zip(pool, split_usage(used, [problem.prompt] * len(pool),
+                                                         [[c] for c in pool]), strict=True)
+            ]
+        seed = plan.options.get("seed")
+        if seed is None:  # unseeded: copies of a problem are independent runs already
+            copies = [replace(p, id=f"{p.id}.{j}") for p in problems for j in range(choices)]
+            return strategy.solve(copies, generator, task, verifier)
+        # Seeded: run j uses seed + j (the same seed would repeat the same samples).
+        runs = [strategy] + [
+            build_strategy(replace(plan, options={**plan.options, "seed": seed + j}))
+            for j in range(1, choices)
+        ]
+        per_run = [run.solve(problems, generator, task, verifier) for run in runs]
+        return [per_run[j][i] for i in range(len(problems)) for j in range(choices)]
 
     def _outcome(
         self,

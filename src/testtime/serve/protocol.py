@@ -12,6 +12,8 @@ from testtime.serve.engine import Outcome
 from testtime.serve.errors import APIError
 
 MAX_CHOICES = 64
+MAX_STOPS = 4
+_NOT_SENT = ("system", "developer")
 
 
 class _Lenient(BaseModel):
@@ -51,7 +53,12 @@ class _Request(_Lenient):
     stream: bool = False
     stream_options: StreamOptions | None = None
     seed: int | None = None
-    stop: str | list[str] | None = None
+    # Applied to the returned text: it ends before the first stop string (the
+    # strategy's candidates are generated whole, and their tokens counted).
+    stop: str | list[str] | None = Field(None, validate_default=True)
+    # Not available: the answer is chosen among hidden candidates (a clear 400).
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = None
     testtime: dict[str, Any] | None = None
     # Top-level shorthands for testtime.{strategy, verifier, task}.
     strategy: str | None = None
@@ -60,10 +67,25 @@ class _Request(_Lenient):
 
     @field_validator("stop")
     @classmethod
-    def _no_stop(cls, stop: str | list[str] | None) -> None:
-        if stop:  # strategies decide where solutions end (EOS, step delimiters)
-            raise ValueError("stop sequences are not supported by test-time strategies")
-        return None
+    def _stops(cls, stop: str | list[str] | None) -> list[str]:
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        if len(stops) > MAX_STOPS or not all(0 < len(s) <= 256 for s in stops):
+            raise ValueError(f"at most {MAX_STOPS} stop strings of 1 to 256 characters")
+        return stops
+
+    def check_supported(self) -> None:
+        """Refuse fields the server cannot honour (400, not a silent null)."""
+        if self.logprobs not in (None, False) or self.top_logprobs:
+            raise APIError(
+                400,
+                "logprobs are not available: a test-time strategy chooses its answer among "
+                "hidden candidates, whose token logprobs are not returned; omit logprobs",
+                code="unsupported_parameter",
+                param="logprobs",
+            )
+
+    def warnings(self) -> list[str]:
+        return []
 
     def sampling(self) -> dict[str, Any]:
         """Request-level sampling fields, for strategies that take them."""
@@ -88,10 +110,6 @@ class _Request(_Lenient):
                 out[key] = value
         return out
 
-    def choice_prompts(self) -> list[str]:
-        """One prompt per returned choice, prompt-major like OpenAI's choice indices."""
-        return [p for p in self.prompts() for _ in range(self.n)]
-
     def prompts(self) -> list[str]:
         raise NotImplementedError
 
@@ -108,15 +126,53 @@ class ChatRequest(_Request):
         return self.max_completion_tokens or self.max_tokens
 
     def prompts(self) -> list[str]:
-        # Completions-style upstreams take raw text: the messages' contents, one per line.
-        return ["\n".join(m.text() for m in self.messages if m.text())]
+        # The upstream takes raw text in the model's own prompt format: the user and
+        # assistant turns, one per line. A system prompt has no place in that format
+        # (prepended, it garbles a raw model's output): it is left out, with a warning.
+        text = "\n".join(m.text() for m in self.messages if m.role not in _NOT_SENT and m.text())
+        if not text:
+            raise APIError(
+                400, "messages hold no user or assistant text to answer", param="messages"
+            )
+        return [text]
+
+    def warnings(self) -> list[str]:
+        if any(m.role in _NOT_SENT and m.text() for m in self.messages):
+            return [
+                "system/developer messages were not sent: the upstream takes raw prompts "
+                "in its own format, which has no place for them; put instructions in the "
+                "user message"
+            ]
+        return []
 
 
 class CompletionRequest(_Request):
     prompt: str | list[str] = Field(min_length=1)
+    echo: bool = False
+
+    def check_supported(self) -> None:
+        super().check_supported()
+        if self.echo:
+            raise APIError(
+                400, "echo is not supported: omit it", code="unsupported_parameter", param="echo"
+            )
 
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+
+def apply_stop(outcome: Outcome, stops: list[str]) -> None:
+    """End each choice's text before its first stop string (finish_reason ``stop``)."""
+    for choice in outcome.choices:
+        cuts = [i for i in (choice.text.find(s) for s in stops) if i >= 0]
+        if cuts:
+            choice.text, choice.finish_reason = choice.text[: min(cuts)], "stop"
+
+
+def _warned(body: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    if outcome.warnings:
+        body["warning"] = "; ".join(outcome.warnings)
+    return body
 
 
 def _head(kind: str, model: str) -> dict[str, Any]:
@@ -142,7 +198,8 @@ def response_body(kind: str, model: str, outcome: Outcome) -> dict[str, Any]:
             for i, c in enumerate(outcome.choices)
         ]
         obj = "text_completion"
-    return {**_head(kind, model), "object": obj, "choices": choices, "usage": outcome.usage}
+    body = {**_head(kind, model), "object": obj, "choices": choices, "usage": outcome.usage}
+    return _warned(body, outcome)
 
 
 def _pieces(text: str) -> list[str]:
@@ -176,6 +233,8 @@ def stream_chunks(
     for i, c in enumerate(outcome.choices):
         pieces = _pieces(c.text)
         out.append(chunk(i, pieces[0], None, role=True))
+        if i == 0:
+            _warned(out[0], outcome)
         out.extend(chunk(i, p, None) for p in pieces[1:])
         out.append(chunk(i, None, c.finish_reason))
     if include_usage:

@@ -198,6 +198,23 @@ def make_plan(
     return Plan(name, options, verifier, task, paths)
 
 
+def sampling_warnings(plan: Plan, choices: int) -> list[str]:
+    """A warning when greedy decoding makes a request's samples identical copies."""
+    params = strategy_params(plan.strategy) or {}
+    if "temperature" in params:
+        temperature = plan.options.get("temperature", params["temperature"].default)
+    else:
+        temperature = 0.0 if plan.strategy == "greedy" else None
+    per_run = plan.options.get("n", params["n"].default) if "n" in params else 1
+    samples = choices * per_run if isinstance(per_run, int) else choices
+    if temperature == 0 and samples > 1:
+        return [
+            f"temperature 0 decodes greedily: the {samples} samples per prompt are identical, "
+            f"at {samples}x the cost of one; use a temperature > 0 to sample"
+        ]
+    return []
+
+
 def build_strategy(plan: Plan):
     """The library strategy for ``plan``; bad option values are a 400."""
     from testtime.scale.base import get_strategy
