@@ -224,3 +224,17 @@ def test_a_busy_key_does_not_starve_another(make_server) -> None:
         t.join()
     # One call of key a (~0.2 s) may be ahead of b's; not the rest of a's 9 (~1.8 s).
     assert waited < 0.9, waited
+
+
+def test_connections_beyond_the_limit_get_a_503(make_server) -> None:
+    url = make_server(ScriptedGenerator(majority_script), limits=Limits(max_connections=2))
+    host, port = url.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port))) for _ in range(2)]
+    try:
+        time.sleep(0.1)
+        assert post(url, {"model": "tiny", "prompt": "q"}).status_code == 503
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.1)
+    assert post(url, {"model": "tiny", "prompt": "q"}).status_code == 200

@@ -19,9 +19,15 @@ The strategy comes from the model-name prefix and/or the ``testtime`` object
 (:mod:`testtime.serve.routing`); the plain model name is one sample. ``usage``
 counts every token spent on hidden candidates and verifiers, with a ``testtime``
 breakdown (:mod:`testtime.serve.app`). Streaming sends the answer once decided.
-Errors are OpenAI-shaped: 400/422 bad input, 401 key, 404 unknown model or
-strategy, 413 body too large, 429 too many concurrent requests for a key, 502/504
-upstream failure or timeout. A client that disconnects cancels its upstream work.
+Errors are OpenAI-shaped: 400/422 bad input (also: an option that is a path, a
+request whose estimated cost exceeds ``--max-request-tokens``), 401 key, 404
+unknown model or strategy, 408 head or body too slow, 413 body or prompt too
+large, 429 too many concurrent requests for a key, 431 request head too large,
+502/504 upstream failure or timeout (never naming its URL or key variable). A
+client that disconnects cancels its work; its key's slot is freed when the work
+has stopped. Files (r2-mcts banks, compute-optimal policies) are resources the
+operator names at start-up (``--resource bank=arith:/srv/bank.json``), which
+requests use by name (``"testtime": {"bank": "arith"}``).
 """
 
 from testtime.serve.app import create_app

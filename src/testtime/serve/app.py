@@ -12,10 +12,11 @@ that moment is the first sample's EOS (the other samples are cancelled
 mid-decode). Errors before the decision keep their HTTP status (e.g. 502), as
 nothing has been sent yet.
 
-``usage`` counts every token spent on the request: all candidates' prompt and
-completion tokens and the verifier's tokens (in ``prompt_tokens``), plus a
-``testtime`` object with the strategy, its options, the compute breakdown
-(``Compute.to_dict()``), candidate counts and answer votes per prompt.
+A request is checked before any work, in this order: its key, its body (size,
+time, valid text: :mod:`~testtime.serve.admission`), its fields, its strategy
+and options (types; files only as operator resources: :mod:`~testtime.serve.options`),
+its estimated cost (:mod:`~testtime.serve.limits`), then its key's concurrency
+slot. ``usage`` counts every token spent (:mod:`~testtime.serve.outcome`).
 """
 
 from __future__ import annotations

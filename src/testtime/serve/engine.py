@@ -15,18 +15,17 @@ import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
-from functools import reduce
-from typing import Any
+from dataclasses import replace
 
 from testtime.backends.base import BackendError, CancelToken, Generator, Usage
 from testtime.registry import UnknownName
-from testtime.scale.base import Candidate, Compute, ProblemResult, Strategy
+from testtime.scale.base import Compute, ProblemResult, Strategy
 from testtime.scale.common import split_usage
 from testtime.scale.sample import Sample
 from testtime.serve.errors import APIError, Redactor, upstream_error
 from testtime.serve.guarded import FairGate, RequestCancelled, request_views
 from testtime.serve.options import Resources
+from testtime.serve.outcome import Outcome, build_outcome
 from testtime.serve.routing import Plan, build_strategy
 from testtime.tasks.base import STEP_DELIMITER, Problem, Task
 from testtime.tasks.freeform import FreeformTask
@@ -36,55 +35,10 @@ FREEFORM = "freeform"
 log = logging.getLogger("testtime.serve")
 
 
-@dataclass
-class Choice:
-    text: str
-    finish_reason: str  # "stop" or "length"
-
-
-@dataclass
-class Outcome:
-    choices: list[Choice]
-    usage: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
-
-
 def _compute(usage: Usage, generator: Generator) -> Compute:
     compute = Compute()
     compute.add_usage(usage, generator)
     return compute
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
-
-
-def chosen_candidate(result: ProblemResult, problem: Problem, task: Task) -> Candidate | None:
-    """The candidate whose text answers the request: the strategy's ``winner`` when it
-    names one (ffs), else the best-scored (first on ties) candidate with the chosen answer."""
-    winner = result.meta.get("winner")
-    if isinstance(winner, int) and 0 <= winner < len(result.candidates):
-        return result.candidates[winner]
-    if result.answer is not None:
-        key = task.answer_key(problem, result.answer)
-        matching = [
-            c
-            for c in result.candidates
-            if c.answer is not None and task.answer_key(problem, c.answer) == key
-        ]
-        if matching:
-            return max(matching, key=lambda c: -float("inf") if c.score is None else c.score)
-    return result.candidates[0] if result.candidates else None
-
-
-def answer_votes(result: ProblemResult, problem: Problem, task: Task) -> dict[str, int]:
-    """How many candidates reached each answer (grouped by the task's answer key)."""
-    votes: dict[str, int] = {}
-    for cand in result.candidates:
-        if cand.answer is not None:
-            key = task.answer_key(problem, cand.answer)
-            votes[key] = votes.get(key, 0) + 1
-    return votes
 
 
 class Engine:
@@ -218,7 +172,7 @@ class Engine:
                 log.error("request failed:\n%s", self.redact(trace))
             raise mapped from None
         asked = [p for p in problems for _ in range(choices)]
-        return self._outcome(plan, strategy, verifier, task, asked, results)
+        return build_outcome(plan, strategy, verifier, task, asked, results)
 
     def _choices(
         self,
@@ -253,46 +207,3 @@ class Engine:
         ]
         per_run = [run.solve(problems, generator, task, verifier) for run in runs]
         return [per_run[j][i] for i in range(len(problems)) for j in range(choices)]
-
-    def _outcome(
-        self,
-        plan: Plan,
-        strategy: Strategy,
-        verifier: Verifier | None,
-        task: Task,
-        problems: list[Problem],
-        results: list[ProblemResult],
-    ) -> Outcome:
-        choices, details = [], []
-        for problem, result in zip(problems, results, strict=True):
-            cand = chosen_candidate(result, problem, task)
-            reason = "length" if cand is not None and cand.finish_reason == "length" else "stop"
-            choices.append(Choice("" if cand is None else cand.text, reason))
-            details.append(
-                {
-                    "answer": result.answer,
-                    "candidates": len(result.candidates),
-                    "votes": answer_votes(result, problem, task),
-                    "compute": result.compute.to_dict(),
-                    "meta": _jsonable(result.meta),
-                }
-            )
-        total = reduce(Compute.__add__, (r.compute for r in results), Compute())
-        # Verifier tokens are tokens processed on the request's behalf, like prompt
-        # tokens; they are counted there so prompt + completion covers everything.
-        prompt_tokens = total.prompt_tokens + total.verifier_tokens
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": total.generated_tokens,
-            "total_tokens": prompt_tokens + total.generated_tokens,
-            "testtime": {
-                "strategy": strategy.name,
-                "options": _jsonable(plan.options),
-                "verifier": None if verifier is None else verifier.name,
-                "task": task.name,
-                "candidates": sum(d["candidates"] for d in details),
-                "compute": total.to_dict(),
-                "results": details,
-            },
-        }
-        return Outcome(choices, usage)

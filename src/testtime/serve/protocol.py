@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from testtime.serve.engine import Outcome
 from testtime.serve.errors import APIError
+from testtime.serve.outcome import Outcome
 
 MAX_CHOICES = 64
 MAX_STOPS = 4
