@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from testtime.adapt import ADAPT_METHODS, get_method
+from testtime.adapt.checkpoint import DomainCheckpoint
 from testtime.adapt.guard import CollapseGuard
 from testtime.cluster import active_session, parallel_map
 from testtime.data.corruptions import STANDARD
@@ -220,13 +221,27 @@ def run_method(
     stream: Stream,
     device: torch.device,
     progress: Callable[[int], None] | None = None,
+    checkpoint: DomainCheckpoint | None = None,
 ) -> dict[str, Any]:
-    """Online error of ``method`` on ``stream`` and the cost of the adaptation loop."""
+    """Online error of ``method`` on ``stream`` and the cost of the adaptation loop;
+    with ``checkpoint``, saved at every new domain and resumed from."""
     errors: dict[str, list[int]] = {d: [0, 0] for d in stream.domains}  # wrong, seen
     batches = images = 0
     loop_s = 0.0
+    resumed = checkpoint.load() if checkpoint else None
+    if resumed is not None:
+        DomainCheckpoint.restore(method, resumed)
+        errors, batches, images, loop_s = (resumed[k] for k in ("errors", "batches", "images", "loop_s"))
+    skip = batches
     with _PeakMemory(device) as mem:
-        for batch in stream:
+        for i, batch in enumerate(stream):
+            if i < skip:  # seen before the resume
+                if progress:
+                    progress(len(batch.y))
+                continue
+            if checkpoint and batch.new_domain and i > skip:
+                checkpoint.save(method, {"errors": errors, "batches": batches, "images": images,
+                                         "loop_s": loop_s})  # fmt: skip
             if batch.reset:
                 method.reset()
             # Streams give NHWC-backed (channels-last strided) tensors; torch 2.13's CPU
@@ -260,6 +275,7 @@ def run_method(
         "backwards_per_batch": method.backwards / max(batches, 1),
         "peak_mem_mb": round(mem.peak, 1),
         "loop_s": round(loop_s, 2),
+        **({"resumed_at_batch": skip} if skip else {}),
     }
 
 
@@ -377,7 +393,8 @@ def _run_all(
                 method = CollapseGuard(method, **config.guard_options)
             setup_s = time.perf_counter() - t0
             tick = (lambda _n: None) if live is None else (lambda n: live.advance(task, n))
-            res = run_method(method, planned, device, tick)
+            partial = DomainCheckpoint(out / "methods" / f"{result_key(name, config.guard)}.partial.pt")
+            res = run_method(method, planned, device, tick, partial)
             res.update(method=name, guard=config.guard, setup_s=round(setup_s, 2),
                        wall_s=round(time.perf_counter() - t0, 2))  # fmt: skip
             if isinstance(method, CollapseGuard):
@@ -390,6 +407,7 @@ def _run_all(
         for _, res in parallel_map(one, todo):
             key = result_key(res["method"], config.guard)
             atomic_write_json(out / "methods" / f"{key}.json", res)
+            DomainCheckpoint(out / "methods" / f"{key}.partial.pt").clear()
             log(f"{key}: mean error {res['mean_error']:.2f}%  {res['images_per_s']:.0f} img/s  "
                 f"{res['forwards_per_batch']:.1f} fwd + {res['backwards_per_batch']:.1f} bwd per batch")  # fmt: skip
             write_reports(out, config)
