@@ -18,6 +18,7 @@ from testtime.learn.cheatsheet import (
 )
 from testtime.learn.policy import Policy
 from testtime.tasks import get_task
+from testtime.verifiers.base import Scores, Verifier
 
 
 class Scripted(Generator):
@@ -84,19 +85,46 @@ def test_top_k_orders_by_cosine():
     assert top_k([1.0], [], 3) == []
 
 
-def test_example_memory_stores_only_verified_solutions_and_retrieves_them(tiny_dir):
+def test_example_memory_admits_by_the_oracle_only_when_asked_and_retrieves(tiny_dir):
     task = get_task("arith")
-    memory = ExampleMemory(Policy(tiny_dir), task, DCConfig(examples=1, max_tokens=20))
+    cfg = DCConfig(examples=1, max_tokens=20, admit="oracle")
+    assert cfg.labels == "oracle-verifier" and DCConfig().labels == "none"
+    memory = ExampleMemory(Policy(tiny_dir), task, cfg)
     problem = task.generate(1, 3, 0)[0]
     gold = task.solve(problem)
-    assert memory.verified(problem, gold)
-    assert not memory.verified(problem, gold.replace("=", "=1", 1))
-    assert not memory.verified(problem, gold.split("answer")[0])
+    assert memory.admitted(problem, [gold]) == gold
+    assert memory.admitted(problem, [gold.replace("=", "=1", 1)]) is None
+    assert memory.admitted(problem, [gold.split("answer")[0]]) is None
     emb = memory.embed(problem.prompt)
     assert len(emb) == 32
     memory.replay({"added": {"prompt": problem.prompt, "solution": gold, "embedding": emb}})
     out = memory.step(task.generate(1, 3, 1)[0])
     assert out["retrieved"] == 1 and "base_answer" in out
+
+
+def test_label_free_admission_by_prm_and_by_self_consistency(tiny_dir):
+    task = get_task("arith")
+    problem = task.generate(1, 3, 0)[0]
+    gold = task.solve(problem)
+    wrong = gold.replace("=", "=1", 1)
+    default = ExampleMemory(Policy(tiny_dir), task, DCConfig())
+    assert default.checker is not None and default.checker.name == "prm"  # label-free by default
+
+    class StepScores(Verifier):  # scores a step by its arithmetic, as a trained PRM would
+        name = "scripted-prm"
+
+        def score(self, problem, solutions):
+            return Scores([[0.9 if text == gold else 0.2] * 3 for text in solutions])
+
+    by_prm = ExampleMemory(Policy(tiny_dir), task, DCConfig(admit_threshold=0.5), StepScores())
+    assert by_prm.admitted(problem, [wrong, gold]) == gold
+    assert by_prm.admitted(problem, [wrong]) is None
+    vote = ExampleMemory(Policy(tiny_dir), task, DCConfig(admit="consistency", samples=3, admit_threshold=0.6))
+    a, b = "answer: 5\n", "x\nanswer: 7\n"
+    assert vote.admitted(problem, [a, b, a]) == a  # 2/3 agree
+    assert vote.admitted(problem, [a, b, "no answer"]) is None  # 1/3 < 0.6
+    with pytest.raises(ValueError, match="samples >= 2"):
+        DCConfig(admit="consistency")
 
 
 def test_config_checks():

@@ -41,7 +41,9 @@ def test_no_optimisation_when_the_first_answer_is_rewarded(tiny_dir):
 def test_verifier_reward_reads_steps_not_the_reference(tiny_dir):
     task = get_task("arith")
     problem = task.generate(1, 3, 0)[0]
-    seeker = LatentSeek(Policy(tiny_dir), task, LatentSeekConfig(), get_verifier("oracle", task))
+    cfg = LatentSeekConfig(reward="verifier", verifier="oracle")
+    assert cfg.labels == "oracle-verifier" and LatentSeekConfig().labels == "none"
+    seeker = LatentSeek(Policy(tiny_dir), task, cfg, get_verifier("oracle", task))
     gold = task.solve(problem)
     assert seeker.reward(problem, gold, []) == 0.0
     first, rest = gold.split("\n", 1)

@@ -51,3 +51,15 @@ def test_solve_adapts_only_uncertain_problems(tiny_dir):
     improver.cfg = TTSIConfig(samples=4, similar=2, lora_steps=1, batch_size=2, max_tokens=20, tau=1.0)
     out = improver.solve(problem)
     assert out["adapted"] is True and out["loss"] > 0
+
+
+def test_the_level_of_similar_problems_is_inferred_from_the_prompt_alone():
+    from testtime.learn.ttsi import TTSIConfig, infer_level
+    from testtime.tasks import get_task
+
+    for name in ("arith", "mul"):
+        task = get_task(name)
+        for level in task.levels:
+            for problem in task.generate(3, level, seed=0):
+                assert infer_level(task, problem.prompt, seed=99) == level
+    assert TTSIConfig().labels == "none" and TTSIConfig(level="gold").labels == "gold-difficulty"

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from testtime.registry import Registry
 from testtime.store import fingerprint
 from testtime.tasks.base import Problem, Task
+from testtime.tasks.labels import grading
 
 # name -> run(request) -> metrics (the dict also written to DIR/metrics.json)
 METHODS: Registry[dict[str, Any]] = Registry("learn method")
@@ -36,13 +37,15 @@ class LearnRequest:
 
     def run_config(self, method_config: Any) -> dict[str, Any]:
         """What identifies the run (a DIR holding a different one is refused)."""
+        with grading():  # the answers pin the problems' identity; no method reads them here
+            answers = fingerprint([(p.prompt, p.answer) for p in self.problems])
         return {
             "method": self.method,
             "task": self.task.name,
             "split": self.split,
             "problems": [p.id for p in self.problems],
             # ids alone do not pin the content (a task generator may change)
-            "problems_fingerprint": fingerprint([(p.prompt, p.answer) for p in self.problems]),
+            "problems_fingerprint": answers,
             "model": str(self.model_dir.resolve()),
             "seed": self.seed,
             "options": dataclasses.asdict(method_config)

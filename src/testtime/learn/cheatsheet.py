@@ -11,11 +11,17 @@ problem is stored with it, so a killed run resumes with the right memory):
   (``variant=rs``): first retrieve the 3 most similar past (question, answer)
   pairs by embedding cosine, let the curator synthesise M from them, then answer.
 * ``mode=examples`` — for the embedded TinyReasoner, which follows no
-  instructions: the memory holds *verified* solutions (every step valid under
-  the task's step checker, which never reads the reference answer), retrieved by
-  cosine similarity of the model's own mean last-layer hidden states, and put
-  before the prompt as worked examples. The no-memory answer is recorded beside
-  it, so the run measures whether the model can use in-context examples at all.
+  instructions: the memory holds *admitted* solutions, retrieved by cosine
+  similarity of the model's own mean last-layer hidden states, and put before
+  the prompt as worked examples. The no-memory answer is recorded beside it, so
+  the run measures whether the model can use in-context examples at all.
+
+Admission (``admit``) plays the paper's curator judging an answer, label-free by
+default: ``prm`` admits the best sample whose every step the learned PRM scores
+>= ``admit_threshold``; ``consistency`` admits a sample of the majority answer
+when it holds >= ``admit_threshold`` of ``samples`` (>= 2) votes; ``oracle``
+admits only solutions the task's step checker passes — gold step labels, an
+upper bound reported as ``labels: oracle-verifier``.
 """
 
 from __future__ import annotations
@@ -41,9 +47,11 @@ from testtime.learn.common import (
 )
 from testtime.scale.common import derive_seed
 from testtime.tasks.base import Problem, Task
+from testtime.verifiers.base import Verifier
 
 MODES = ("examples", "curator")
 VARIANTS = ("cu", "rs")
+ADMISSIONS = ("prm", "consistency", "oracle")
 RETRIEVE = 3
 
 GENERATOR_PROMPT = """You solve problems. A cheatsheet of insights from earlier problems follows.
@@ -106,7 +114,9 @@ class DCConfig:
     temperature: float = 0.0
     max_tokens: int = 192
     curator_tokens: int = 512
-    max_memory: int = 200  # verified solutions kept (mode=examples)
+    max_memory: int = 200  # admitted solutions kept (mode=examples)
+    admit: str = "prm"  # mode=examples: "prm" | "consistency" (label-free) | "oracle" (upper bound)
+    admit_threshold: float = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -116,6 +126,14 @@ class DCConfig:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.samples < 1 or self.examples < 0 or self.max_memory < 1:
             raise ValueError("need samples >= 1, examples >= 0 and max_memory >= 1")
+        if self.admit not in ADMISSIONS:
+            raise ValueError(f"admit must be one of {', '.join(ADMISSIONS)}, got {self.admit!r}")
+        if self.admit == "consistency" and self.mode == "examples" and self.samples < 2:
+            raise ValueError("admit=consistency needs samples >= 2 to measure agreement")
+
+    @property
+    def labels(self) -> str:
+        return "oracle-verifier" if self.mode == "examples" and self.admit == "oracle" else "none"
 
 
 @dataclass
@@ -190,13 +208,17 @@ class CuratorLoop:
 
 
 class ExampleMemory:
-    """Verified solutions retrieved by the model's own hidden-state similarity."""
+    """Admitted solutions retrieved by the model's own hidden-state similarity."""
 
-    def __init__(self, policy: Any, task: Task, cfg: DCConfig) -> None:
-        from testtime.verifiers.oracle import OracleVerifier
+    def __init__(self, policy: Any, task: Task, cfg: DCConfig, verifier: Verifier | None = None) -> None:
+        """``verifier``: the step scorer of ``admit=prm`` / ``oracle`` (default: the
+        shipped PRM, or the task's step checker for the oracle)."""
+        from testtime.verifiers import get_verifier
 
         self.policy, self.task, self.cfg = policy, task, cfg
-        self.checker = OracleVerifier(task)  # judges steps as written; reads no reference
+        self.checker = None
+        if cfg.admit != "consistency":
+            self.checker = verifier or get_verifier("oracle" if cfg.admit == "oracle" else "prm", task)
         self.memory: list[dict[str, Any]] = []
 
     @torch.no_grad()
@@ -205,9 +227,21 @@ class ExampleMemory:
         ids = torch.tensor([self.policy.encode_prompt(text)])
         return self.policy.model.transformer(input_ids=ids).last_hidden_state[0].mean(0).tolist()
 
-    def verified(self, problem: Problem, solution: str) -> bool:
-        steps = self.checker.score(problem, [solution]).steps[0]
-        return bool(steps) and all(s == 1.0 for s in steps) and self.task.extract_answer(solution) is not None
+    def admitted(self, problem: Problem, texts: Sequence[str]) -> str | None:
+        """The sample the memory admits (see the module docstring), or None."""
+        answered = [t for t in texts if self.task.extract_answer(t) is not None]
+        if not answered:
+            return None
+        threshold = self.cfg.admit_threshold
+        if self.checker is None:  # self-consistency
+            keys = vote_keys(self.task, problem, texts)
+            key, share = majority(keys)
+            if key is None or share < threshold:
+                return None
+            return next(t for t, k in zip(texts, keys, strict=True) if k == key)
+        scores = self.checker.score(problem, answered).steps
+        ok = [(min(s), t) for s, t in zip(scores, answered, strict=True) if s and min(s) >= threshold]
+        return max(ok, key=lambda x: x[0])[1] if ok else None
 
     def _answer(self, prompt: str, problem: Problem, tag: str) -> tuple[str | None, list[str], int]:
         cfg = self.cfg
@@ -225,13 +259,11 @@ class ExampleMemory:
         context = "".join(memory[i]["prompt"] + memory[i]["solution"] for i in hits)
         base, _, base_tokens = self._answer(problem.prompt, problem, "base")
         key, texts, tokens = self._answer(context + problem.prompt, problem, "memory")
-        # Keep the first verified solution (the check never uses the reference answer).
         added = None
-        for text in texts:
-            if self.verified(problem, text):
-                solution = text if text.endswith("\n") else text + "\n"
-                added = {"prompt": problem.prompt, "solution": solution, "embedding": embedding}
-                break
+        text = self.admitted(problem, texts)
+        if text is not None:
+            solution = text if text.endswith("\n") else text + "\n"
+            added = {"prompt": problem.prompt, "solution": solution, "embedding": embedding}
         outcome = {"answer": key, "base_answer": base, "retrieved": len(hits), "tokens": tokens,
                    "base_tokens": base_tokens, "added": added}
         self.replay(outcome)
@@ -252,10 +284,10 @@ def dynamic_cheatsheet(request: LearnRequest) -> dict[str, Any]:
     cfg = build_config(DCConfig, {"seed": request.seed}, request.options, "dynamic-cheatsheet")
     task = request.task
     require_answers(task, request.problems, "dynamic-cheatsheet")
-    if cfg.mode == "examples" and not task.has_step_checker:
+    if cfg.mode == "examples" and cfg.admit == "oracle" and not task.has_step_checker:
         raise ValueError(
-            f"dynamic-cheatsheet mode=examples stores solutions verified by a step checker; "
-            f"task {task.name!r} has none (use mode=curator with an instruction-following backend)"
+            f"dynamic-cheatsheet admit=oracle admits solutions verified by a step checker; "
+            f"task {task.name!r} has none (use admit=prm or admit=consistency)"
         )
     run = RunDir(request.out, request.run_config(cfg), request.model_dir)
     try:
@@ -286,6 +318,7 @@ def dynamic_cheatsheet(request: LearnRequest) -> dict[str, Any]:
         n = len(results)
         summary: dict[str, Any] = {
             "config": asdict(cfg),
+            "labels": cfg.labels,
             "problems": n,
             "after": {"accuracy": sum(r["correct"] for r in results) / n},
             "mean_tokens": sum(r["tokens"] for r in results) / n,

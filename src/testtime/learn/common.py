@@ -36,6 +36,7 @@ from testtime.store import (
     atomic_write_text,
 )
 from testtime.tasks.base import Problem, Task
+from testtime.tasks.labels import grading
 
 TEST_SEED = 0  # the held-out problems methods are evaluated on (TinyReasoner never saw them)
 TRAIN_SEED = 7_000_000  # training problems for methods that fine-tune on a task's generator
@@ -76,7 +77,8 @@ def make_problems(task: Task, levels: Sequence[int], n: int, seed: int) -> list[
 
 def require_answers(task: Task, problems: Sequence[Problem], method: str) -> None:
     """Evaluation (and oracle rewards) need a reference answer for every problem."""
-    missing = [p.id for p in problems if not str(p.answer).strip()]
+    with grading():
+        missing = [p.id for p in problems if not str(p.answer).strip()]
     if missing:
         raise ValueError(
             f"{method} needs verifiable answers, but {len(missing)} problem(s) of task "
@@ -151,7 +153,9 @@ def majority(keys: Sequence[str | None]) -> tuple[str | None, float]:
 
 
 def key_correct(task: Task, problem: Problem, key: str | None) -> bool:
-    return key is not None and task.equivalent(problem, key)
+    """Grading (reads the label): for evaluation and logging only, never for a method's choices."""
+    with grading():
+        return key is not None and task.equivalent(problem, key)
 
 
 @dataclass
@@ -197,7 +201,8 @@ def evaluate(
     correct, maj, lengths = [], 0, []
     for problem, row in zip(problems, rows, strict=True):
         texts = [r.text for r in row]
-        correct.append(sum(task.is_correct(problem, t) for t in texts))
+        with grading():
+            correct.append(sum(task.is_correct(problem, t) for t in texts))
         maj += key_correct(task, problem, majority(vote_keys(task, problem, texts))[0])
         lengths += [r.length for r in row]
     return Evaluation(

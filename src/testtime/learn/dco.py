@@ -165,6 +165,6 @@ def dco(request: LearnRequest) -> dict[str, Any]:
     try:
         result = DCOTrainer(policy, request, cfg, run).train()
         result.pop("log")
-        return run.finish({"config": asdict(cfg), **result})
+        return run.finish({"config": asdict(cfg), "labels": "none", **result})  # trains on its own split
     finally:
         run.close()

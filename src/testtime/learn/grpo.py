@@ -341,4 +341,4 @@ class GRPOTrainer(StepTrainer):
                  f"{self.task.name} · model {self.policy.model_dir.name} · reward {cfg.reward} "
                  f"({cfg.n_votes} votes, rollout {cfg.rollout}) · {len(self.eval_problems)} problems")
         result["rollout_tokens"] = sum(row.get("rollout_tokens", 0.0) for row in log)
-        return self.run.finish({"config": asdict(self.cfg), **result})
+        return self.run.finish({"config": asdict(self.cfg), "labels": "none", **result})

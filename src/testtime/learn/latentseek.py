@@ -10,11 +10,14 @@ run Adam (lr 0.03) on ``-R · Σ_t log softmax(lm_head(z_t))[x_t]`` with
 decode the prefix from the new ``z``, continue greedily and re-score. Stop when
 ``R > -0.2`` or after ``max_iters``. The model's weights never change.
 
-Rewards R ∈ [-1, 0]: ``verifier`` (default ``oracle``: the task's step checker,
-which judges steps as written and never reads the reference answer; ``prm``: the
-learned PRM) gives ``min step score - 1`` (-1 without an answer line);
-``self`` gives the solution's mean token log-prob (the model's own confidence);
-``answer`` compares with the reference (an upper bound: it reads labels).
+Rewards R <= 0: ``self`` (the default, label-free) is the solution's mean token
+log-prob — the model's own confidence; the paper's self-reward prompts the model
+to grade its answer, which the embedded TinyReasoner cannot follow, so its own
+likelihood stands in (a deviation). ``verifier`` gives ``min step score - 1``
+(-1 without an answer line) from ``verifier`` (default ``prm``, the learned PRM,
+label-free; ``oracle``, the task's step checker, is gold step labels). ``answer``
+compares with the reference. The last two are upper bounds, reported as
+``labels: oracle-verifier``.
 
 SoftCoT++-style diversity (Xu et al. 2025): ``k_init > 1`` optimises K chains
 from differently perturbed initial latents (``init_noise`` × N(0, 1), chain 0
@@ -41,6 +44,7 @@ from testtime.learn.common import (
 from testtime.learn.policy import Policy
 from testtime.scale.common import derive_seed
 from testtime.tasks.base import Problem, Task
+from testtime.tasks.labels import grading
 from testtime.verifiers.base import Verifier, aggregate
 
 REWARDS = ("verifier", "self", "answer")
@@ -48,8 +52,8 @@ REWARDS = ("verifier", "self", "answer")
 
 @dataclass
 class LatentSeekConfig:
-    reward: str = "verifier"
-    verifier: str = "oracle"
+    reward: str = "self"
+    verifier: str = "prm"
     lr: float = 0.03
     fraction: float = 0.1
     max_latent: int = 300
@@ -67,6 +71,11 @@ class LatentSeekConfig:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
         if self.max_iters < 1 or self.k_init < 1 or self.max_latent < 1:
             raise ValueError("max_iters, k_init and max_latent must be >= 1")
+
+    @property
+    def labels(self) -> str:
+        gold = self.reward == "answer" or (self.reward == "verifier" and self.verifier == "oracle")
+        return "oracle-verifier" if gold else "none"
 
 
 class LatentSeek:
@@ -127,8 +136,10 @@ class LatentSeek:
                 tokens += n_tok
         keys = vote_keys(self.task, problem, texts)
         answer = majority(keys)[0]
+        with grading():
+            greedy_correct = self.task.is_correct(problem, text0)
         return {
-            "greedy_correct": self.task.is_correct(problem, text0),
+            "greedy_correct": greedy_correct,
             "correct": key_correct(self.task, problem, answer),
             "initial_reward": r0,
             "rewards": rewards,
@@ -189,7 +200,7 @@ def latentseek(request: LearnRequest) -> dict[str, Any]:
     seeker = LatentSeek(policy, task, cfg, verifier)
     try:
         results = solve_each(run, request, seeker.solve, "latentseek")
-        return run.finish({"config": asdict(cfg), **summarise(results)})
+        return run.finish({"config": asdict(cfg), "labels": cfg.labels, **summarise(results)})
     finally:
         run.close()
 

@@ -10,6 +10,12 @@ a LoRA adapter (Hu et al. 2021, via PEFT) is fine-tuned on them for
 ``lora_steps`` steps, the problem is answered by majority with the adapter, and
 the adapter is reset to its initial (identity) state before the next problem.
 No reference answer of a test problem is read except to score the result.
+
+"Of the same difficulty" is label-free: the level is inferred from the prompt
+alone (:func:`infer_level`: the level whose generated prompts are closest in
+length and term count), where the paper's teacher LLM reads the question. The
+problem's true difficulty is read only with ``level=gold`` (``labels:
+gold-difficulty``, an upper bound).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class TTSIConfig:
     lr: float = 2e-3
     temperature: float = 1.0
     max_tokens: int = 192
+    level: str = "inferred"  # "inferred" from the prompt (label-free) | "gold" (reads the difficulty)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,6 +63,34 @@ class TTSIConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.tau <= 1:
             raise ValueError(f"tau must be in [0, 1], got {self.tau}")
+        if self.level not in ("inferred", "gold"):
+            raise ValueError(f"level must be 'inferred' or 'gold', got {self.level!r}")
+
+    @property
+    def labels(self) -> str:
+        return "gold-difficulty" if self.level == "gold" else "none"
+
+
+def infer_level(task: Task, prompt: str, *, probes: int = 8, seed: int = 0) -> int:
+    """The difficulty level whose generated prompts look most like ``prompt``: least mean
+    distance in whitespace terms plus characters / 10, over the task's levels and
+    1..max level + 4 (levels the generator refuses are skipped)."""
+
+    def distance(other: str) -> float:
+        return abs(len(other.split()) - len(prompt.split())) + abs(len(other) - len(prompt)) / 10
+
+    best, best_d = None, float("inf")
+    for level in sorted(set(task.levels) | set(range(1, max(task.levels) + 5))):
+        try:
+            probes_at = task.generate(probes, level, seed)
+        except ValueError:
+            continue
+        d = sum(distance(p.prompt) for p in probes_at) / max(len(probes_at), 1)
+        if probes_at and d < best_d:
+            best, best_d = level, d
+    if best is None:
+        raise ValueError(f"task {task.name!r} generated no problems to infer a level from")
+    return best
 
 
 def margin(keys: list[str | None]) -> float:
@@ -103,9 +138,13 @@ class SelfImprover:
         """Fine-tune the adapter on generated problems like ``problem``; returns the last loss."""
         cfg, policy = self.cfg, self.policy
         seed = derive_seed(cfg.seed, "tt-si", problem.id) or 0
-        if problem.difficulty is None:
-            raise ValueError(f"tt-si generates problems like {problem.id!r} but it has no difficulty")
-        similar = self.task.generate(cfg.similar, problem.difficulty, seed)
+        if cfg.level == "gold":
+            if problem.difficulty is None:
+                raise ValueError(f"tt-si level=gold: problem {problem.id!r} has no difficulty")
+            level = problem.difficulty
+        else:
+            level = infer_level(self.task, problem.prompt, seed=seed)
+        similar = self.task.generate(cfg.similar, level, seed)
         data = [
             (policy.encode_prompt(p.prompt),
              policy.tokenizer.encode(self.solver.solve(p), add_special_tokens=False) + [policy.eos_id])
@@ -165,6 +204,7 @@ def ttsi(request: LearnRequest) -> dict[str, Any]:
         return run.finish(
             {
                 "config": asdict(cfg),
+                "labels": cfg.labels,
                 "problems": n,
                 "before": {f"maj@{cfg.samples}": sum(r["before_correct"] for r in results) / n},
                 "after": {"accuracy": sum(r["correct"] for r in results) / n},
