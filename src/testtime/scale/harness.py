@@ -7,9 +7,14 @@ k is evaluated on random k-subsets of that pool (maj@k, BoN@k, ...), charging
 the k/N share of the pool's cost. Other strategies run once per budget.
 
 Every finished pool or problem result is committed to a :class:`RunStore` in the
-output directory, so an interrupted run resumes where it stopped; the result
-files (results.json, problems.jsonl, plots, report.md) are written atomically
-at the end.
+output directory, keyed by all that determines it (prompt text, model identity
+and weights hash, sampling settings, seed) and checksummed, so an interrupted
+run resumes where it stopped, an edited prompt or retrained model is
+recomputed, and changed bytes are never used. A pool depends on its problem and
+seed only (not on its batch-mates), and a batch is committed in one
+transaction: a kill at any point resumes to the uninterrupted results. The
+result files (results.json, problems.jsonl with every candidate, plots,
+report.md) appear as one set with a manifest (:func:`testtime.store.result_set`).
 """
 
 from __future__ import annotations
@@ -240,9 +245,10 @@ def run_scale(
 ) -> list[Record]:
     """Generate (or resume) everything ``plan`` needs and evaluate every budget.
 
-    The run directory's store is fingerprinted with what changes the generated
-    text (task, backend, verifier, strategy options incl. seed); strategies,
-    budgets, difficulties and the problem limit may change between resumptions.
+    The run directory's store is fingerprinted with the run's config (task, backend,
+    verifier, strategy options incl. seed); strategies, budgets, difficulties and the
+    problem limit may change between resumptions. Item keys add the model's and
+    verifier's identities and each problem's prompt (see the module docstring).
     Pools are sampled for several problems per call (about ``batch_samples``
     sequences per call). ``progress(k)`` is called as k problems' worth of work finishes.
     """
