@@ -142,7 +142,9 @@ def create_app(
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, err: APIError) -> JSONResponse:
-        return JSONResponse(err.body(), status_code=err.status)
+        # A body left unread (too slow, too large): the connection cannot be reused.
+        close = {"Connection": "close"} if err.status in (408, 413) else None
+        return JSONResponse(err.body(), status_code=err.status, headers=close)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
