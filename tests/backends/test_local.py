@@ -119,3 +119,13 @@ def test_shipped_tiny_reasoner_lean_equals_hf():
             torch.tensor(ca.token_logprobs), torch.tensor(cb.token_logprobs), atol=1e-4, rtol=0
         )
     assert "answer:" in a.completions[0][0].text  # the trained model writes the answer line
+
+
+def test_hf_engine_seeded_samples_do_not_depend_on_batch_mates(hf_gen):
+    params = SamplingParams(n=3, temperature=1.0, max_tokens=12, seed=4)
+    together = hf_gen.generate(PROMPTS, params).completions
+    alone = [hf_gen.generate([p], params).completions[0] for p in PROMPTS]
+    assert [[c.text for c in row] for row in together] == [[c.text for c in row] for row in alone]
+    twice = hf_gen.generate([PROMPTS[0], PROMPTS[0]], params).completions
+    assert [c.text for c in twice[0]] == [c.text for c in together[0]]
+    assert [c.text for c in twice[1]] != [c.text for c in twice[0]]  # a repeat is a new draw

@@ -33,6 +33,7 @@ from testtime.backends.sampler import (
     check_prompts,
     collect,
     plan_chunks,
+    row_seeds,
 )
 
 ENGINES = ("lean", "hf")
@@ -196,7 +197,10 @@ class LocalGenerator(Generator):
         on_finish: FinishCallback | None,
     ) -> GenerationResult:
         """``model.generate()``; the prompt is prefilled once per sample (counted so).
-        Seeds use torch's global RNG inside a forked RNG state, so callers' RNG is untouched."""
+        Seeds use torch's global RNG inside a forked RNG state, so callers' RNG is untouched.
+        Seeded, each prompt is sampled alone from its own seed (``row_seeds``), so its
+        samples do not depend on its batch-mates, as on the lean engine (but prompts
+        are then not batched together)."""
         check_prompts(prompt_ids, self.n_positions)
         states = [[RowState() for _ in range(params.n)] for _ in prompt_ids]
         usage = Usage(calls=1)
@@ -204,14 +208,19 @@ class LocalGenerator(Generator):
         pad_id = self.tokenizer.pad_token_id
         pad_id = pad_id if pad_id is not None else next(iter(eos), 0)
 
+        lengths = [len(p) for p in prompt_ids]
+        seeds = None if params.seed is None else row_seeds(params.seed, prompt_ids, 1)
+        chunks = (
+            plan_chunks(lengths, params.n, self.max_batch) if seeds is None
+            else [([i], j0, j1) for i in range(len(lengths))
+                  for _, j0, j1 in plan_chunks([lengths[i]], params.n, self.max_batch)]
+        )  # fmt: skip
         with torch.random.fork_rng(devices=[]):
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-            for group, j0, j1 in plan_chunks(
-                [len(p) for p in prompt_ids], params.n, self.max_batch
-            ):
+            for group, j0, j1 in chunks:
                 if cancel is not None and cancel.cancelled:
                     break
+                if seeds is not None and j0 == 0:
+                    torch.manual_seed(seeds[group[0]][0])
                 S = max(len(prompt_ids[i]) for i in group)
                 ids = torch.full((len(group), S), pad_id, dtype=torch.long)
                 mask = torch.zeros((len(group), S), dtype=torch.long)
