@@ -6,6 +6,7 @@ from testtime.backends.base import Capabilities
 from testtime.scale import get_strategy
 from testtime.scale.qalign import Cutter, log_acceptance, resolve_unit, step_starts
 from testtime.verifiers import get_verifier
+from testtime.verifiers.base import Scores, Verifier
 
 from .conftest import ScriptedGenerator
 
@@ -122,3 +123,37 @@ def test_bad_options(task, problem):
     blind = ScriptedGenerator({}, capabilities=Capabilities(continuation=False))
     with pytest.raises(Exception, match="continuation"):
         get_strategy("qalign").solve([problem], blind, task, get_verifier("oracle", task=task))
+
+
+def test_rewards_are_log_odds_by_default():
+    from testtime.scale.qalign import to_reward
+
+    assert to_reward(0.5, "logit") == 0.0
+    assert to_reward(0.9, "logit") == pytest.approx(math.log(9))
+    assert to_reward(1.0, "logit") == pytest.approx(math.log((1 - 1e-4) / 1e-4))  # clamped, finite
+    assert to_reward(0.9, "prob") == 0.9
+    with pytest.raises(ValueError, match="reward"):
+        get_strategy("qalign", reward="rank")
+
+
+class Graded(Verifier):
+    """A calibrated-looking verifier: P(right) 0.7 for the right solution, 0.4 otherwise."""
+
+    name = "graded"
+
+    def score(self, problem, solutions):
+        return Scores([[0.7 if s == RIGHT else 0.4] for s in solutions])
+
+
+def test_acceptance_rate_responds_to_beta(task, problem):
+    """A sharper tilt (small beta) rejects moves to lower reward: fewer acceptances."""
+
+    def rate(**options):
+        strategy = get_strategy("qalign", n=48, unit="step", **options)
+        result = strategy.solve([problem], ScriptedGenerator(script(problem.prompt)), task, Graded())[0]
+        return result.meta["acceptance_rate"]
+
+    rates = [rate(beta=beta) for beta in (0.1, 1.0, 100.0)]
+    assert rates[0] < rates[1] < rates[2]
+    # On the probability scale the same beta tilts less (|r' - r| <= 0.3 here, vs 1.25 in log-odds).
+    assert rate(beta=0.3, reward="prob") > rate(beta=0.3)

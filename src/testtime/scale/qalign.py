@@ -1,13 +1,18 @@
 """QAlign: test-time alignment by MCMC with the QUEST proposal (Faria & Smith,
 2025, "Sample, don't search"; spec §5).
 
-Target π(y | x) ∝ p_LM(y | x) · exp(r(x, y) / β), r the verifier's aggregated
-score. From state y pick a cut index i ~ U{0..|y|−1}, keep y_<i and resample
+Target π(y | x) ∝ p_LM(y | x) · exp(r(x, y) / β). The paper's r is a
+Bradley–Terry reward model's output, a logit; a verifier score here is a
+probability p = σ(logit), so by default (``reward="logit"``) r is its log-odds
+log(p / (1 − p)) (p clamped to [1e-4, 1 − 1e-4], |r| <= 9.2) and β = 1 tilts on
+the paper's scale. ``reward="prob"`` uses p itself: with β = 1 the tilt is at
+most e and the chain is nearly the LM's own sampler (majority voting). From state y pick a cut index i ~ U{0..|y|−1}, keep y_<i and resample
 the suffix from the model at temperature T → y′. Because the suffix comes from
 p_LM itself, the Metropolis–Hastings ratio reduces to
 α = min{1, exp((r′ − r)/β) · |y| / |y′|} (the |y| factors are the index-proposal
 probabilities 1/|y′| over 1/|y|); the log ratio is clamped to ±20. The answer
-is the majority vote over all chain states y_0..y_t, reported at t = powers of 2.
+is the majority vote over all chain states y_0..y_t, reported at t = powers of 2,
+with the acceptance rate (``meta["acceptance_rate"]``).
 
 The Generator is text-level, so the cut unit is a choice (``unit``):
 
@@ -45,7 +50,17 @@ from testtime.tasks.base import STEP_DELIMITER, Problem, Task
 from testtime.verifiers.base import Verifier
 
 UNITS = ("auto", "token", "char", "step")
+REWARDS = ("logit", "prob")
 LOG_RATIO_CLAMP = 20.0
+PROB_CLAMP = 1e-4
+
+
+def to_reward(score: float, how: str) -> float:
+    """The MCMC reward of a verifier probability: its log-odds (``logit``) or itself (``prob``)."""
+    if how == "prob":
+        return score
+    p = min(max(score, PROB_CLAMP), 1.0 - PROB_CLAMP)
+    return math.log(p / (1.0 - p))
 
 
 def log_acceptance(
@@ -118,6 +133,7 @@ class QAlign(Strategy):
         self,
         n: int = 64,
         beta: float = 1.0,
+        reward: str = "logit",
         chains: int = 1,
         temperature: float = 1.0,
         unit: str = "auto",
@@ -132,6 +148,9 @@ class QAlign(Strategy):
             raise ValueError(f"beta must be > 0, got {beta}")
         if unit not in UNITS:
             raise ValueError(f"unknown qalign unit {unit!r}; valid: {', '.join(UNITS)}")
+        if reward not in REWARDS:
+            raise ValueError(f"unknown qalign reward {reward!r}; valid: {', '.join(REWARDS)}")
+        self.reward = reward
         SamplingParams(temperature=temperature, max_tokens=max_tokens)
         self.beta = beta
         self.temperature = temperature
@@ -173,7 +192,9 @@ class QAlign(Strategy):
             for c, prop in enumerate(proposals):
                 new_length = cutter.length(prop.text)
                 log_a = log_acceptance(
-                    states[c].score, prop.score, lengths[c], new_length, self.beta
+                    to_reward(states[c].score or 0.0, self.reward),
+                    to_reward(prop.score or 0.0, self.reward),
+                    lengths[c], new_length, self.beta,
                 )
                 if log_a >= 0 or rng.random() < math.exp(log_a):
                     states[c], lengths[c] = prop, new_length
@@ -196,5 +217,6 @@ class QAlign(Strategy):
             "by_steps": report,
             "acceptance_rate": accepted / (self.n * self.chains),
             "unit": cutter.unit,
+            "reward": self.reward,
         }
         return ProblemResult(problem.id, answer, candidates, compute, meta=meta)
