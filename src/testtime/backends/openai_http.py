@@ -396,6 +396,10 @@ class OpenAIGenerator(Generator):
             for t in (*tasks, watcher):
                 t.cancel()  # closes the streams still open
             await asyncio.gather(*tasks, watcher, return_exceptions=True)
+        if self.tokenizer is not None:  # exact per-sample counts whatever the chunking
+            for row in samples:
+                for s in row:
+                    s.tokens = self._sample_tokens(s)
         for job in jobs:
             # Streams without a usage report: count what we saw.
             if job.sent and not job.usage_seen:
@@ -404,6 +408,15 @@ class OpenAIGenerator(Generator):
         return GenerationResult(
             [[s.completion(params.logprobs) for s in row] for row in samples], usage
         )
+
+    def _sample_tokens(self, s: Sample) -> int:
+        """Tokens a sample's model generated: its text, the stop string (generated, then
+        cut) or the EOS token (never streamed) that ended it."""
+        if s.reason == "stop":
+            end = self.count_tokens(s.stop_string) if s.stop_string else 1
+        else:
+            end = 0
+        return self.count_tokens(s.text) + end
 
     async def _count_prompt(self, prompt: str) -> int:
         """Prompt tokens of a stream without usage (see the module docstring for the order)."""
