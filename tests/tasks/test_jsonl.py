@@ -112,3 +112,16 @@ def test_json_line_separators_inside_strings_are_text(tmp_path):
 def test_jsonl_without_a_path_is_a_clear_error():
     with pytest.raises(ValueError, match="task jsonl needs a file"):
         get_task("jsonl")
+
+
+def test_an_unreadable_file_is_a_clear_error(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    path = write_bytes(tmp_path, OK)
+
+    def denied(self, *args, **kwargs):  # what chmod 000 gives a non-root user
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(ValueError, match=r"p.jsonl: cannot read the task file \(Permission denied\)"):
+        get_task(str(path))

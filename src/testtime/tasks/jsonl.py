@@ -81,7 +81,11 @@ def _load(path: Path, max_line_bytes: int) -> list[Problem]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such task file")
     problems, seen = [], set()
-    with path.open("rb") as f:
+    try:
+        f = path.open("rb")
+    except OSError as err:  # e.g. no permission
+        raise ValueError(f"{path}: cannot read the task file ({err.strerror})") from None
+    with f:
         # Binary lines split on b"\n" only: U+2028 / U+0085 inside a JSON string stay in it.
         for lineno, raw in enumerate(iter(lambda: f.readline(max_line_bytes + 1), b""), 1):
             where = f"{path}:{lineno}"
