@@ -212,3 +212,11 @@ def test_the_oracle_difficulty_estimate_is_labelled(task):
     assert get_strategy("compute-optimal", estimate="oracle").labels(prm_like) == "gold-difficulty"
     both = get_strategy("compute-optimal", estimate="oracle").labels(get_verifier("oracle", task=task))
     assert both == "oracle-verifier+gold-difficulty"
+
+
+def test_relative_verifiers_are_refused(task):
+    judge = get_verifier("judge", task=task, generator=ScriptedGenerator(lambda p: ["verdict: A"]),
+                         mode="pairwise")
+    for name in ("compute-optimal", "agent-tts"):
+        with pytest.raises(ValueError, match="relative"):
+            get_strategy(name).check(task, ScriptedGenerator({}), judge)

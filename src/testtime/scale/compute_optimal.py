@@ -59,6 +59,14 @@ class Calibrated(Strategy):
         self.seed = seed
         self.calib_seed = calib_seed if calib_seed is not None else derive_seed(seed or 0, "calibration")
 
+    def check(self, task: Task, generator: Generator, verifier: Verifier | None) -> None:
+        super().check(task, generator, verifier)
+        if verifier is not None and verifier.relative:
+            raise ValueError(
+                f"strategy {self.name!r} scores probes and pools once and subsamples them; "
+                f"verifier {verifier.name!r} scores relative to the set judged (use a pointwise one)"
+            )
+
     def calibration_split(self, task: Task, test: Sequence[Problem]) -> list[Problem]:
         """``calibration`` problems per level; refuses any that is also a test problem."""
         levels = self.calib_levels or list(task.levels)

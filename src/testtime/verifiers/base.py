@@ -46,6 +46,9 @@ class Verifier(ABC):
     name: str = "verifier"
     process: bool = True  # step-level scores (PRM) vs one outcome score (ORM)
     reads_labels: bool = False  # scores from gold labels (the oracle): an upper bound, not label-free
+    # Scores depend on which solutions are scored together (a pairwise judge): a pool
+    # cannot be scored once and subsampled; each candidate set is scored on its own.
+    relative: bool = False
 
     @property
     def num_parameters(self) -> int | None:

@@ -14,7 +14,9 @@ sampling ``judgments`` verdicts per question and aggregating them:
 
 Judgments that do not parse abstain; a question with no parsable judgment
 scores 0.5 (no information). The judge's prompt and generated tokens are
-charged as verifier tokens.
+charged as verifier tokens. Pairwise scores are relative to the set judged
+(``relative``): k solutions cost k(k − 1) judge prompts, and the scaling harness
+scores each budget's own candidates rather than one shared pool.
 """
 
 from __future__ import annotations
@@ -113,6 +115,10 @@ class JudgeVerifier(Verifier):
     @property
     def num_parameters(self) -> int | None:
         return self.generator.num_parameters
+
+    @property
+    def relative(self) -> bool:  # type: ignore[override]
+        return self.mode == "pairwise"
 
     def _judge(self, prompts: list[str], usage: Usage) -> list[list[str]]:
         if not prompts:
