@@ -43,6 +43,7 @@ from testtime.cluster import active_session, parallel_map
 from testtime.data.corruptions import STANDARD
 from testtime.data.streams import SETTINGS, Stream, make_stream
 from testtime.store.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from testtime.store.resultset import result_set
 
 
 @dataclass
@@ -424,13 +425,15 @@ def collect(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def write_reports(out: Path, config: BenchConfig) -> dict[str, Any]:
-    """(Re)write ``results.json``, ``results.md`` and ``heatmap.png`` from the finished methods."""
+    """(Re)write ``results.json``, ``results.md`` and ``heatmap.png`` from the finished
+    methods, as one set (see :func:`testtime.store.result_set`)."""
     methods = collect(out)
     results = {"config": config.fingerprint(), "methods": methods}
-    atomic_write_json(out / "results.json", results)
-    atomic_write_text(out / "results.md", markdown_table(results))
-    if methods:
-        plot_heatmap(results, out / "heatmap.png")
+    with result_set(out) as stage:
+        atomic_write_json(stage / "results.json", results)
+        atomic_write_text(stage / "results.md", markdown_table(results))
+        if methods:
+            plot_heatmap(results, stage / "heatmap.png")
     return results
 
 
