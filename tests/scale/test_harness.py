@@ -199,3 +199,19 @@ def test_compute_counts_prefix_cache_hits_as_charged_not_computed():
     assert compute.charged_tokens == 110 and compute.computed_tokens == 30
     assert compute.policy_flops == 2 * 1000 * 30
     assert Compute.from_dict(compute.to_dict()) == compute
+
+
+def test_a_pairwise_judge_scores_each_budget_and_is_charged_k_squared(task, tmp_path):
+    """J1-style pairwise judging is relative to the set judged: best-of-n@k runs per
+    budget and its judge prompts are k(k - 1) (both orders of every pair)."""
+    judge_model = ScriptedGenerator(lambda prompt: ["verdict: A"])
+    judge = get_verifier("judge", task=task, generator=judge_model, mode="pairwise", judgments=1)
+    assert judge.relative
+    out = scale(task, ScriptedGenerator(texts_for(task)), ["best-of-n", "majority"], [2, 4], tmp_path,
+                verifier=judge, difficulties=[3], limit=2, show_progress=False)
+    prompts = [len(p) for p, _ in judge_model.calls]
+    assert sorted(prompts) == [2, 2, 12, 12]  # per problem: 2·1 prompts at k = 2, 4·3 at k = 4
+    rows = {(r["strategy"], r["n"]): r for r in out.rows}
+    ratio = rows[("best-of-n", 4)]["verifier_tokens"] / rows[("best-of-n", 2)]["verifier_tokens"]
+    assert 4.5 < ratio < 7.5  # ~ (4·3)/(2·1) = 6, prompts differ in length
+    assert rows[("majority", 4)]["verifier_tokens"] == 0  # majority never asks the judge

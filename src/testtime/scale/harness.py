@@ -139,7 +139,10 @@ def make_plan(
     groups: dict[tuple[Any, ...], PoolGroup] = {}
     per_budget = []
     for name, strategy in strategies.items():
-        if not isinstance(strategy, PoolStrategy):
+        # A relative verifier (pairwise judge) scores each candidate set on its own: a
+        # strategy reading it runs once per budget, charged the judge's O(k²) prompts.
+        relative = verifier is not None and verifier.relative and strategy.reads_verifier(verifier)
+        if not isinstance(strategy, PoolStrategy) or relative:
             per_budget.append(name)
             continue
         group = groups.setdefault(strategy.pool_key(), PoolGroup(strategy.pool_key(), strategy))
