@@ -66,3 +66,18 @@ def test_tiny_run_on_the_shipped_model(tmp_path, capsys):
     # BN adaptation repairs much of what low contrast does to a BatchNorm model.
     assert methods["bn"]["mean_error"] < methods["source"]["mean_error"]
     assert (out / "heatmap.png").exists() and (out / "results.md").exists()
+
+
+def test_dry_run_prints_the_plan_and_a_probed_estimate(capsys):
+    from testtime.zoo.cifar import weights_dir
+
+    if not (weights_dir("resnet-bn") / "model.safetensors").exists():
+        pytest.skip("shipped resnet-bn weights not present yet")
+    code, out, err = _cli(capsys, "--method", "source,tent", "--domains", "contrast,fog",
+                          "--limit", "100", "--batch-size", "50", "--dry-run")  # fmt: skip
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("plan: 2 method(s) × 2 domains × 100 images")
+    assert lines[0].endswith("200 images, 4 batches per method")
+    assert [ln.split(":")[0].strip() for ln in lines[1:3]] == ["source", "tent"]
+    assert "img/s in the probe" in lines[1] and lines[-1].startswith("estimated time: ~")

@@ -82,6 +82,9 @@ def adapt(
         typer.Option("--option", "-o", help="method option KEY=VALUE or METHOD.KEY=VALUE (repeatable)"),
     ] = None,
     list_: bool = typer.Option(False, "--list", help="print the method names, one per line"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="print the plan and a time estimate (a short probe); no run"
+    ),
     help_method: str | None = typer.Option(
         None, help="print a method's options, defaults and paper, and exit"
     ),
@@ -89,7 +92,7 @@ def adapt(
     ray: str | None = typer.Option(None, help=RAY_HELP + " (one task per method)"),
     ray_tasks: int | None = typer.Option(None, help=RAY_TASKS_HELP),
 ) -> None:
-    """Run test-time adaptation methods on a CIFAR-10-C stream; resumable per method."""
+    """Run test-time adaptation methods on a CIFAR-10-C stream; resumable (per domain)."""
     from testtime.adapt import ADAPT_METHODS
 
     if list_:
@@ -101,7 +104,7 @@ def adapt(
         return
     if not method:
         raise ValueError("give --method (comma-separated names or 'all'; see --list)")
-    if out is None:
+    if out is None and not dry_run:
         raise ValueError("give --out DIR for the results")
     names = (
         ADAPT_METHODS.names()
@@ -127,6 +130,12 @@ def adapt(
 
         for d in config.domains:
             CORRUPTIONS.get(d)  # unknown names list the valid ones
+    if dry_run:
+        from testtime.cli.adapt_plan import render_plan
+
+        config.validate()
+        typer.echo(render_plan(config), nl=False)
+        return
     with optional_session(ray, tasks=ray_tasks):
         run_benchmark(config, out, progress=not quiet, log=typer.echo)
     typer.echo(f"results: {Path(out) / 'results.md'}")

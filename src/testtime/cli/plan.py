@@ -104,7 +104,7 @@ def estimate(
     return result
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     if seconds < 90:
@@ -124,8 +124,8 @@ def render(plan: Plan, est: Estimate) -> str:
         tokens = "?" if ln.tokens is None else f"{ln.tokens:,.0f}"
         calls = "?" if ln.calls is None else f"{ln.calls:.0f}"
         out.append(f"  {ln.what}: N {','.join(map(str, ln.budgets))} × {ln.problems} problems: "
-                   f"{seqs} samples, {calls} model calls, ~{tokens} tokens, ~{_duration(ln.seconds)}")
+                   f"{seqs} samples, {calls} model calls, ~{tokens} tokens, ~{duration(ln.seconds)}")
     if est.probe:
         out.append(f"probe: {est.probe.rstrip('; ')}")
-    out.append(f"estimated time: ~{_duration(est.seconds)}" + ("" if est.probe else " (not measured)"))
+    out.append(f"estimated time: ~{duration(est.seconds)}" + ("" if est.probe else " (not measured)"))
     return "\n".join(out) + "\n"
