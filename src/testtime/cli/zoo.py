@@ -57,3 +57,32 @@ def export(
     info = export_gguf(source, out, dtype=dtype)
     info["max_abs_diff"] = verify_gguf(source, out)
     typer.echo(f"exported {source} to {out}: {json.dumps(info)}")
+
+
+@zoo_app.command()
+def prime(
+    model: Annotated[str, typer.Option(help="'embedded' (TinyReasoner) or a local Hugging Face causal-LM directory")] = "embedded",
+    behaviours: Annotated[str | None, typer.Option(help="mix, e.g. verify=0.3,backtrack=0.7 (default: TinyReasoner 2's)")] = None,
+    task: Annotated[str | None, typer.Option(help="one task family with a step checker (default: arith 80%, countdown, mul)")] = None,
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 1500,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
+    lora: Annotated[bool, typer.Option(help="train LoRA adapters (peft) instead of all weights; merged on export")] = False,
+    seed: Annotated[int, typer.Option(help="seed of the trace stream and the initialisation")] = 0,
+    out: Annotated[Path, typer.Option(help="output directory (never a shipped model's)")] = Path("runs/zoo/primed"),
+    resume: Annotated[bool, typer.Option(help="continue from the checkpoint in --out")] = False,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch")] = 1,
+) -> None:
+    """Fine-tune a model on cognitive-behaviour traces (verification, backtracking, subgoals,
+    backward chaining, checking after wait, revision, in-context examples)."""
+    from testtime.zoo.behaviours import step_task
+    from testtime.zoo.prime import FAMILIES, PrimeConfig, parse_mix
+    from testtime.zoo.prime import prime as run_prime
+
+    try:
+        mix = parse_mix(behaviours)
+        families = dict(FAMILIES) if task is None else {step_task(task).name: (1.0, FAMILIES[task][1])}
+        info = run_prime(out, model, mix, families, PrimeConfig(steps=steps, lr=lr, lora=lora), seed, resume, threads)
+    except (ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err)) from None
+    typer.echo(f"primed {model} into {out}: selected step {info['selected']['step']}"
+               f" (valid pass@1 {info['selected']['valid_pass1']:.3f}), {info['wall_s'] / 60:.1f} min")

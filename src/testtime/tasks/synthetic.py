@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from testtime.tasks.base import ANSWER_PREFIX, WAIT_CUE, Problem, Task, split_steps
+from testtime.tasks.trace import INVERSE, OK, Line, parse_line, undo_value
 
 _STEP_RE = re.compile(r"([0-9]+)([+\-*])([0-9]+)=([0-9]+)")
 _NUM_RE = re.compile(r"0|[1-9][0-9]*")
@@ -115,22 +116,92 @@ class SyntheticTask(Task):
         """Each step must parse, be arithmetically right and legal given the
         problem and the steps *as written* before it (so only the step that
         introduces a mistake is flagged, not the ones carrying it forward).
-        A ``wait`` line restarts the derivation and is itself valid."""
-        valid: list[bool] = []
-        state, index = self._initial_state(problem), 0
+        A ``wait`` line restarts the derivation and is itself valid; behaviour
+        lines (:mod:`testtime.tasks.trace`) are valid when what they say is true."""
+        return [valid for valid, _ in self.trace_steps(problem, solution)]
+
+    def track_steps(self, problem: Problem, solution: str) -> list[bool]:
+        """Per line: the derivation in effect after it is free of errors (a wrong step
+        that a ``check ... wrong`` line redid, or a ``wait`` left behind, no longer counts)."""
+        return [on_track for _, on_track in self.trace_steps(problem, solution)]
+
+    def trace_steps(self, problem: Problem, solution: str) -> list[tuple[bool, bool]]:
+        """(valid, on track) of every reasoning line of ``solution``."""
+        out: list[tuple[bool, bool]] = []
+        # The current derivation: (state before, step in effect, valid) per position.
+        entries: list[tuple[Any, Step, bool]] = []
+        previous: list[Step] | None = None  # the derivation a wait left behind
+        state, after_step = self._initial_state(problem), False
+        undo: tuple[int, int | None] | None = None
         for line in split_steps(solution):
+            valid, was_step = False, False
             if line == WAIT_CUE.strip():
-                valid.append(True)
-                state, index = self._initial_state(problem), 0
-                continue
-            step = parse_step(line)
+                valid, previous, entries = True, [e[1] for e in entries], []
+                state, undo = self._initial_state(problem), None
+            elif (step := parse_step(line)) is not None:
+                legal, new_state = self._check_step(problem, state, len(entries), step)
+                valid, was_step = legal and step.correct, True
+                entries.append((state, step, valid))
+                state = new_state
+            elif (b := parse_line(line)) is not None:
+                valid, state, undo = self._check_behaviour(problem, b, entries, previous, state, after_step, undo)
+            out.append((valid, valid and all(e[2] for e in entries)))
+            after_step = was_step
+        return out
+
+    def _check_behaviour(
+        self,
+        problem: Problem,
+        line: Line,
+        entries: list[tuple[Any, Step, bool]],
+        previous: list[Step] | None,
+        state: Any,
+        after_step: bool,
+        undo: tuple[int, int | None] | None,
+    ) -> tuple[bool, Any, tuple[int, int | None] | None]:
+        """Whether a behaviour line is true; (valid, state, backward value) after it."""
+        n_steps = len(self.derive(problem)[0])
+        if line.kind == "check":
+            step = parse_step(line.step)
             if step is None:
-                valid.append(False)
-                continue
-            ok, state = self._check_step(problem, state, index, step)
-            valid.append(ok and step.correct)
-            index += 1
-        return valid
+                return False, state, undo
+            # Right after a step it re-derives that step; elsewhere (after wait, in a
+            # revision) it re-derives the next one, reviewing an earlier derivation.
+            p = len(entries) - 1 if after_step else len(entries)
+            before = entries[p][0] if after_step else state
+            legal, new_state = self._check_step(problem, before, p, step)
+            ok = legal and step.correct
+            if after_step:
+                same = step == entries[p][1]
+            elif previous is not None and p < len(previous):
+                same = step == previous[p]
+            else:
+                same = line.verdict == OK  # nothing in the text to compare with
+            valid = ok and same == (line.verdict == OK)
+            if after_step and line.verdict == OK:
+                return valid, state, undo
+            entry = (before, step, ok)
+            if after_step:
+                entries[p] = entry
+            else:
+                entries.append(entry)
+            return valid, new_state, undo
+        if line.kind == "plan":
+            return not entries and line.numbers == (n_steps,), state, undo
+        if line.kind == "done":
+            return line.numbers == (len(entries), n_steps), state, undo
+        if line.kind == "undo":  # undo = (position undone last, value reached)
+            a, b, c = line.numbers
+            k, value = (len(entries), entries[-1][1].result if entries else None) if undo is None else undo
+            if k < 1:
+                return False, state, undo
+            step = entries[k - 1][1]
+            ok = (a, line.op, b) == (value, INVERSE[step.op], step.right) and undo_value(a, line.op, b) == c
+            return ok, state, (k - 1, c)
+        # start: the backward chain undid every step and reached the first step's left value
+        first = entries[0][1].left if entries else None
+        ok = undo is not None and undo == (0, first) and line.numbers == (first,)
+        return ok, state, None
 
 
 def corrupt_one_step(

@@ -88,19 +88,25 @@ def build_model(config: ReasonerConfig, tokenizer: PreTrainedTokenizerBase) -> G
 
 
 def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example) -> tuple[list[int], list[int]]:
-    """(input ids, labels): ``<bos> context target <eos>``, labels -100 outside the target."""
-    context = tokenizer(example.context).input_ids  # starts with <bos>
-    target = tokenizer(example.target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-    return context + target, [-100] * len(context) + target
+    """(input ids, labels): ``<bos> segments... <eos>``, labels -100 on untrained segments
+    (an :class:`Example`'s context, a behaviour trace's prompt, attempts and injected errors)."""
+    ids: list[int] = []
+    labels: list[int] = []
+    for i, (text, trained) in enumerate(example.segments):
+        part = tokenizer(text, add_special_tokens=i == 0).input_ids  # the first starts with <bos>
+        ids += part
+        labels += part if trained else [-100] * len(part)
+    return ids + [tokenizer.eos_token_id], labels + [tokenizer.eos_token_id]
 
 
 def training_batch(
-    tokenizer: PreTrainedTokenizerBase, config: ReasonerConfig, seed: int, step: int
+    tokenizer: PreTrainedTokenizerBase, config: ReasonerConfig, seed: int, step: int, make: Any = make_example
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The batch of ``step``: a deterministic function of (seed, step), so resuming
-    replays exactly the data an uninterrupted run would have seen."""
+    replays exactly the data an uninterrupted run would have seen. ``make(seed, index)``
+    is the example stream (hashable; default: the from-scratch mixture)."""
     group = step // SORT_GROUP
-    rows = _sorted_group(tokenizer, config.batch_size, config.n_positions, seed, group)
+    rows = _sorted_group(tokenizer, config.batch_size, config.n_positions, seed, group, make)
     order = list(range(SORT_GROUP))
     random.Random(f"batches-{seed}-{group}").shuffle(order)
     size = math.ceil(len(rows) / SORT_GROUP)
@@ -116,16 +122,20 @@ def training_batch(
 
 @functools.lru_cache(maxsize=1)
 def _sorted_group(
-    tokenizer: PreTrainedTokenizerBase, batch_size: int, n_positions: int, seed: int, group: int
+    tokenizer: PreTrainedTokenizerBase, batch_size: int, n_positions: int, seed: int, group: int, make: Any
 ) -> list[tuple[list[int], list[int]]]:
     """The examples of SORT_GROUP consecutive steps, sorted by length (built once per group)."""
     first = group * SORT_GROUP * batch_size
-    rows = [encode_example(tokenizer, make_example(seed, first + i)) for i in range(SORT_GROUP * batch_size)]
+    rows = [encode_example(tokenizer, make(seed, first + i)) for i in range(SORT_GROUP * batch_size)]
     return sorted((r for r in rows if len(r[0]) <= n_positions), key=lambda r: len(r[0]))
 
 
 def validate(
-    model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerBase, config: ReasonerConfig, seed: int
+    model: GPT2LMHeadModel,
+    tokenizer: PreTrainedTokenizerBase,
+    config: ReasonerConfig,
+    seed: int,
+    max_new_tokens: int = 128,
 ) -> float:
     """pass@1 at temperature 1 on validation problems (never the held-out seed)."""
     task = get_task("arith")
@@ -134,7 +144,7 @@ def validate(
     model.eval()
     prompts = [p.prompt for p in problems]
     # A level-6 reference solution is ~85 characters; 128 tokens bounds runaway samples.
-    outs = sample(model, tokenizer, prompts, n=config.valid_samples, generator=generator, max_new_tokens=128)
+    outs = sample(model, tokenizer, prompts, n=config.valid_samples, generator=generator, max_new_tokens=max_new_tokens)
     model.train()
     correct = sum(task.is_correct(p, s) for p, samples in zip(problems, outs, strict=True) for s in samples)
     return correct / (len(problems) * config.valid_samples)

@@ -46,6 +46,11 @@ class Example:
     context: str  # conditioned on, no loss
     target: str  # trained on
 
+    @property
+    def segments(self) -> list[tuple[str, bool]]:
+        """(text, trained) parts, as :func:`testtime.zoo.reasoner.encode_example` reads them."""
+        return [(self.context, False), (self.target, True)]
+
 
 def make_example(seed: int, index: int) -> Example:
     """Example ``index`` of the stream for ``seed``: identical in every process."""

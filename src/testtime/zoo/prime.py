@@ -1,0 +1,260 @@
+"""``testtime zoo prime``: fine-tune a causal LM on a mix of cognitive-behaviour traces
+(:mod:`testtime.zoo.behaviours`), the priming step of Gandhi et al. (2025): the
+embedded TinyReasoner fully, or a user's Hugging Face causal LM with LoRA (peft).
+
+The loop is TinyReasoner's (:mod:`testtime.zoo.reasoner`): AdamW, warm-up + cosine,
+deterministic batches per (seed, step), validation pass@1 on arith level 6
+(validation seed only), checkpoint selection inside a pass@1 window, and an
+atomic checkpoint every ``eval_every`` steps, so a killed run resumes with
+``resume=True``. The source model is only read; the output directory may never be
+a shipped model's. Deviation: a LoRA run exports the merged model (plain HF format).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from testtime.store.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from testtime.zoo import WEIGHTS_DIR, reasoner_path
+from testtime.zoo.behaviours import check_mix, sample_trace, step_task
+from testtime.zoo.reasoner import LOG_EVERY, ReasonerConfig, _preference, training_batch, validate
+from testtime.zoo.reasoner_data import TRAIN_SEED_BASE
+
+CHECKPOINT = "checkpoints/prime.pt"
+# The mix TinyReasoner 2 was primed on: the behaviours, the sequential strategies'
+# contracts (wait, revise, in-context examples) and plain solutions against forgetting.
+DEFAULT_MIX = {"plain": 0.3, "verify": 0.12, "backtrack": 0.15, "subgoal": 0.05, "backward": 0.05,
+               "wait": 0.13, "revise": 0.1, "incontext": 0.1}
+FAMILIES = {"arith": (0.8, tuple(range(1, 13))), "countdown": (0.1, (2, 3, 4, 5, 6)), "mul": (0.1, (1, 2, 3, 4, 5))}
+PRIME_SEED_OFFSET = 10**9  # problem seeds disjoint from the from-scratch stream, validation and test
+
+
+@dataclass(frozen=True)
+class TraceStream:
+    """``(seed, index) -> Trace``, hashable so batches can be cached per group."""
+
+    mix: tuple[tuple[str, float], ...]
+    families: tuple[tuple[str, tuple[float, tuple[int, ...]]], ...]
+
+    def __call__(self, seed: int, index: int):
+        return sample_trace(dict(self.mix), dict(self.families), seed, index, _problem_seed)
+
+
+def _problem_seed(seed: int, index: int) -> int:
+    return TRAIN_SEED_BASE + PRIME_SEED_OFFSET + seed * 10**7 + index
+
+
+@dataclass
+class PrimeConfig:
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: int = 50
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    eval_every: int = 125
+    n_positions: int = 512
+    valid_level: int = 6
+    valid_problems: int = 64
+    valid_samples: int = 4
+    valid_tokens: int = 256  # behaviour traces are longer than plain solutions
+    window: tuple[float, float] = (0.3, 0.7)
+    lora: bool = False
+    lora_rank: int = 8
+    bf16: bool = False  # autocast: faster only on CPUs with bf16 units (~14x slower without)
+
+
+@dataclass
+class _State:
+    step: int = 0
+    wall_s: float = 0.0
+    loss_ema: float | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    selected: dict[str, float] | None = None
+
+
+def parse_mix(text: str | None) -> dict[str, float]:
+    """``"verify=0.3,backtrack=0.7"`` or ``"verify,backtrack"`` (equal weights); None: the default."""
+    if not text:
+        return dict(DEFAULT_MIX)
+    mix = {}
+    for part in text.split(","):
+        name, _, weight = part.strip().partition("=")
+        try:
+            mix[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"bad behaviour weight in {part!r}: expected name=number") from None
+    return check_mix(mix)
+
+
+def resolve_model(model: str) -> Path:
+    """``embedded`` / ``tiny-reasoner`` (the shipped TinyReasoner) or a local HF directory."""
+    if model in ("embedded", "tiny-reasoner"):
+        return reasoner_path()
+    path = Path(model)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no Hugging Face model at {path} (no config.json); pass 'embedded' or a local directory")
+    return path
+
+
+def prime(
+    out: str | Path,
+    model: str = "embedded",
+    mix: dict[str, float] | None = None,
+    families: dict[str, tuple[float, tuple[int, ...]]] | None = None,
+    config: PrimeConfig | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    threads: int = 1,
+    progress_every: int = LOG_EVERY,
+) -> dict[str, Any]:
+    """Fine-tune ``model`` on behaviour traces into the HF directory ``out``; returns the info.
+    Every bad input (behaviour name, task without a step checker, output path) fails here,
+    before any model is loaded."""
+    mix = check_mix(dict(mix or DEFAULT_MIX))
+    families = dict(families or FAMILIES)
+    for family in families:
+        step_task(family)
+    config = config or PrimeConfig()
+    out = Path(out).resolve()
+    source = resolve_model(model).resolve()
+    if out == source or WEIGHTS_DIR.resolve() in out.parents or out == WEIGHTS_DIR.resolve():
+        raise ValueError(f"--out {out} is a shipped model's directory: priming never writes over one")
+    if config.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {config.steps}")
+    ckpt_path = out / CHECKPOINT
+    if resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    net = AutoModelForCausalLM.from_pretrained(str(source), local_files_only=True)
+    if config.lora:
+        from peft import LoraConfig, get_peft_model
+
+        net = get_peft_model(net, LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0))
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
+
+    def lr_factor(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        t = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    run = {"model": str(source), "mix": mix, "families": {k: list(v) for k, v in families.items()},
+           "config": asdict(config), "seed": seed}
+    state, selected = _State(), None
+    if resume:
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        def same(r: dict[str, Any]) -> dict[str, Any]:  # only the length may change (cosine restretched)
+            return {**r, "config": {**r["config"], "steps": None}}
+
+        if same(ckpt["run"]) != same(json_safe(run)) or config.steps < ckpt["state"]["step"]:
+            raise ValueError(f"{ckpt_path} was written by another run ({ckpt['run']}); drop --resume or match it")
+        net.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state, selected = _State(**ckpt["state"]), ckpt["selected_weights"]
+
+    stream = TraceStream(tuple(mix.items()), tuple(families.items()))
+    batch_config = ReasonerConfig(batch_size=config.batch_size, n_positions=config.n_positions,
+                                  valid_level=config.valid_level, valid_problems=config.valid_problems,
+                                  valid_samples=config.valid_samples)
+    net.train()
+    started = time.time() - state.wall_s
+    for step in range(state.step, config.steps):
+        ids, labels, mask = training_batch(tokenizer, batch_config, seed, step, stream)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            loss = net(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.loss_ema = loss.item() if state.loss_ema is None else 0.95 * state.loss_ema + 0.05 * loss.item()
+        done = step + 1
+        if done % progress_every == 0:
+            print(f"step {done}: loss {state.loss_ema:.4f} ({time.time() - started:.0f}s)", flush=True)
+        if done % config.eval_every == 0 or done == config.steps:
+            pass1 = validate(net, tokenizer, batch_config, seed, max_new_tokens=config.valid_tokens)
+            record = {"step": done, "loss": round(state.loss_ema, 5), "valid_pass1": pass1}
+            state.history.append(record)
+            best = state.selected
+            if best is None or _preference(pass1, config.window) >= _preference(best["valid_pass1"], config.window):
+                state.selected = record
+                selected = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            print(f"step {done}: loss {state.loss_ema:.4f}, valid pass@1 {pass1:.3f}", flush=True)
+            state.step, state.wall_s = done, time.time() - started
+            buffer = io.BytesIO()
+            torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "state": asdict(state),
+                        "selected_weights": selected, "run": json_safe(run)}, buffer)
+            atomic_write_bytes(ckpt_path, buffer.getvalue())
+    assert selected is not None
+    net.load_state_dict(selected)
+    if config.lora:
+        net = net.merge_and_unload()
+    info = {**run, "steps_trained": state.step, "selected": state.selected, "history": state.history,
+            "wall_s": round(state.wall_s, 1), "threads": threads,
+            "parameters": sum(p.numel() for p in net.parameters())}
+    export(net, tokenizer, out, info)
+    return info
+
+
+def json_safe(value: Any) -> Any:
+    """Tuples as lists, so a run description compares equal after a checkpoint round trip."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def export(net: Any, tokenizer: Any, out: Path, info: dict[str, Any]) -> None:
+    """The HF directory (weights, config, tokenizer, training.json), card last."""
+    out.mkdir(parents=True, exist_ok=True)
+    net.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    if (Path(info["model"]) / "special_tokens_map.json").exists():
+        atomic_write_json(out / "special_tokens_map.json", tokenizer.special_tokens_map)
+    atomic_write_json(out / "training.json", json_safe(info))
+    atomic_write_text(out / "README.md", card(info))
+
+
+def card(info: dict[str, Any]) -> str:
+    c = info["config"]
+    sel = info["selected"]
+    rows = [f"| {h['step']} | {h['loss']:.4f} | {h['valid_pass1']:.3f} |" for h in info["history"]]
+    return "\n".join([
+        "# Primed model",
+        "",
+        f"Fine-tuned from `{info['model']}` by `testtime zoo prime` on cognitive-behaviour traces"
+        " (`testtime.zoo.behaviours`; Gandhi et al. 2025)" + (" with LoRA (merged)." if c["lora"] else "."),
+        "",
+        "- Behaviour mix: " + ", ".join(f"{k} {w:.0%}" for k, w in info["mix"].items()),
+        "- Families: " + "; ".join(f"{k} {v[0]:.0%} (levels {v[1][0]}-{v[1][-1]})" for k, v in info["families"].items()),
+        f"- {info['steps_trained']} steps of {c['batch_size']} traces, AdamW lr {c['lr']} (warm-up {c['warmup']},"
+        f" cosine to {c['min_lr_ratio']}x); seed {info['seed']}; {info['parameters']:,} parameters;"
+        f" wall time {info['wall_s'] / 60:.1f} min on {info['threads']} CPU thread(s).",
+        f"- Selected step {sel['step']} (validation pass@1 {sel['valid_pass1']:.3f} on arith level"
+        f" {c['valid_level']}, {c['valid_problems']} problems x {c['valid_samples']} samples, window {c['window']}).",
+        "",
+        "| step | train loss | valid pass@1 |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ])
