@@ -55,8 +55,12 @@ def test_unlimited_waits_fill_the_budget(task, problem):
     assert cand.meta["extensions"] == 2 and cand.meta["cut"]
     assert cand.meta["thinking_tokens"] == 40
     assert gen.calls[2][1].max_tokens == 6
-    # the cut derivation is dropped: the answer is forced after the last finished one,
-    # and its 6 tokens still count
+    # as in s1, the answer is forced right after the cut partial derivation
+    assert cand.text.startswith("1+2=3\n3+3=6\n" + WAIT_CUE + "1+2=3\n3+3=6\n" + WAIT_CUE)
+    assert cand.text.split(WAIT_CUE)[-1].startswith("1+2=3\n")  # the cut third one, then answer:
+    # truncate_cut (an explicit option) drops the cut derivation; its 6 tokens still count
+    res, _ = run(problem, task, budget=40, waits=None, truncate_cut=True)
+    cand = res.candidates[0]
     assert cand.text == "1+2=3\n3+3=6\n" + WAIT_CUE + "1+2=3\n3+3=6\nanswer: 6\n"
     assert res.answer == "6" and res.compute.generated_tokens == 12 + 12 + 6 + 2
 

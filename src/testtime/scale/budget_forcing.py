@@ -5,9 +5,12 @@ starts ``answer:`` (a stop string) or the thinking budget B runs out. While
 budget remains and fewer than W extensions were made, suppress the end of
 thinking by appending the wait cue — the embedded TinyReasoner then re-derives
 the solution — and continue. When thinking ends (W extensions used, or the
-budget spent), force ``answer:`` and decode the answer line; a budget that runs
-out in the middle of a re-derivation forces it after the last derivation the
-model finished (its tokens still count).
+budget spent), force ``answer:`` and decode the answer line right where
+thinking stopped — after a cut partial derivation too, as s1 does.
+``truncate_cut=True`` (off by default; not in s1 or m1) instead drops a cut
+re-derivation and forces the answer after the last derivation the model
+finished (its tokens still count): a model that answers only at the end of a
+derivation (TinyReasoner) guesses after a cut one.
 
 The helpers here are shared by iterative deepening, self-refinement and
 3-D scaling; they run a batch of independent attempts in lock-step.
@@ -112,9 +115,10 @@ def think(
     budget: int,
     waits: int | None,
     answer_tokens: int,
+    truncate_cut: bool = False,
 ) -> list[Attempt]:
     """Budget-forced attempts continuing each prefix (``waits=None``: extend until
-    the budget is spent)."""
+    the budget is spent; ``truncate_cut``: see the module docstring)."""
     attempts = [Attempt() for _ in prefixes]
     stopped = [False] * len(prefixes)
     while True:
@@ -133,11 +137,8 @@ def think(
             a.tokens += tokens
             if a.thinking_tokens >= budget and stop != ANSWER_PREFIX:
                 a.cut = True  # the budget ran out mid-thought
-                if a.last_end is not None:
-                    # A model that answers only at the end of a derivation (TinyReasoner)
-                    # guesses after a cut one; it answers from its last finished derivation
-                    # instead. The dropped tokens stay counted.
-                    a.text = a.text[: a.last_end]
+                if truncate_cut and a.last_end is not None:
+                    a.text = a.text[: a.last_end]  # the dropped tokens stay counted
             elif a.thinking_tokens < budget and (waits is None or a.extensions < waits):
                 a.last_end = len(end_line(a.text))
                 a.text = end_line(a.text) + WAIT_CUE  # "answer:" or EOS: think again
@@ -188,10 +189,13 @@ class BudgetForcing(SequentialStrategy):
         waits: int | None = 1,
         temperature: float = 0.8,
         answer_tokens: int = 16,
+        truncate_cut: bool = False,
         seed: int | None = 0,
     ) -> None:
-        """``budget`` thinking tokens, at most ``waits`` extensions (None: as many as fit)."""
+        """``budget`` thinking tokens, at most ``waits`` extensions (None: as many as fit);
+        ``truncate_cut``: answer after the last finished derivation (off: as s1)."""
         super().__init__(temperature, answer_tokens, seed)
+        self.truncate_cut = bool(truncate_cut)
         self.budget = check_positive("budget", budget)
         if waits is not None and waits < 0:
             raise ValueError(f"waits must be >= 0 (or None for no limit), got {waits}")
@@ -207,6 +211,7 @@ class BudgetForcing(SequentialStrategy):
             budget=self.budget,
             waits=self.waits,
             answer_tokens=self.answer_tokens,
+            truncate_cut=self.truncate_cut,
         )
         cand = attempt_candidate(attempt, task)
         return ProblemResult(problem.id, cand.answer, [cand], compute, meta=dict(cand.meta))
