@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from testtime.registry import Registry
-from testtime.store import fingerprint
+from testtime.store import fingerprint, weights_hash
 from testtime.tasks.base import Problem, Task
 from testtime.tasks.labels import grading
 
@@ -47,6 +47,8 @@ class LearnRequest:
             # ids alone do not pin the content (a task generator may change)
             "problems_fingerprint": answers,
             "model": str(self.model_dir.resolve()),
+            # the path alone does not pin the weights (a retrained model in the same folder)
+            "model_weights": weights_hash(self.model_dir),
             "seed": self.seed,
             "options": dataclasses.asdict(method_config)
             if dataclasses.is_dataclass(method_config)
