@@ -64,3 +64,41 @@ def test_bad_bank_file_is_a_clear_error(tmp_path):
     path.write_text('{"not": "a list"}')
     with pytest.raises(ValueError, match="not a solution bank"):
         get_strategy("r2-mcts", bank=str(path))
+
+
+class ContextPRM:
+    """Records the prompts it was asked to score under (a learned, label-free verifier)."""
+
+    name, process, reads_labels, relative, num_parameters = "ctx-prm", True, False, False, 10
+
+    def __init__(self):
+        self.prompts = []
+
+    def score(self, problem, solutions):
+        from testtime.verifiers.base import Scores
+
+        self.prompts.append(problem.prompt)
+        return Scores([[0.95] * max(1, s.count("\n")) for s in solutions], tokens=len(problem.prompt))
+
+
+def test_step_level_retrieval_conditions_expansions_and_the_prm(task, problem):
+    # The bank holds a problem whose step "3+3=6" matches this problem's second step.
+    coarse = ("mul: 9 9\n", "9*9=81\nanswer: 81\n")
+    fine = ("sum: 4 3 3\n", "4+3=7\n3+3=6\nanswer: 6\n")
+    bank = SolutionBank([coarse, fine])
+    gen = ScriptedGenerator(tree_script(problem.prompt, TABLE))
+    prm = ContextPRM()
+    strategy = get_strategy("r2-mcts", n=4, branching=1, examples=0, step_examples=1, bank=bank)
+    res = strategy.solve([problem], gen, task, prm)[0]
+    assert res.answer == "6"
+    prompts = [p for ps, _ in gen.calls for p in ps]
+    assert prompts[0] == problem.prompt  # the root has no step to match yet
+    # after the step "3+3=6", the solution holding that very step comes first
+    after = [p for p in prompts if p.endswith(problem.prompt + R1 + "3+3=6\n")]
+    assert after and all(p.startswith(fine[0] + fine[1]) for p in after)
+    assert any(p != problem.prompt for p in prm.prompts)  # the PRM read retrieved context too
+    no_aug = ContextPRM()
+    get_strategy("r2-mcts", n=4, branching=1, examples=0, bank=SolutionBank([coarse, fine]),
+                 augment_prm=False).solve([problem], ScriptedGenerator(tree_script(problem.prompt, TABLE)),
+                                          task, no_aug)
+    assert set(no_aug.prompts) == {problem.prompt}

@@ -38,7 +38,8 @@ class StepExpander:
     charging every generated and verifier token to ``compute``.
 
     ``context`` is text placed before the problem prompt (retrieved examples in
-    R2-MCTS); it is charged as prompt tokens like the rest of the prompt.
+    R2-MCTS, which may vary it per path through :meth:`context_for`); it is charged
+    as prompt tokens like the rest of the prompt.
     """
 
     def __init__(
@@ -87,13 +88,17 @@ class StepExpander:
             stop=() if to_end else (STEP_DELIMITER,),
             seed=derive_seed(self.seed, self.problem.id, "extend", self._calls),
         )
-        prompts = [self.context + self.problem.prompt + p.text for p in paths]
+        prompts = [self.context_for(p) + self.problem.prompt + p.text for p in paths]
         result = self.generator.generate(prompts, params)
         self.compute.add_usage(result.usage, self.generator)
         return [
             [self._child(parent, c, to_end) for c in completions]
             for parent, completions in zip(paths, result.completions, strict=True)
         ]
+
+    def context_for(self, path: Candidate) -> str:
+        """The text placed before the prompt when extending ``path``."""
+        return self.context
 
     def _child(self, parent: Candidate, completion: Completion, to_end: bool) -> Candidate:
         step = completion.text
