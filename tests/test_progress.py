@@ -55,3 +55,14 @@ def test_piped_stderr_gets_plain_lines(capsys):
         bar.advance(job, 2)
     assert capsys.readouterr().err.startswith("x: 2/2 (100%)")
     assert not isinstance(make_progress(disable=True), PlainProgress)
+
+
+def test_a_resumed_task_starts_at_its_completed_count_and_shows_its_note():
+    out, clock = io.StringIO(), Clock()
+    bar = PlainProgress(out, clock=clock)
+    job = bar.add_task("ttrl", total=10, completed=4, note="")
+    clock.now = 2.0
+    bar.update(job, note="pass@1 0.31")
+    bar.advance(job, 1)
+    # 1 done in 2 s since the resume: 5 left take ~10 s
+    assert out.getvalue() == "ttrl: 5/10 (50%), 0:00:02 elapsed, ~0:00:10 left  pass@1 0.31\n"

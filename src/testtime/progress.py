@@ -29,6 +29,8 @@ class _Task:
     last_line: float = 0.0
     last_tenth: int = 0
     shown: float = 0.0  # ``completed`` at the last line
+    note: str = ""  # a live summary (the ``note`` field of rich's tasks)
+    initial: float = 0.0  # done before this run (a resume): not in the rate
 
 
 class PlainProgress:
@@ -53,10 +55,16 @@ class PlainProgress:
             if task.completed != task.shown:
                 self._line(task)
 
-    def add_task(self, description: str, total: float | None = None, **_: Any) -> int:
+    def add_task(
+        self, description: str, total: float | None = None, completed: float = 0, **fields: Any
+    ) -> int:
         now = self.clock()
         key = len(self.tasks)
-        self.tasks[key] = _Task(description.strip(), total, started=now, last_line=now)
+        tenth = int(10 * completed / total) if total else 0
+        self.tasks[key] = _Task(
+            description.strip(), total, completed, started=now, last_line=now, last_tenth=tenth,
+            shown=completed, note=str(fields.get("note", "")), initial=completed,
+        )
         return key
 
     def advance(self, task_id: int, advance: float = 1) -> None:
@@ -70,9 +78,11 @@ class PlainProgress:
         completed: float | None = None,
         total: float | None = None,
         description: str | None = None,
-        **_: Any,
+        **fields: Any,
     ) -> None:
         task = self.tasks[task_id]
+        if "note" in fields:
+            task.note = str(fields["note"])
         if total is not None:
             task.total = total
         if description is not None:
@@ -99,11 +109,14 @@ class PlainProgress:
         if task.total:
             share = min(1.0, task.completed / task.total)
             text += f"/{task.total:.0f} ({100 * share:.0f}%), {_clock(elapsed)} elapsed"
-            if 0 < share < 1:
-                text += f", ~{_clock(elapsed * (1 - share) / share)} left"
+            done_here = task.completed - task.initial
+            if share < 1 and done_here > 0:
+                text += f", ~{_clock(elapsed * (task.total - task.completed) / done_here)} left"
             task.last_tenth = int(10 * share)
         else:
             text += f", {_clock(elapsed)} elapsed"
+        if task.note:
+            text += f"  {task.note}"
         task.last_line, task.shown = now, task.completed
         print(text, file=self.stream, flush=True)
 

@@ -4,11 +4,12 @@ without running it.
 The plan is the harness's own (:func:`testtime.scale.harness.make_plan`), so the
 counts are what a run does: per pool group one pool of max(N) samples per problem,
 sampled ``batch_samples`` sequences per batched call; per other strategy one run per
-budget and problem. The time estimate comes from a probe — one small batched pool
-call (and one problem per non-pool strategy at its smallest budget), timed on this
+budget and problem. The time estimate comes from a probe — one batched pool call of
+the run's shape (and one problem per non-pool strategy at its smallest budget), timed on this
 machine — extrapolated linearly (search strategies: in N). Nothing is stored; the
-probe's samples are thrown away. Deviation: a probe of a few sequences batches less
-than the run does, so on a local model the estimate errs long.
+probe's samples are thrown away. The estimate is of the generation only (model
+loading and the reports add seconds). Deviation: the probe's problems are a few, so
+their solution lengths stand in for all of them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from testtime.scale.base import Compute
 from testtime.scale.common import score_candidates
 from testtime.scale.harness import Plan, budgets_of, build_strategy
 from testtime.verifiers.base import Verifier
-
-PROBE_SEQUENCES = 16  # most sequences the probe samples
 
 
 @dataclass
@@ -60,8 +59,9 @@ def estimate(
 ) -> Estimate:
     """Counts of ``plan`` and (with ``probe``) a measured time and token estimate."""
     problems = [p for ps in plan.problems.values() for p in ps]
-    # One problem per difficulty, so the probe sees the spread of solution lengths.
-    spread = [ps[0] for ps in plan.problems.values()]
+    # Problems taken from every difficulty in turn, so the probe sees the spread of lengths.
+    levels = list(plan.problems.values())
+    spread = [ps[i] for i in range(max(map(len, levels))) for ps in levels if i < len(ps)]
     result = Estimate()
     for group in plan.groups:
         per_call = max(1, batch_samples // group.size)
@@ -69,9 +69,9 @@ def estimate(
         budgets = sorted({k for m in group.members for k in budgets_of(plan.strategies[m], plan.budgets)})
         line = Line(f"pool of {group.size} ({', '.join(group.members)})", budgets, len(problems),
                     len(problems) * group.size, calls)
-        if probe:
-            batch = spread[: max(1, PROBE_SEQUENCES // min(group.size, PROBE_SEQUENCES))]
-            k = min(group.size, max(1, PROBE_SEQUENCES // len(batch)))
+        if probe:  # one call shaped like the run's: per_call problems × the pool size
+            batch = spread[:per_call]
+            k = min(group.size, batch_samples)
             began = time.perf_counter()
             pools = group.sampler.sample_pools(batch, generator, plan.task, k, logprobs=group.logprobs)
             if group.scored and verifier is not None:
@@ -90,16 +90,18 @@ def estimate(
         line = Line(name, budgets, len(problems), float("nan"), None)
         if probe:
             smallest = build_strategy(name, plan.options, budgets[0] if strategy.budget_param else None)
+            # The easiest and the hardest level's first problem; cost assumed linear in N.
+            sample = [levels[0][0], levels[-1][0]] if len(levels) > 1 else [levels[0][0]]
             began = time.perf_counter()
-            [res] = smallest.solve(spread[-1:], generator, plan.task, verifier)
-            wall = time.perf_counter() - began
-            scale = sum(budgets) / budgets[0]  # cost assumed linear in the budget
-            line.seconds = len(problems) * wall * scale
-            c = res.compute
-            line.tokens = len(problems) * (c.prompt_tokens + c.generated_tokens + c.verifier_tokens) * scale
-            line.sequences = len(problems) * max(1, len(res.candidates)) * scale
-            line.calls = len(problems) * c.model_calls * scale
-            result.probe += f"{name}@{budgets[0]}: one problem in {wall:.1f} s; "
+            results = smallest.solve(sample, generator, plan.task, verifier)
+            wall = (time.perf_counter() - began) / len(sample)
+            c = sum((r.compute for r in results), Compute())
+            per = len(problems) * sum(budgets) / budgets[0] / len(sample)
+            line.seconds = per * wall * len(sample)
+            line.tokens = per * (c.prompt_tokens + c.generated_tokens + c.verifier_tokens)
+            line.sequences = per * max(1, sum(len(r.candidates) for r in results))
+            line.calls = per * c.model_calls
+            result.probe += f"{name}@{budgets[0]}: {wall:.1f} s per problem; "
         result.lines.append(line)
     return result
 
@@ -124,8 +126,10 @@ def render(plan: Plan, est: Estimate) -> str:
         tokens = "?" if ln.tokens is None else f"{ln.tokens:,.0f}"
         calls = "?" if ln.calls is None else f"{ln.calls:.0f}"
         out.append(f"  {ln.what}: N {','.join(map(str, ln.budgets))} × {ln.problems} problems: "
-                   f"{seqs} samples, {calls} model calls, ~{tokens} tokens, ~{duration(ln.seconds)}")
+                   f"{seqs} samples, {calls} model calls, ~{tokens} tokens (policy + verifier), "
+                   f"~{duration(ln.seconds)}")
     if est.probe:
         out.append(f"probe: {est.probe.rstrip('; ')}")
-    out.append(f"estimated time: ~{duration(est.seconds)}" + ("" if est.probe else " (not measured)"))
+    out.append(f"estimated time: ~{duration(est.seconds)}"
+               + (" of generation (start-up and reports add seconds)" if est.probe else " (not measured)"))
     return "\n".join(out) + "\n"

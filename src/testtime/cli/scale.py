@@ -128,6 +128,10 @@ def run_and_report(
                          difficulties=difficulties, limit=limit, seed=seed,
                          options={**options, **(extra_options or {})})  # fmt: skip
         print(render(plan, estimate(plan, generator, verifier)), end="")
+        from testtime.store.runstore import DB_NAME
+
+        if (out / DB_NAME).exists():
+            print(f"note: {out} holds a run store; a run resumes what it holds (not counted here)")
         return None
     result = scale(
         task, generator, strategies, budgets, out, verifier=verifier,

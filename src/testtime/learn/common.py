@@ -263,10 +263,13 @@ def finite(value: float | torch.Tensor) -> bool:
 
 @contextmanager
 def progress_bar(description: str, total: int, done: int = 0, *, enabled: bool = True) -> Iterator[Any]:
-    """A rich progress bar; ``advance(k)`` moves it, ``note(text)`` shows live metrics."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """A rich progress bar (plain lines when stderr is not a terminal); ``advance(k)``
+    moves it, ``note(text)`` shows live metrics."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(
+    from testtime.progress import make_progress
+
+    with make_progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
