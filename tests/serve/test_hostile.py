@@ -149,9 +149,11 @@ def test_slow_and_oversized_requests_are_cut_off(make_server) -> None:
          400, "request_too_expensive"),
         ({"model": "tiny", "prompt": "q", "testtime": {"verifier": "judge"}}, 400, None),
         ({"model": "best-of-2/tiny", "prompt": "q", "testtime": {"verifier": "judge"}}, 400, None),
+        ({"model": "majority-2/tiny", "prompt": ARITH, "testtime": {"task": "countdown"}},
+         400, "invalid_prompt"),
     ],
 )
-def test_oversized_work_is_refused_before_it_starts(make_server, body, status, code) -> None:
+def test_bad_work_is_refused_before_it_starts(make_server, body, status, code) -> None:
     gen = ScriptedGenerator(majority_script)
     url = make_server(gen, limits=Limits(max_body_bytes=2 << 20, max_request_tokens=1 << 16))
     _error(post(url, body), status, code)

@@ -69,3 +69,4 @@ def test_bad_option_value_is_a_400() -> None:
     with pytest.raises(APIError, match="strategy 'ffs'.*mode") as err:
         build_strategy(make_plan("ffs/tiny", "tiny", {"mode": "sideways"}, {}, max_n=64))
     assert err.value.status == 400
+

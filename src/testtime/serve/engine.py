@@ -29,6 +29,7 @@ from testtime.serve.outcome import Outcome, build_outcome
 from testtime.serve.routing import Plan, build_strategy
 from testtime.tasks.base import STEP_DELIMITER, Problem, Task
 from testtime.tasks.freeform import FreeformTask
+from testtime.tasks.synthetic import SyntheticTask
 from testtime.verifiers.base import Verifier
 
 FREEFORM = "freeform"
@@ -112,6 +113,23 @@ class Engine:
                     ) from None
             return self._verifiers[key]
 
+    @staticmethod
+    def _check_prompts(task: Task, problems: list[Problem]) -> None:
+        """A synthetic task's prompts must be problems of that task (its checker parses them)."""
+        if not isinstance(task, SyntheticTask):
+            return
+        for i, problem in enumerate(problems):
+            try:
+                task.derive(problem)
+            except ValueError as err:
+                example = task.generate(1, task.levels[0], 0)[0].prompt
+                raise APIError(
+                    400,
+                    f"prompt {i} is not a {task.name!r} problem ({err}); e.g. {example!r}",
+                    code="invalid_prompt",
+                    param="testtime.task",
+                ) from None
+
     def run(
         self,
         plan: Plan,
@@ -151,6 +169,7 @@ class Engine:
             )
             for i, p in enumerate(prompts)
         ]
+        self._check_prompts(task, problems)
         try:
             strategy.check(task, generator, verifier)
         except (ValueError, BackendError) as err:

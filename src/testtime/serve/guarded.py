@@ -137,7 +137,11 @@ class RequestVerifier(Verifier):
     def __init__(self, inner: Verifier, turns: _Turns) -> None:
         self.inner = inner
         self.turns = turns
-        self.name, self.process, self.reads_labels = inner.name, inner.process, inner.reads_labels
+        # The interface's declared attributes (name, process, reads_labels, relative...)
+        # are class attributes here too: copy the inner verifier's values over them.
+        for attr, value in vars(Verifier).items():
+            if not attr.startswith("_") and not callable(value) and not isinstance(value, property):
+                setattr(self, attr, getattr(inner, attr))
 
     @property
     def num_parameters(self) -> int | None:

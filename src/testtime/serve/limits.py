@@ -57,12 +57,16 @@ def _refine(o: dict[str, Any]) -> int:
     return o["n"] * o["turns"] * attempt
 
 
-def _compute_optimal(o: dict[str, Any]) -> int:
+_LEVELS = 5  # difficulty levels calibrated by default: at most 5 (arith) in the shipped tasks
+
+
+def _calibrated(o: dict[str, Any]) -> int:
     # Without a fitted policy the strategy first calibrates: every calibration
-    # problem sampled up to max_n times.
+    # problem of every level sampled up to max_n times.
     policy = o.get("policy")
     fitted = isinstance(policy, str) and Path(policy).is_file()
-    calibration = 0 if fitted else o["calibration"] * o["max_n"] * o["max_tokens"]
+    levels = len(o["calib_levels"]) if o.get("calib_levels") else _LEVELS
+    calibration = 0 if fitted else levels * o["calibration"] * o["max_n"] * o["max_tokens"]
     return o["budget"] + calibration
 
 
@@ -89,7 +93,8 @@ BOUNDS: dict[str, Callable[[dict[str, Any]], int]] = {
     "iterative-deepening": lambda o: o["budget"] + o["answer_tokens"] * (o["budget"] // o["initial"] + 1).bit_length(),
     "self-refine": _refine,
     "scaling-3d": _refine,
-    "compute-optimal": _compute_optimal,
+    "compute-optimal": _calibrated,
+    "agent-tts": _calibrated,
 }
 
 
