@@ -130,3 +130,20 @@ def test_an_update_moves_probability_towards_the_rewarded_rollout(tiny_dir, tmp_
     assert after[0] > before[0] and after[1] < before[1]
     assert stats["updated_tokens"] == good.length + bad.length
     run.close()
+
+
+def test_adv_clip_bounds_the_advantages_ettrl_adv_clip():
+    from types import SimpleNamespace
+
+    from testtime.learn.grpo import Batch, GRPOConfig, GRPOTrainer
+    from testtime.learn.policy import TokenStats
+
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0]])  # one lucky sample: advantage sqrt(3)
+    old = TokenStats(torch.zeros(4, 2), torch.ones(4, 2), torch.ones(4, 2, dtype=torch.bool))
+    batch = Batch([[None] * 4], rewards, None)
+    free = GRPOTrainer._advantages(SimpleNamespace(cfg=GRPOConfig()), batch, old)
+    clipped = GRPOTrainer._advantages(SimpleNamespace(cfg=GRPOConfig(adv_clip=1.0)), batch, old)
+    assert free.max().item() == pytest.approx(3**0.5, rel=1e-4)
+    assert clipped.max().item() == pytest.approx(1.0) and clipped.min().item() == pytest.approx(free.min().item())
+    with pytest.raises(ValueError, match="adv_clip"):
+        GRPOConfig(adv_clip=-1.0)

@@ -117,6 +117,7 @@ class GRPOConfig:
     fork_points: int = 3
     branches: int = 2
     reshape: bool = False
+    adv_clip: float = 0.0  # ETTRL's Adv-Clip: advantages clipped to [-adv_clip, adv_clip] (0: off)
     # SPINE options
     token_mask: str = "all"  # "all" | "forking"
     mask_top: float = 0.2
@@ -151,6 +152,8 @@ class GRPOConfig:
             raise ValueError(f"reward must be 'majority' or 'mrt', got {self.reward!r}")
         if not self.lr > 0 or not 0 < self.clip_eps < 1 or self.kl_coef < 0 or self.band_coef < 0:
             raise ValueError("need lr > 0, 0 < clip_eps < 1, kl_coef >= 0 and band_coef >= 0")
+        if self.adv_clip < 0:
+            raise ValueError(f"adv_clip must be >= 0 (0: off), got {self.adv_clip}")
         if self.temperature <= 0:
             raise ValueError(f"rollouts need temperature > 0, got {self.temperature}")
 
@@ -271,6 +274,8 @@ class GRPOTrainer(StepTrainer):
             tokens = old.mask.sum(-1).clamp_min(1)
             h = (old.entropy.sum(-1) / tokens).view_as(adv)
             adv = entropy_reshape(adv, h)
+        if cfg.adv_clip > 0:
+            adv = adv.clamp(-cfg.adv_clip, cfg.adv_clip)
         per_token = adv.reshape(-1, 1).expand_as(old.logp).clone()
         if batch.bonus is not None:
             per_token = per_token + cfg.mrt_alpha * batch.bonus
