@@ -2,7 +2,8 @@ import pytest
 
 from testtime.tasks import get_task
 from testtime.verifiers import get_verifier
-from testtime.verifiers.prm import LearnedPRM, scored_positions
+from testtime.verifiers.prm import LearnedPRM
+from testtime.zoo.prm_format import scored_positions
 from testtime.zoo.reasoner import ReasonerConfig, train_reasoner
 from testtime.zoo.reasoner_prm import auroc, labels_for, train_prm
 

@@ -23,8 +23,8 @@ from testtime.backends.base import SamplingParams
 from testtime.store.atomic import atomic_write_json, atomic_write_text
 from testtime.tasks import get_task
 from testtime.tasks.base import extract_final_answer
-from testtime.verifiers.prm import scored_positions
 from testtime.zoo import reasoner_path
+from testtime.zoo.prm_format import scored_positions
 from testtime.zoo.reasoner_data import MIXTURE, TRAIN_SEED_BASE
 from testtime.zoo.tokenizer import save_tokenizer
 
