@@ -307,6 +307,9 @@ def test_openai_fields_stop_logprobs_system_and_warnings(make_server) -> None:
     for kwargs in ({"model": "majority-4/tiny"}, {"model": "tiny", "n": 2}):
         cold = c.completions.create(prompt="q", temperature=0, **kwargs)
         assert "temperature 0 decodes greedily" in cold.model_extra["warning"]
+    first = next(iter(c.completions.create(model="tiny", prompt="q", n=2, temperature=0,
+                                           stream=True, stop="\n")))
+    assert "greedily" in first.model_extra["warning"] and first.choices[0].text == "saw q"
 
 
 def test_plain_n_is_one_batched_call(make_server) -> None:

@@ -242,3 +242,13 @@ def test_connections_beyond_the_limit_get_a_503(make_server) -> None:
             sock.close()
     time.sleep(0.1)
     assert post(url, {"model": "tiny", "prompt": "q"}).status_code == 200
+
+
+def test_a_request_past_the_deadline_is_stopped(make_server) -> None:
+    gen = ScriptedGenerator(lambda p, c, i: " ".join(["t"] * 2000), token_delay=0.005)
+    url = make_server(gen, limits=Limits(request_timeout_s=0.3))
+    start = time.monotonic()
+    r = post(url, {"model": "majority-2/tiny", "prompt": "q"})
+    assert "--request-timeout" in _error(r, 504, "request_timeout")
+    assert time.monotonic() - start < 2
+    assert gen.finished.wait(2) and gen.cancelled_samples == 2  # the work was stopped too

@@ -73,6 +73,9 @@ def serve(
     body_timeout: float = typer.Option(20.0, min=0.001, help="seconds for a request body"),
     max_header_bytes: int = typer.Option(32 * 1024, min=1024, help="largest request head"),
     max_connections: int = typer.Option(512, min=1, help="open connections (beyond: 503)"),
+    request_timeout: float = typer.Option(
+        600.0, min=0.001, help="seconds of work per request (then 504; the work is stopped)"
+    ),
     verifier: str = typer.Option(
         None, help="verifier for strategies that need one when a request names none (e.g. prm)"
     ),
@@ -112,6 +115,7 @@ def serve(
         body_timeout_s=body_timeout,
         max_header_bytes=max_header_bytes,
         max_connections=max_connections,
+        request_timeout_s=request_timeout,
     )
 
     secrets: list[str] = []

@@ -209,13 +209,26 @@ def create_app(
         job = asyncio.wrap_future(work)
         job.add_done_callback(lambda f: f.cancelled() or f.exception())  # read if abandoned
         watcher = asyncio.ensure_future(_wait_disconnect(request))
+        timed_out = False
         try:
-            await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {job, watcher},
+                timeout=limits.request_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            timed_out = not done
         finally:
             watcher.cancel()
-            if not job.done():  # client gone (or server shutting down): stop the work
+            if not job.done():  # client gone, deadline passed or shutdown: stop the work
                 cancel.cancel()
                 work.cancel()  # a job still queued never starts
+        if timed_out:
+            raise APIError(
+                504,
+                f"the request ran past this server's limit of {limits.request_timeout_s:g} s "
+                "(--request-timeout) and was stopped",
+                code="request_timeout",
+            )
         if not job.done() or job.cancelled():
             return Response(status_code=499)
         try:

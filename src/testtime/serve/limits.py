@@ -32,6 +32,7 @@ class Limits:
     max_n: int = 256  # the largest sample budget n
     max_request_tokens: int = 1 << 20  # estimated generated tokens per request
     max_concurrency_per_key: int = 16
+    request_timeout_s: float = 600.0  # wall time of a request's work (then 504, work stopped)
     # HTTP: a request's head and body must arrive within these (slowloris, stalled
     # bodies); heads larger than max_header_bytes are refused; connections beyond
     # max_connections are answered 503.
