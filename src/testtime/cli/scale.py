@@ -148,6 +148,7 @@ def run_and_report(
     console = Console()
     console.print(table)
     console.print(f"report: {result.report}")
+    console.print(f"candidates and votes: testtime show {out}", markup=False)
     return result.report
 
 
