@@ -18,34 +18,23 @@ to benchmarks/results/scaling_parallel.json (written atomically).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
-from testtime.backends import get_generator
-from testtime.scale.harness import scale
+from scaling_common import (
+    common_args,
+    curve,
+    harness,
+    model_info,
+    powers_of_two,
+    samples_to_match,
+    settings,
+    setup,
+)
+
 from testtime.scale.ttspm import fit_p, observed_knee, saturation_point
 from testtime.store import atomic_write_json
-from testtime.tasks import get_task
-from testtime.verifiers import get_verifier
-
-RESULTS = Path(__file__).parent / "results"
-RUNS = Path("runs/benchmarks")
-
-
-def powers_of_two(max_n: int) -> list[int]:
-    return [2**i for i in range(max_n.bit_length()) if 2**i <= max_n]
-
-
-def curve(rows: list[dict[str, Any]], strategy: str, key: str = "accuracy") -> dict[int, float]:
-    return {r["n"]: r[key] for r in rows if r["strategy"] == strategy}
-
-
-def samples_to_match(target: float, other: dict[int, float]) -> int | None:
-    """Smallest N at which the ``other`` curve reaches ``target`` (None if never)."""
-    return next((n for n, acc in sorted(other.items()) if acc >= target - 1e-12), None)
 
 
 def ttspm(coverage: dict[int, float], epsilon: float) -> dict[str, Any]:
@@ -60,69 +49,36 @@ def ttspm(coverage: dict[int, float], epsilon: float) -> dict[str, Any]:
     }
 
 
-def model_info(backend: str, parameters: int | None) -> dict[str, Any]:
-    """Which weights were measured: the model card's training record when there is one."""
-    info: dict[str, Any] = {"backend": backend, "parameters": parameters}
-    if backend in ("embedded", "tiny-reasoner"):
-        from testtime.backends import embedded_model_dir
-
-        record = embedded_model_dir() / "training.json"
-    else:
-        record = Path(backend) / "training.json"
-    if record.is_file():
-        training = json.loads(record.read_text())
-        info |= {"steps_trained": training.get("steps_trained"), "selected": training.get("selected")}
-    return info
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", default="arith")
-    parser.add_argument("--level", type=int, default=6)
-    parser.add_argument("--problems", type=int, default=100)
+    # with --verifier (e.g. prm): also weighted-majority and best-of-n
+    common_args(parser, level=6, problems=100, verifier=None)
     parser.add_argument("--max-n", type=int, default=64)
     parser.add_argument("--ffs-n", default="4,16,64")
-    parser.add_argument("--backend", default="embedded")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--epsilon", type=float, default=0.005)
     parser.add_argument("--subsets", type=int, default=8, help="random k-subsets per problem")
-    parser.add_argument("--verifier", default=None,
-                        help="also weighted-majority and best-of-n with this verifier (e.g. prm)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--runs", type=Path, default=RUNS)
     args = parser.parse_args()
-
-    import torch
-
-    torch.set_num_threads(1)  # the machine is shared
-    task = get_task(args.task)
-    generator = get_generator(args.backend)
+    task, generator, verifier = setup(args)
     budgets = powers_of_two(args.max_n)
     options = {"temperature": args.temperature, "max_tokens": 256}
-    common = dict(
-        difficulties=[args.level], limit=args.problems, seed=args.seed, options=options,
-        backend=args.backend,
-    )
     start = time.perf_counter()
-    verifier = get_verifier(args.verifier, task=task) if args.verifier else None
     scored = ["weighted-majority", "best-of-n"] if verifier else []
-    pool = scale(
-        task, generator, ["sample", "majority", "rpc", *scored], budgets,
-        args.runs / "parallel-pool", verifier=verifier, max_subsets=args.subsets, **common,
-    )
+    pool = harness(task, generator, verifier, ["sample", "majority", "rpc", *scored], budgets,
+                   "parallel-pool", args, options, max_subsets=args.subsets)
     pool_s = time.perf_counter() - start
     ffs_budgets = [int(x) for x in args.ffs_n.split(",")]
     start = time.perf_counter()
-    ffs = scale(task, generator, ["ffs"], ffs_budgets, args.runs / "parallel-ffs", **common)
+    ffs = harness(task, generator, None, ["ffs", "majority"], ffs_budgets, "parallel-ffs", args, options)
     ffs_s = time.perf_counter() - start
 
-    rows = pool.rows + ffs.rows
+    rows = pool.rows + [r for r in ffs.rows if r["strategy"] == "ffs"]  # ffs rows carry their paired diff
     pass1 = curve(rows, "sample")[1]
     maj, rpc = curve(rows, "majority"), curve(rows, "rpc")
     tokens = {s: curve(rows, s, "generated_tokens") for s in ("majority", "ffs")}
     ffs_acc = curve(rows, "ffs")
     summary = {
-        "settings": vars(args) | {"runs": str(args.runs)},
+        "settings": settings(args),
         "model": model_info(args.backend, generator.num_parameters),
         "wall_s": {"pool": pool_s, "ffs": ffs_s},
         "pass@1": pass1,
@@ -145,10 +101,11 @@ def main() -> None:
         "majority_accuracy_knee": observed_knee(maj, args.epsilon),
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS / "scaling_parallel.json", summary)
-    for name in ("accuracy_vs_n.png", "accuracy_vs_flops.png"):
-        shutil.copyfile(pool.out_dir / name, RESULTS / f"scaling_parallel_{name}")
+    args.results.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.results / "scaling_parallel.json", summary)
+    for name in ("accuracy_vs_n.png", "accuracy_vs_flops.png", "paired_difference_vs_n.png"):
+        if (pool.out_dir / name).exists():
+            shutil.copyfile(pool.out_dir / name, args.results / f"scaling_parallel_{name}")
     print(f"pass@1 {pass1:.3f}  maj@{args.max_n} {maj[args.max_n]:.3f}  "
           f"gain {summary['maj@max_n_minus_pass@1_points']:.1f} points")
     for n in budgets:
@@ -161,7 +118,7 @@ def main() -> None:
     print(f"TTSPM: p̂={t['p_hat']:.3f}  predicted N*={t['predicted_n_star']}  "
           f"observed coverage knee={t['observed_knee']}  "
           f"majority-accuracy knee={summary['majority_accuracy_knee']}")
-    print(f"summary: {RESULTS / 'scaling_parallel.json'}")
+    print(f"summary: {args.results / 'scaling_parallel.json'}")
 
 
 if __name__ == "__main__":

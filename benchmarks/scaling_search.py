@@ -18,82 +18,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
-from testtime.backends import get_generator
-from testtime.backends.base import Generator
+from scaling_common import brief, common_args, harness_rows, settings, setup
+
 from testtime.scale import get_strategy
 from testtime.scale.common import mark_correct
-from testtime.scale.harness import scale
 from testtime.store import RunStore, atomic_write_json, resumable_map
-from testtime.tasks import get_task
-from testtime.tasks.base import Task
-from testtime.verifiers import get_verifier
-from testtime.verifiers.base import Verifier
-
-RESULTS = Path(__file__).parent / "results"
-RUNS = Path("runs/benchmarks")
-
-
-def setup(args: argparse.Namespace) -> tuple[Task, Generator, Verifier]:
-    import torch
-
-    torch.set_num_threads(1)
-    task = get_task(args.task)
-    return task, get_generator(args.backend), get_verifier(args.verifier, task=task)
-
-
-def common_args(parser: argparse.ArgumentParser, *, level: int) -> None:
-    parser.add_argument("--task", default="arith")
-    parser.add_argument("--level", type=int, default=level, help="difficulty")
-    parser.add_argument("--problems", type=int, default=50)
-    parser.add_argument("--backend", default="embedded")
-    parser.add_argument("--verifier", default="prm")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--results", type=Path, default=RESULTS, help="where the summary JSON goes")
-    parser.add_argument("--runs", type=Path, default=RUNS, help="where the resumable run stores go")
-
-
-def settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}
-
-
-def harness_rows(
-    task: Task,
-    generator: Generator,
-    verifier: Verifier | None,
-    strategies: list[str],
-    budgets: list[int],
-    run: str,
-    args: argparse.Namespace,
-    options: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """Rows of the scaling harness (accuracy with a bootstrap CI, mean compute per problem)."""
-    out = scale(
-        task,
-        generator,
-        strategies,
-        budgets,
-        args.runs / run,
-        verifier=verifier,
-        difficulties=[args.level],
-        limit=args.problems,
-        seed=args.seed,
-        options=options,
-        backend=args.backend,
-        show_progress=False,
-    )
-    return out.rows
-
-
-def brief(rows: list[dict[str, Any]]) -> None:
-    for r in rows:
-        print(
-            f"{r['strategy']:>20} N={r['n']:<4} acc={r['accuracy']:.3f} "
-            f"[{r['ci_low']:.2f},{r['ci_high']:.2f}] gen_tokens={r['generated_tokens']:.0f} "
-            f"verifier_tokens={r['verifier_tokens']:.0f}"
-        )
 
 
 def run_search(args: argparse.Namespace) -> None:

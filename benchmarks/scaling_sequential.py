@@ -21,7 +21,7 @@ import json
 import time
 from typing import Any
 
-from scaling_search import brief, common_args, harness_rows, settings, setup
+from scaling_common import brief, common_args, harness_rows, settings, setup
 
 from testtime.store import atomic_write_json
 
