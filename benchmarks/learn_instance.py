@@ -2,7 +2,7 @@
 before -> after and cost (tokens, wall time) on held-out problems.
 Results: benchmarks/results/learn_instance.json.
 
-    .venv/bin/python benchmarks/learn_instance.py --methods latentseek,tt-si,dynamic-cheatsheet
+    .venv/bin/python benchmarks/learn_instance.py --methods latentseek-self,tt-si-inferred,dynamic-cheatsheet-prm
 """
 
 from __future__ import annotations
@@ -11,18 +11,26 @@ from typing import Any
 
 from learn_common import parser, run_method, write
 
+# Label-free by default; the *-oracle / *-gold variants are labelled upper bounds
+# (their metrics say which gold signal they read: "labels").
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "latentseek": ("latentseek", {}),  # label-free step-checker reward
-    "latentseek-self": ("latentseek", {"reward": "self"}),
-    "latentseek-k4": ("latentseek", {"k_init": 4}),
-    "tt-si": ("tt-si", {}),
-    "dynamic-cheatsheet": ("dynamic-cheatsheet", {"examples": 2}),
+    "latentseek-self": ("latentseek", {}),  # the model's own confidence
+    "latentseek-prm": ("latentseek", {"reward": "verifier", "verifier": "prm"}),
+    "latentseek-self-k4": ("latentseek", {"k_init": 4}),
+    "latentseek-oracle": ("latentseek", {"reward": "verifier", "verifier": "oracle"}),
+    "tt-si-inferred": ("tt-si", {}),  # similar problems at the level inferred from the prompt
+    "tt-si-gold": ("tt-si", {"level": "gold"}),
+    "dynamic-cheatsheet-prm": ("dynamic-cheatsheet", {"examples": 2}),
+    "dynamic-cheatsheet-consistency": (
+        "dynamic-cheatsheet", {"examples": 2, "admit": "consistency", "samples": 4, "temperature": 0.8}),
+    "dynamic-cheatsheet-oracle": ("dynamic-cheatsheet", {"examples": 2, "admit": "oracle"}),
 }
+LABEL_FREE = "latentseek-self,latentseek-prm,tt-si-inferred,dynamic-cheatsheet-prm"
 
 
 def main() -> None:
     p = parser(__doc__, split="6-10", problems=48)
-    p.add_argument("--methods", default="latentseek,tt-si,dynamic-cheatsheet",
+    p.add_argument("--methods", default=LABEL_FREE,
                    help=f"of {', '.join(VARIANTS)}")
     args = p.parse_args()
     runs = {}
