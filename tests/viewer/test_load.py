@@ -28,18 +28,24 @@ def test_adapt_and_learn_runs(tmp_path):
     adapt = tmp_path / "adapt"
     adapt.mkdir()
     (adapt / "results.json").write_text(json.dumps({"config": {"model": "resnet-bn"}, "methods": {
-        "tent": {"mean_error": 19.6, "images_per_s": 310.0, "forwards_per_batch": 1.0}}}))
+        "tent": {"mean_error": 19.6, "images_per_s": 310.0, "forwards_per_batch": 1.0,
+                 "per_domain_error": {"fog": 20.0, "snow": 19.2}}}}))
     view = load_run(adapt)
     assert view.kind == "adapt" and view.rows == [["tent", 19.6, 310.0, 1.0, None, None, None]]
+    assert view.tables == [("online error % per domain", ["method", "fog", "snow"], [["tent", 20.0, 19.2]])]
     learn = tmp_path / "learn"
     learn.mkdir()
     (learn / "metrics.json").write_text(json.dumps({
         "before": {"pass@1": 0.25, "n": 4, "correct": [1, 0]},
         "after": {"pass@1": 0.5, "n": 4, "correct": [3, 1]}, "config": {"steps": 2}}))
+    (learn / "log.jsonl").write_text('{"step": 1, "pass@1": 0.3, "mode": "x"}\n[1]\n{"step": 2, "pass@1": 0.4}\n')
     view = load_run(learn)
     assert view.kind == "learn" and view.rows == [["pass@1", 0.25, 0.5]]
-    assert view.tables == [("per problem: correct samples of 4", ["problem", "before", "after"],
-                            [[0, 1, 3], [1, 0, 1]])]
+    assert view.tables == [
+        ("training log", ["step", "pass@1"], [[1, 0.3], [2, 0.4]]),
+        ("per problem: correct samples of 4", ["problem", "before", "after"], [[0, 1, 3], [1, 0, 1]]),
+    ]
+    assert view.notes == ["log.jsonl:2: skipped (not an object)"]
 
 
 def test_not_a_run_is_one_clear_error(tmp_path):

@@ -85,13 +85,14 @@ def _tokens(row: dict[str, Any]) -> Any:
     return None if any(p is None for p in parts) else sum(parts)
 
 
-def _problems(path: Path, view: RunView) -> None:
-    by_id: dict[tuple[Any, str], ProblemView] = {}
+def _jsonl(path: Path, view: RunView) -> list[dict[str, Any]]:
+    """The JSON-object lines of ``path`` (none when it is missing); others are skipped
+    and noted with their line number."""
+    records = []
     try:
         handle = path.open(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        view.notes.append("no problems.jsonl: per-problem details unavailable")
-        return
+        return []
     with handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -103,19 +104,29 @@ def _problems(path: Path, view: RunView) -> None:
             except (ValueError, RecursionError) as err:
                 view.skipped += 1
                 if view.skipped <= 5:
-                    view.notes.append(f"problems.jsonl:{number}: skipped ({err})")
+                    view.notes.append(f"{path.name}:{number}: skipped ({err})")
                 continue
-            pid = str(rec.get("problem_id", f"line {number}"))
-            problem = by_id.setdefault(
-                (rec.get("difficulty"), pid),
-                ProblemView(pid, rec.get("difficulty"), rec.get("reference"), rec.get("prompt")),
-            )
-            candidates = rec.get("candidates")
-            problem.entries.append(Entry(
-                str(rec.get("strategy", "?")), rec.get("n"), rec.get("answer"), rec.get("accuracy"),
-                rec.get("compute") if isinstance(rec.get("compute"), dict) else {},
-                [c for c in candidates if isinstance(c, dict)] if isinstance(candidates, list) else None,
-            ))  # fmt: skip
+            records.append(rec)
+    return records
+
+
+def _problems(path: Path, view: RunView) -> None:
+    if not path.exists():
+        view.notes.append("no problems.jsonl: per-problem details unavailable")
+        return
+    by_id: dict[tuple[Any, str], ProblemView] = {}
+    for number, rec in enumerate(_jsonl(path, view), 1):
+        pid = str(rec.get("problem_id", f"record {number}"))
+        problem = by_id.setdefault(
+            (rec.get("difficulty"), pid),
+            ProblemView(pid, rec.get("difficulty"), rec.get("reference"), rec.get("prompt")),
+        )
+        candidates = rec.get("candidates")
+        problem.entries.append(Entry(
+            str(rec.get("strategy", "?")), rec.get("n"), rec.get("answer"), rec.get("accuracy"),
+            rec.get("compute") if isinstance(rec.get("compute"), dict) else {},
+            [c for c in candidates if isinstance(c, dict)] if isinstance(candidates, list) else None,
+        ))  # fmt: skip
     view.problems = list(by_id.values())
 
 
@@ -138,7 +149,14 @@ def _adapt(out: Path, results: dict[str, Any], notes: list[str]) -> RunView:
          r.get("backwards_per_batch"), r.get("peak_mem_mb"), r.get("wall_s")]
         for key, r in (results.get("methods") or {}).items() if isinstance(r, dict)
     ]  # fmt: skip
-    return RunView("adapt", out, results.get("config") or {}, columns, rows, [], notes=notes)
+    view = RunView("adapt", out, results.get("config") or {}, columns, rows, [], notes=notes)
+    methods = {k: r for k, r in (results.get("methods") or {}).items() if isinstance(r, dict)}
+    domains = list(dict.fromkeys(d for r in methods.values() for d in r.get("per_domain_error") or {}))
+    if domains:
+        view.tables.append(("online error % per domain", ["method", *domains], [
+            [key, *((r.get("per_domain_error") or {}).get(d) for d in domains)] for key, r in methods.items()
+        ]))  # fmt: skip
+    return view
 
 
 def _learn(out: Path, metrics: dict[str, Any], notes: list[str]) -> RunView:
@@ -148,6 +166,11 @@ def _learn(out: Path, metrics: dict[str, Any], notes: list[str]) -> RunView:
                    notes=notes)  # fmt: skip
     if metrics.get("stopped"):
         view.notes.append(str(metrics["stopped"]))
+    log = [row for row in _jsonl(out / "log.jsonl", view) if isinstance(row.get("step"), int)]
+    if log:
+        keys = [k for k in log[-1] if k != "step" and isinstance(log[-1][k], int | float)][:8]
+        view.tables.append(("training log", ["step", *keys], [[r["step"], *(r.get(k) for k in keys)]
+                                                              for r in log]))  # fmt: skip
     b, a = before.get("correct"), after.get("correct")
     if isinstance(a, list):
         b = b if isinstance(b, list) and len(b) == len(a) else [None] * len(a)
