@@ -210,3 +210,21 @@ def test_an_incomplete_set_is_refused_in_one_line(tmp_path):
     (tmp_path / "results.json").write_text("{}")
     with pytest.raises(ValueError, match="holds no complete result set"):
         read_result_set(tmp_path)
+
+
+def test_a_store_holding_part_of_a_batch_resumes_to_the_same_results(generator, straight, task_file, tmp_path):
+    # The state a kill between two writes of one batch used to leave: problem 1 of the
+    # batch (1, 2) stored, problem 2 not. Resumed, problem 2 is sampled in another batch
+    # (2, 3): with per-problem seeds its pool is what the uninterrupted run sampled.
+    import sqlite3
+
+    shutil.copytree(straight, tmp_path / "run")
+    con = sqlite3.connect(tmp_path / "run" / "runstore.sqlite")
+    rowids = [r for (r,) in con.execute("SELECT rowid FROM items ORDER BY rowid")]
+    con.execute("DELETE FROM items WHERE rowid IN (?, ?, ?)", (rowids[1], rowids[2], rowids[4]))
+    con.commit()
+    con.close()
+    counting = Counting(generator)
+    resumed = evaluate(task_file, counting, tmp_path / "run", compute=False)
+    assert resumed == records(straight, compute=False)  # (a batch's cost split differs)
+    assert len(counting.prompts) == 3
