@@ -16,11 +16,13 @@ the set from the run store in seconds).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,16 +33,19 @@ from testtime.store.atomic import atomic_write_json
 
 MANIFEST = "manifest.json"
 MARKER = "results.json"  # what users (and scripts) take as "the run is done"
-STAGE = ".results-staging"
+STAGE = ".results-staging"  # + "-<pid>-<random>": one per writer
+LOCK = ".results.lock"
 
 
 @contextmanager
 def result_set(out_dir: str | os.PathLike) -> Iterator[Path]:
-    """Stage a result set: write the files into the yielded folder (subfolders allowed)."""
+    """Stage a result set: write the files into the yielded folder (subfolders allowed).
+    Writers of the same folder in several processes each stage their own set and
+    move it in under a lock, so sets never interleave."""
     out = Path(out_dir)
-    stage = out / STAGE
-    shutil.rmtree(stage, ignore_errors=True)  # a set a killed run left half-staged
-    stage.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_stages(out)
+    stage = Path(tempfile.mkdtemp(dir=out, prefix=f"{STAGE}-{os.getpid()}-"))
     try:
         yield stage
         files = sorted(
@@ -49,10 +54,22 @@ def result_set(out_dir: str | os.PathLike) -> Iterator[Path]:
         )
         if MANIFEST in files:
             raise ValueError(f"{MANIFEST} is the result set's own file; name the output otherwise")
-        with _sigint_deferred():
+        with _sigint_deferred(), open(out / LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             _move_in(out, stage, files)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _remove_stale_stages(out: Path) -> None:
+    """Staging folders of writers that are gone (killed mid-staging)."""
+    for stage in out.glob(f"{STAGE}-*"):
+        try:
+            os.kill(int(stage.name[len(STAGE) + 1 :].split("-")[0]), 0)
+        except (IndexError, ValueError, ProcessLookupError):
+            shutil.rmtree(stage, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def _move_in(out: Path, stage: Path, files: list[str]) -> None:
