@@ -249,3 +249,14 @@ def test_put_many_is_all_or_nothing(tmp_path: Path) -> None:
         assert len(store) == 0
         store.put_many([("a", 1, None), ("b", 2, [3])])
         assert store.get("b") == 2 and store.pool("b") == [3] and len(store) == 2
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    from testtime.store import atomic_write_text
+
+    atomic_write_text(tmp_path / "results.json", "{}")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o666 & ~mask
