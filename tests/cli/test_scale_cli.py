@@ -74,6 +74,16 @@ def test_end_to_end_on_the_embedded_model(tmp_path):
     by = {(r["strategy"], r["n"]): r for r in rows}
     assert by[("majority", 4)]["generated_tokens"] > 2 * by[("majority", 1)]["generated_tokens"]
     assert (tmp_path / "accuracy_vs_flops.png").is_file()
+    # The run viewer reads this run: every problem with every strategy's candidates.
+    from testtime.viewer import load_run, render
+
+    view = load_run(tmp_path)
+    assert len(view.problems) == 4 and view.skipped == 0
+    for problem in view.problems:
+        pools = dict((tuple(m), c) for m, c in problem.pools())
+        assert len(pools[("majority@1", "majority@4", "best-of-n@1", "best-of-n@4")]) == 4
+        assert all("text" in c and "correct" in c for cs in pools.values() for c in cs)
+    assert render(view).count('<table class="candidates">') >= 8
 
 
 def test_parse_options_types_values():
