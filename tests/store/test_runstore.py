@@ -238,7 +238,7 @@ def test_a_file_that_is_not_a_run_store_is_one_clear_line(tmp_path: Path) -> Non
     con.execute("UPDATE meta SET value = '1' WHERE name = 'schema_version'")
     con.commit()
     con.close()
-    with pytest.raises(StoreError, match="schema version 1, this testtime reads version 2"):
+    with pytest.raises(StoreError, match=r"another testtime version \(schema 1; this one reads 2"):
         RunStore(old, {"x": 1})
 
 

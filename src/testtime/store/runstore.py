@@ -164,9 +164,10 @@ class RunStore:
                 )
                 stored = dict(db.execute("SELECT name, value FROM meta").fetchall())
         if stored.get("schema_version") != str(SCHEMA_VERSION):
-            raise self._refuse(
-                f"schema version {stored.get('schema_version')}, this testtime reads"
-                f" version {SCHEMA_VERSION}"
+            raise StoreError(
+                f"{self.path} is a run store of another testtime version (schema"
+                f" {stored.get('schema_version')}; this one reads {SCHEMA_VERSION}, whose items"
+                " carry checksums); move it away or choose another --out"
             )
         try:
             self.config = json.loads(stored["config"])
