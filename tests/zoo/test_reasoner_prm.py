@@ -53,3 +53,13 @@ def test_train_and_score_a_tiny_prm(tmp_path):
 def test_missing_weights_are_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="testtime zoo train prm"):
         LearnedPRM(path=tmp_path)
+
+
+def test_tinyprm2_options_train_with_the_ranking_loss(tmp_path):
+    tiny = ReasonerConfig(n_layer=1, n_embd=32, n_head=2, batch_size=4, warmup=1, eval_every=2,
+                          valid_problems=2, valid_samples=1, steps=2)
+    train_reasoner(tmp_path / "policy", config=tiny, progress=False)
+    info = train_prm(tmp_path / "prm", steps=2, policy_dir=tmp_path / "policy", problems_per_level=1,
+                     samples=1, near_misses=1, mc_share=0.0, rank_weight=1.0, batch_size=4)
+    assert info["rank_weight"] == 1.0 and info["near_misses"] == 1
+    assert "pairwise_within_problem" in info

@@ -78,6 +78,8 @@ class _State:
     loss_ema: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     selected: dict[str, float] | None = None
+    # Runs resumed with another --steps: {"at_step", "from", "to"} (the cosine is restretched).
+    schedule_changes: list[dict[str, int]] = field(default_factory=list)
 
 
 def parse_mix(text: str | None) -> dict[str, float]:
@@ -169,6 +171,9 @@ def prime(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         state, selected = _State(**ckpt["state"]), ckpt["selected_weights"]
+        if ckpt["run"]["config"]["steps"] != config.steps:
+            state.schedule_changes.append({"at_step": state.step, "from": ckpt["run"]["config"]["steps"],
+                                           "to": config.steps})
 
     stream = TraceStream(tuple(mix.items()), tuple(families.items()))
     batch_config = ReasonerConfig(batch_size=config.batch_size, n_positions=config.n_positions,
@@ -209,6 +214,7 @@ def prime(
     if config.lora:
         net = net.merge_and_unload()
     info = {**run, "steps_trained": state.step, "selected": state.selected, "history": state.history,
+            "schedule_changes": state.schedule_changes,
             "wall_s": round(state.wall_s, 1), "threads": threads,
             "parameters": sum(p.numel() for p in net.parameters())}
     export(net, tokenizer, out, info)
@@ -252,6 +258,8 @@ def card(info: dict[str, Any]) -> str:
         f" wall time {info['wall_s'] / 60:.1f} min on {info['threads']} CPU thread(s).",
         f"- Selected step {sel['step']} (validation pass@1 {sel['valid_pass1']:.3f} on arith level"
         f" {c['valid_level']}, {c['valid_problems']} problems x {c['valid_samples']} samples, window {c['window']}).",
+        *(f"- Resumed at step {ch['at_step']} with `--steps {ch['to']}` (was {ch['from']}):"
+          " the cosine schedule restretched to the new end." for ch in info.get("schedule_changes", [])),
         "",
         "| step | train loss | valid pass@1 |",
         "|---|---|---|",

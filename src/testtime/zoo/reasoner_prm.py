@@ -24,6 +24,7 @@ from testtime.store.atomic import atomic_write_json, atomic_write_text
 from testtime.tasks import get_task
 from testtime.tasks.base import extract_final_answer
 from testtime.zoo import reasoner_path
+from testtime.zoo.prm_data import pairs, pairwise_accuracy
 from testtime.zoo.prm_format import scored_positions
 from testtime.zoo.reasoner_data import MIXTURE, TRAIN_SEED_BASE
 from testtime.zoo.tokenizer import save_tokenizer
@@ -89,8 +90,16 @@ def train_prm(
     samples: int = 8,
     batch_size: int = 32,
     lr: float = 1e-3,
+    near_misses: int = 0,
+    mc_share: float = 0.0,
+    rank_weight: float = 0.0,
 ) -> dict[str, Any]:
     """Sample + label (cached), train, and report AUROC on held-out problems.
+
+    TinyPRM 2 (issue 12) sets ``near_misses`` (injected one-step negatives per problem),
+    ``mc_share`` (share of samples also labelled by Monte-Carlo rollouts) and
+    ``rank_weight`` (weight of the within-problem pairwise loss on the final score);
+    its rows come from :func:`testtime.zoo.prm_data.build_rows` (on-track labels).
 
     The PRM starts from the policy's own transformer (a fresh one-logit head on top),
     as reward models usually do: checking ``43*2=86`` needs the arithmetic the policy
@@ -103,8 +112,22 @@ def train_prm(
     if cache.exists() and not resume:
         raise FileExistsError(f"{cache} exists: pass --resume to reuse its samples, or another --out")
     started = time.time()
+    v2 = near_misses > 0 or mc_share > 0 or rank_weight > 0
     if cache.exists():
         data = json.loads(cache.read_text())
+    elif v2:
+        from testtime.backends.local import LocalGenerator
+        from testtime.zoo.prm_data import build_rows
+
+        gen = LocalGenerator(policy, max_batch=512)
+        data = {
+            "train": build_rows(gen, MIXTURE, problems_per_level, samples, PRM_SEED_BASE, seed,
+                                near_misses=near_misses, mc_share=mc_share),
+            # held out: the policy's own samples only (the distribution the PRM ranks at test time)
+            "test": build_rows(gen, MIXTURE, max(1, problems_per_level // 4), samples, PRM_TEST_SEED_BASE,
+                               seed + 1, near_misses=0),
+        }
+        atomic_write_json(cache, data)
     else:
         data = {
             "train": sample_labelled(policy, problems_per_level, samples, PRM_SEED_BASE, seed),
@@ -122,12 +145,17 @@ def train_prm(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / steps))
     )
-    train = [labels_for(r) for r in data["train"]]
-    train = [t for t in train if t[1] and len(t[0]) < 511]
+    rows = [r for r in data["train"] if len(r["prompt"]) + len(r["solution"]) < 510]
+    train = [t for t in map(labels_for, rows) if t[1]]
     rng = random.Random(seed)
+    ranked = pairs(rows, rng) if rank_weight > 0 else []
     model.train()
     for _ in range(steps):
         loss = _bce(model, tokenizer, rng.sample(train, min(batch_size, len(train))))
+        if ranked:
+            chosen = rng.sample(ranked, min(batch_size // 2, len(ranked)))
+            loss = loss + rank_weight * _pairwise(model, tokenizer, [(labels_for(rows[a]), labels_for(rows[b]))
+                                                                    for a, b in chosen])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -136,6 +164,7 @@ def train_prm(
     model.eval()
     metrics = evaluate(model, tokenizer, data["test"])
     info = {"model": "prm", "policy": str(policy), "seed": seed, "steps": steps, "train_samples": len(train),
+            "near_misses": near_misses, "mc_share": mc_share, "rank_weight": rank_weight,
             "test_samples": len(data["test"]), "parameters": sum(p.numel() for p in model.parameters()),
             "final_loss": round(loss.item(), 4), "wall_s": round(time.time() - started, 1), **metrics}
     model.save_pretrained(str(out), safe_serialization=True)
@@ -144,13 +173,25 @@ def train_prm(
     return info
 
 
-def _bce(model, tokenizer, batch: list[tuple[str, list[int], list[float]]]) -> torch.Tensor:
-    ids = [tokenizer(text).input_ids for text, _, _ in batch]
+def _logits(model, tokenizer, texts: list[str]) -> torch.Tensor:
+    ids = [tokenizer(text).input_ids for text in texts]
     width = max(map(len, ids))
     pad = tokenizer.pad_token_id
     inputs = torch.tensor([i + [pad] * (width - len(i)) for i in ids])
     mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
-    logits = model(input_ids=inputs, attention_mask=mask).logits[..., 0]
+    return model(input_ids=inputs, attention_mask=mask).logits[..., 0]
+
+
+def _pairwise(model, tokenizer, batch: list[tuple[tuple[str, list[int], list[float]], ...]]) -> torch.Tensor:
+    """Within-problem ranking: -log sigmoid(final logit of the right - of the wrong solution)."""
+    flat = [x for pair in batch for x in pair]
+    logits = _logits(model, tokenizer, [text for text, _, _ in flat])
+    final = torch.stack([logits[i, pos[-1]] for i, (_, pos, _) in enumerate(flat)])
+    return -torch.nn.functional.logsigmoid(final[0::2] - final[1::2]).mean()
+
+
+def _bce(model, tokenizer, batch: list[tuple[str, list[int], list[float]]]) -> torch.Tensor:
+    logits = _logits(model, tokenizer, [text for text, _, _ in batch])
     rows = torch.tensor([r for r, (_, pos, _) in enumerate(batch) for _ in pos])
     cols = torch.tensor([p for _, pos, _ in batch for p in pos])
     targets = torch.tensor([t for _, _, ts in batch for t in ts])
@@ -161,11 +202,12 @@ def _bce(model, tokenizer, batch: list[tuple[str, list[int], list[float]]]) -> t
 def evaluate(model, tokenizer, rows: list[dict[str, Any]]) -> dict[str, float]:
     """AUROC of the final score (the answer line's, else the last step's) for final-answer
     correctness, and of every step score for its step label, on held-out samples."""
-    final_scores, finals, step_scores, step_labels = [], [], [], []
+    final_scores, finals, step_scores, step_labels, kept = [], [], [], [], []
     for row in rows:
         text, positions, targets = labels_for(row)
         if not positions:
             continue
+        kept.append(row)
         ids = torch.tensor([tokenizer(text).input_ids])
         probs = torch.sigmoid(model(input_ids=ids).logits[0, :, 0])[positions].tolist()
         final_scores.append(probs[-1])
@@ -173,7 +215,8 @@ def evaluate(model, tokenizer, rows: list[dict[str, Any]]) -> dict[str, float]:
         step_scores += probs[: len(row["steps"])]
         step_labels += [bool(x) for x in row["steps"][: len(probs)]]
     return {"auroc_final": round(auroc(final_scores, finals), 4),
-            "auroc_steps": round(auroc(step_scores, step_labels), 4),
+            "auroc_steps": round(auroc(step_scores, [x >= 0.5 for x in step_labels]), 4),
+            "pairwise_within_problem": round(pairwise_accuracy(kept, final_scores), 4) if "problem" in rows[0] else None,
             "test_accuracy": round(sum(finals) / max(1, len(finals)), 4)}
 
 

@@ -1,0 +1,115 @@
+"""TinyPRM 2's training data (issue 12): the policy's own samples at every trained
+level, near-miss negatives, checker plus Monte-Carlo labels, grouped by problem so
+the trainer can add a within-problem ranking objective.
+
+- Policy samples (T = 1) over every family and level of the policy's training mixture.
+- Near misses: per problem, reference solutions with one injected wrong step of the
+  kinds the policy makes (:func:`testtime.zoo.behaviours.flawed_attempt`), carried
+  forward — negatives that differ from a right solution in one step, which pooled
+  random samples rarely provide — next to the reference solution itself.
+- Labels per reasoning line: the checker's *on-track* label
+  (:meth:`testtime.tasks.synthetic.SyntheticTask.track_steps`: a wrong step later
+  redone by a ``check ... wrong`` line stops counting), and, for a share of the
+  policy samples, the Monte-Carlo value of Wang et al. 2024 (Math-Shepherd): the
+  fraction of ``rollouts`` policy continuations from the prefix that end right. The
+  step target is their mean where both exist. The answer line's target is the
+  final answer's correctness.
+Every row carries its ``problem`` id, so right and wrong solutions of one problem
+can be paired (:func:`pairs`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Any
+
+from testtime.backends.base import Generator, SamplingParams
+from testtime.tasks.base import split_steps
+from testtime.tasks.synthetic import format_solution
+from testtime.zoo.behaviours import flawed_attempt, step_task
+
+Row = dict[str, Any]
+
+
+def labelled(task, problem, solution: str, source: str) -> Row:
+    track = task.track_steps(problem, solution)
+    return {"prompt": problem.prompt, "solution": solution, "steps": [float(x) for x in track],
+            "correct": task.is_correct(problem, solution), "task": task.name, "level": problem.difficulty,
+            "problem": problem.id, "source": source}
+
+
+def mc_values(gen: Generator, task, problem, solution: str, rollouts: int, seed: int, max_tokens: int) -> list[float]:
+    """Per reasoning line: the fraction of ``rollouts`` continuations from the prefix
+    ending after it that reach a correct answer (Math-Shepherd's soft label)."""
+    lines = split_steps(solution)
+    prefixes = ["".join(f"{x}\n" for x in lines[: i + 1]) for i in range(len(lines))]
+    if not prefixes:
+        return []
+    params = SamplingParams(n=rollouts, temperature=1.0, max_tokens=max_tokens, seed=seed)
+    outs = gen.generate([problem.prompt + p for p in prefixes], params).completions
+    return [sum(task.is_correct(problem, p + c.text) for c in cs) / rollouts
+            for p, cs in zip(prefixes, outs, strict=True)]
+
+
+def build_rows(
+    gen: Generator,
+    mixture: dict[str, tuple[float, tuple[int, ...]]],
+    problems_per_level: int,
+    samples: int,
+    seed_base: int,
+    seed: int,
+    near_misses: int = 2,
+    mc_share: float = 0.0,
+    rollouts: int = 4,
+    max_tokens: int = 320,
+) -> list[Row]:
+    """Labelled rows for every family and level of ``mixture`` (see the module docstring)."""
+    rng = random.Random(f"prm-data-{seed}")
+    rows: list[Row] = []
+    for family, (_, levels) in mixture.items():
+        task = step_task(family)
+        for level in levels:
+            problems = task.generate(problems_per_level, level, seed=seed_base + level)
+            params = SamplingParams(n=samples, temperature=1.0, max_tokens=max_tokens, seed=seed + level)
+            outs = gen.generate([p.prompt for p in problems], params).completions
+            for p, cands in zip(problems, outs, strict=True):
+                for c in cands:
+                    row = labelled(task, p, c.text, "policy")
+                    if rng.random() < mc_share:
+                        mc = mc_values(gen, task, p, c.text, rollouts, rng.randrange(2**31), max_tokens)
+                        row["mc"] = mc
+                        row["steps"] = [(a + b) / 2 for a, b in zip(row["steps"], mc, strict=False)]
+                    rows.append(row)
+                if near_misses:  # the reference anchors the near misses' within-problem pairs
+                    rows.append(labelled(task, p, task.solve(p), "reference"))
+                for _ in range(near_misses):
+                    steps, answer, _ = flawed_attempt(task, p, rng)
+                    rows.append(labelled(task, p, format_solution(steps, answer), "near-miss"))
+    return rows
+
+
+def pairs(rows: list[Row], rng: random.Random, per_problem: int = 4) -> list[tuple[int, int]]:
+    """(right, wrong) row indices of the same problem, up to ``per_problem`` each."""
+    by: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
+    for i, r in enumerate(rows):
+        by[r["problem"]][0 if r["correct"] else 1].append(i)
+    out = []
+    for right, wrong in by.values():
+        if right and wrong:
+            out += [(rng.choice(right), rng.choice(wrong)) for _ in range(per_problem)]
+    return out
+
+
+def pairwise_accuracy(rows: list[Row], scores: list[float]) -> float:
+    """Mean over problems with both kinds of P(score of a right > a wrong solution), ties 1/2."""
+    by: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for r, s in zip(rows, scores, strict=True):
+        by[r["problem"]][0 if r["correct"] else 1].append(s)
+    accs = []
+    for right, wrong in by.values():
+        if right and wrong:
+            wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a in right for b in wrong]
+            accs.append(sum(wins) / len(wins))
+    return sum(accs) / len(accs) if accs else float("nan")
+
