@@ -151,6 +151,8 @@ def test_slow_and_oversized_requests_are_cut_off(make_server) -> None:
         ({"model": "best-of-2/tiny", "prompt": "q", "testtime": {"verifier": "judge"}}, 400, None),
         ({"model": "majority-2/tiny", "prompt": ARITH, "testtime": {"task": "countdown"}},
          400, "invalid_prompt"),
+        ({"model": "iterative-deepening/tiny", "prompt": "q", "testtime": {"initial": 0}},
+         400, "invalid_option"),
     ],
 )
 def test_bad_work_is_refused_before_it_starts(make_server, body, status, code) -> None:

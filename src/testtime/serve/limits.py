@@ -91,7 +91,7 @@ BOUNDS: dict[str, Callable[[dict[str, Any]], int]] = {
     "qalign": lambda o: o["n"] * o["chains"] * o["max_tokens"],
     "budget-forcing": _sequential,
     # Every checkpoint may end in a forced answer: at most log2(budget/initial)+1 of them.
-    "iterative-deepening": lambda o: o["budget"] + o["answer_tokens"] * (o["budget"] // o["initial"] + 1).bit_length(),
+    "iterative-deepening": lambda o: o["budget"] + o["answer_tokens"] * (o["budget"] // max(o["initial"], 1) + 1).bit_length(),
     "self-refine": _refine,
     "scaling-3d": _refine,
     "compute-optimal": _calibrated,
@@ -114,7 +114,7 @@ def estimate_tokens(plan: Plan, problems: int) -> int:
     else:
         try:
             per = int(bound(_options(plan)))
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ArithmeticError) as err:
             raise APIError(400, f"cannot bound the cost of {plan.strategy!r}: {err}") from None
     return problems * max(per, 1)
 

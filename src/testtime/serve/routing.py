@@ -221,5 +221,5 @@ def build_strategy(plan: Plan):
 
     try:
         return get_strategy(plan.strategy, **{**plan.options, **plan.paths})
-    except (ValueError, TypeError, UnknownName) as err:
+    except (ValueError, TypeError, ArithmeticError, UnknownName) as err:
         raise APIError(400, f"strategy {plan.strategy!r}: {err}", code="invalid_option") from None
