@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from testtime.registry import UnknownName
-from testtime.scale.harness import bootstrap_ci, make_plan, scale, subsets
+from testtime.scale.harness import scale
+from testtime.scale.plan import make_plan
+from testtime.scale.subsample import subsets
+from testtime.scale.summary import bootstrap_ci
 from testtime.verifiers import get_verifier
 
 from .conftest import ScriptedGenerator

@@ -1,7 +1,7 @@
 """``testtime scale --dry-run``: the plan of a scaling run and how long it will take,
 without running it.
 
-The plan is the harness's own (:func:`testtime.scale.harness.make_plan`), so the
+The plan is the harness's own (:func:`testtime.scale.plan.make_plan`), so the
 counts are what a run does: per pool group one pool of max(N) samples per problem,
 sampled ``batch_samples`` sequences per batched call; per other strategy one run per
 budget and problem. The time estimate comes from a probe — one batched pool call of
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from testtime.backends.base import Generator
 from testtime.scale.base import Compute
 from testtime.scale.common import score_candidates
-from testtime.scale.harness import Plan, budgets_of, build_strategy
+from testtime.scale.plan import Plan, budgets_of, build_strategy
 from testtime.verifiers.base import Verifier
 
 

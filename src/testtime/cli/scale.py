@@ -105,7 +105,8 @@ def run_and_report(
     from testtime.cluster import limit_upstream
     from testtime.scale import STRATEGIES
     from testtime.scale.common import check_positive
-    from testtime.scale.harness import accepts, scale
+    from testtime.scale.harness import scale
+    from testtime.scale.plan import accepts
     from testtime.tasks import get_task
     from testtime.verifiers import get_verifier
 
@@ -122,7 +123,7 @@ def run_and_report(
     generator = limit_upstream(get_generator(backend, **backend_options))
     if dry_run:
         from testtime.cli.plan import estimate, render
-        from testtime.scale.harness import make_plan
+        from testtime.scale.plan import make_plan
 
         plan = make_plan(task, generator, strategies, budgets, verifier=verifier,
                          difficulties=difficulties, limit=limit, seed=seed,

@@ -14,6 +14,7 @@ from typing import Any
 
 from testtime.scale.base import Compute, Strategy
 from testtime.scale.common import check_positive
+from testtime.scale.plan import build_strategy
 
 POOL_METHODS = ("best-of-n", "weighted-majority", "majority")
 SEARCH_METHODS = ("beam", "revise")  # run per problem (not derived from a pool)
@@ -65,8 +66,6 @@ class Config:
         return cls(**d)
 
     def build(self, options: dict[str, Any]) -> Strategy:
-        from testtime.scale.harness import build_strategy
-
         if self.method == "beam":
             return build_strategy("beam", {**options, "width": self.width, "lookahead": self.lookahead}, self.n)
         if self.method == "revise":  # verifier-weighted vote over the chains' last attempts

@@ -3,8 +3,10 @@ strategy at every budget N, per difficulty, with bootstrap confidence intervals.
 
 Pool strategies (sample, majority, weighted-majority, best-of-n, rpc, greedy)
 that sample alike share ONE pool of max(N) candidates per problem; every budget
-k is evaluated on random k-subsets of that pool (maj@k, BoN@k, ...), charging
-the k/N share of the pool's cost. Other strategies run once per budget.
+k is evaluated on k-subsets of that pool (maj@k, BoN@k, ...; the same subsets
+for every strategy, :mod:`testtime.scale.subsample`), charged the prompt once and
+k/N of the samples. Other strategies run once per budget (:mod:`testtime.scale.plan`).
+Rows, paired differences and the files: :mod:`testtime.scale.summary`.
 
 Every finished pool or problem result is committed to a :class:`RunStore` in the
 output directory, keyed by all that determines it (prompt text, model identity
@@ -19,220 +21,24 @@ report.md) appear as one set with a manifest (:func:`testtime.store.result_set`)
 
 from __future__ import annotations
 
-import inspect
-import itertools
-import json
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from testtime.backends.base import Generator
 from testtime.cluster import parallel_map, resumable_map
-from testtime.scale.base import STRATEGIES, Candidate, Compute, Strategy
-from testtime.scale.common import check_positive, derive_seed, mark_correct, score_candidates
+from testtime.scale.base import Candidate, Compute
+from testtime.scale.common import mark_correct, score_candidates
+from testtime.scale.plan import Plan, PoolGroup, budgets_of, build_strategy, count_work, make_plan
 from testtime.scale.pool import PoolStrategy
-from testtime.scale.ttspm import mixture_coverage
-from testtime.store import (
-    RunStore,
-    atomic_write_json,
-    atomic_write_text,
-    component_identity,
-    result_set,
-)
+from testtime.scale.subsample import add_costs, compute_share, paired_subsets
+from testtime.scale.summary import Record, summarise, write_records, write_results
+from testtime.store import RunStore, component_identity, result_set
 from testtime.tasks.base import Problem, Task
 from testtime.tasks.labels import grading
 from testtime.verifiers.base import Verifier
-
-COMPUTE_FIELDS = (
-    "generated_tokens", "prompt_tokens", "cached_tokens", "verifier_tokens", "charged_tokens",
-    "computed_tokens", "flops", "model_calls", "wall_s",
-)
-
-
-def accepts(name: str, option: str) -> bool:
-    """Whether strategy ``name``'s constructor takes keyword ``option``."""
-    params = inspect.signature(STRATEGIES.get(name)).parameters
-    return option in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def build_strategy(name: str, options: dict[str, Any], budget: int | None = None) -> Strategy:
-    """Strategy ``name`` with the ``options`` its constructor accepts (others are
-    meant for other strategies) and, when it has one, its budget set to ``budget``."""
-    factory = STRATEGIES.get(name)
-    kwargs = {k: v for k, v in options.items() if accepts(name, k)}
-    budget_param = getattr(factory, "budget_param", "n")
-    if budget_param is not None and budget is not None:
-        kwargs[budget_param] = budget
-    return factory(**kwargs)
-
-
-def budgets_of(strategy: Strategy, budgets: Sequence[int]) -> list[int]:
-    """The budgets a strategy is reported at (fixed-budget ones: just N = 1)."""
-    return list(budgets) if strategy.budget_param is not None else [1]
-
-
-@dataclass
-class PoolGroup:
-    """Pool strategies that sample alike and so share one pool per problem."""
-
-    key: tuple[Any, ...]
-    sampler: PoolStrategy
-    members: list[str] = field(default_factory=list)
-    size: int = 1
-    logprobs: bool = False
-    scored: bool = False
-
-
-@dataclass
-class Plan:
-    """A validated scaling run: built before a single token is generated."""
-
-    task: Task
-    problems: dict[int, list[Problem]]
-    strategies: dict[str, Strategy]
-    budgets: list[int]
-    groups: list[PoolGroup]
-    per_budget: list[str]  # strategies run once per budget
-    options: dict[str, Any]  # strategy options, as given (seed included)
-
-
-def make_plan(
-    task: Task,
-    generator: Generator,
-    strategy_names: Sequence[str],
-    budgets: Sequence[int],
-    *,
-    verifier: Verifier | None = None,
-    difficulties: Sequence[int] | None = None,
-    limit: int = 50,
-    seed: int = 0,
-    options: dict[str, Any] | None = None,
-) -> Plan:
-    """Check everything (names, budgets, capabilities, verifier needs, problems) up front."""
-    if not strategy_names:
-        raise ValueError("no strategy given")
-    if len(set(strategy_names)) != len(strategy_names):
-        raise ValueError(f"a strategy is listed twice: {', '.join(strategy_names)}")
-    if not budgets:
-        raise ValueError("no budget N given")
-    for n in budgets:
-        check_positive("every budget N", n)
-    check_positive("limit", limit)
-    budgets = sorted(set(budgets))
-    options = dict(options or {})
-    options.setdefault("seed", seed)
-    strategies: dict[str, Strategy] = {}
-    for name in strategy_names:
-        strategy = build_strategy(name, options, max(budgets))
-        strategy.check(task, generator, verifier)
-        strategies[name] = strategy
-    levels = list(difficulties) if difficulties else list(task.levels)
-    problems = {d: task.generate(limit, d, seed) for d in levels}
-    for d, ps in problems.items():
-        if not ps:
-            raise ValueError(f"task {task.name!r} produced no problems at difficulty {d}")
-    groups: dict[tuple[Any, ...], PoolGroup] = {}
-    per_budget = []
-    for name, strategy in strategies.items():
-        # A relative verifier (pairwise judge) scores each candidate set on its own: a
-        # strategy reading it runs once per budget, charged the judge's O(k²) prompts.
-        relative = verifier is not None and verifier.relative and strategy.reads_verifier(verifier)
-        if not isinstance(strategy, PoolStrategy) or relative:
-            per_budget.append(name)
-            continue
-        group = groups.setdefault(strategy.pool_key(), PoolGroup(strategy.pool_key(), strategy))
-        group.members.append(name)
-        group.size = max(group.size, *budgets_of(strategy, budgets))
-        group.logprobs |= strategy.wants_logprobs
-        group.scored |= strategy.needs_verifier
-    return Plan(task, problems, strategies, budgets, list(groups.values()), per_budget, options)
-
-
-# ---------------------------------------------------------------- subsampling maths
-
-
-def subsets(pool_size: int, k: int, max_subsets: int, rng: np.random.Generator) -> list[list[int]]:
-    """Index subsets of size k used to evaluate budget k on a pool: all of them when
-    there are at most ``max_subsets`` (and always every single sample for k = 1, the
-    pass@1 estimate), else ``max_subsets`` drawn without replacement."""
-    if not 1 <= k <= pool_size:
-        raise ValueError(f"subset size {k} outside 1..{pool_size}")
-    if k == 1 or math.comb(pool_size, k) <= max_subsets:
-        return [list(c) for c in itertools.combinations(range(pool_size), k)]
-    return [sorted(rng.choice(pool_size, size=k, replace=False).tolist()) for _ in range(max_subsets)]
-
-
-def paired_subsets(pool_size: int, k: int, max_subsets: int, seed: int, problem_id: str) -> list[list[int]]:
-    """The k-subsets budget k is evaluated on for one problem: the same for every
-    strategy (seeded by problem and k only), so differences between strategies at
-    equal N are paired down to the candidates they saw."""
-    rng = np.random.default_rng(derive_seed(seed, "subsets", k, problem_id))
-    return subsets(pool_size, k, max_subsets, rng)
-
-
-def bootstrap_ci(
-    values: Sequence[float], *, resamples: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean, resampling problems."""
-    v = np.asarray(values, dtype=float)
-    if len(v) == 0:
-        raise ValueError("no values to bootstrap")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(resamples, len(v)))].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
-
-
-def compute_share(compute: Compute, fraction: float = 1.0) -> dict[str, float | None]:
-    """What a budget-k subsample of a pool costs (``fraction`` = k / pool size): the
-    prompt once (as one call with n = k would send it), ``fraction`` of the samples,
-    their verifier scores and time; FLOPs follow the computed tokens."""
-    gen = compute.generated_tokens * fraction
-    prompt, cached = compute.prompt_tokens, compute.cached_tokens
-    ver = compute.verifier_tokens * fraction
-    flops = None
-    if compute.policy_flops is not None and compute.verifier_flops is not None:
-        computed = compute.prompt_tokens - cached + compute.generated_tokens
-        per_token = compute.policy_flops / computed if computed else 0.0
-        flops = per_token * (prompt - cached + gen) + compute.verifier_flops * fraction
-    return {
-        "generated_tokens": gen, "prompt_tokens": prompt, "cached_tokens": cached,
-        "verifier_tokens": ver, "charged_tokens": prompt + gen + ver,
-        "computed_tokens": prompt - cached + gen + ver, "flops": flops,
-        "model_calls": compute.model_calls, "wall_s": compute.wall_s * fraction,
-    }
-
-
-def _add(total: dict[str, float | None], part: dict[str, float | None]) -> dict[str, float | None]:
-    return {f: None if total[f] is None or part[f] is None else total[f] + part[f] for f in COMPUTE_FIELDS}
-
-
-# ---------------------------------------------------------------- the run
-
-
-@dataclass
-class Record:
-    """One problem under one strategy and budget (mean over the evaluated subsets)."""
-
-    strategy: str
-    n: int
-    difficulty: int
-    problem_id: str
-    reference: str
-    answer: str | None
-    accuracy: float
-    coverage: float | None
-    subsets: int
-    compute: dict[str, float | None]
-    labels: str = "none"  # the gold signals the strategy read (testtime.tasks.labels)
-    # Every candidate (text, answer, tokens, scores, correct): the pool a pool strategy's
-    # budgets are subsampled from, or what a per-budget strategy produced.
-    candidates: list[dict[str, Any]] | None = None
 
 
 def run_scale(
@@ -371,7 +177,7 @@ def _evaluate_pool_strategy(
             fraction = k / len(pool)
             cost = compute_share(policy, fraction)
             if strategy.reads_verifier(verifier):
-                cost = _add(cost, compute_share(verify, fraction))
+                cost = add_costs(cost, compute_share(verify, fraction))
             cost["wall_s"] = (cost["wall_s"] or 0.0) + select_s
             records.append(
                 Record(
@@ -423,74 +229,6 @@ def _run_per_budget(
             )
         )
     return records
-
-
-def count_work(plan: Plan) -> int:
-    """Problems' worth of generation the plan needs, for a progress bar."""
-    per_difficulty = len(plan.groups) + sum(
-        len(budgets_of(plan.strategies[name], plan.budgets)) for name in plan.per_budget
-    )
-    return per_difficulty * sum(len(ps) for ps in plan.problems.values())
-
-
-# ---------------------------------------------------------------- aggregation
-
-
-def paired_difference(
-    records: Sequence[Record], baseline: Sequence[Record], *, resamples: int = 1000, seed: int = 0
-) -> tuple[float, float, float]:
-    """Mean accuracy difference (records − baseline) over the problems both hold, with a
-    paired percentile-bootstrap interval (problems resampled jointly for both)."""
-    base = {r.problem_id: r.accuracy for r in baseline}
-    diffs = [r.accuracy - base[r.problem_id] for r in records if r.problem_id in base]
-    if not diffs:
-        raise ValueError("no problem in common with the baseline")
-    low, high = bootstrap_ci(diffs, resamples=resamples, seed=seed)
-    return float(np.mean(diffs)), low, high
-
-
-def summarise(
-    records: Sequence[Record], *, bootstrap: int = 1000, seed: int = 0, baseline: str | None = "majority"
-) -> list[dict[str, Any]]:
-    """One row per (strategy, n, difficulty): accuracy with a bootstrap CI over
-    problems, coverage (pass@k) for pool strategies, mean compute per problem, the
-    gold signals read (``labels``) and, where ``baseline`` ran at the same N, the
-    paired difference to it (``diff`` with ``diff_low``/``diff_high``)."""
-    groups: dict[tuple[str, int, int], list[Record]] = {}
-    for r in records:
-        groups.setdefault((r.strategy, r.n, r.difficulty), []).append(r)
-    rows = []
-    for (strategy, n, difficulty), rs in groups.items():
-        acc = [r.accuracy for r in rs]
-        low, high = bootstrap_ci(acc, resamples=bootstrap, seed=seed)
-        row: dict[str, Any] = {
-            "strategy": strategy, "n": n, "difficulty": difficulty, "labels": rs[0].labels,
-            "accuracy": float(np.mean(acc)), "ci_low": low, "ci_high": high,
-            "coverage": None if rs[0].coverage is None else float(np.mean([r.coverage for r in rs])),
-            "problems": len(rs), "baseline": None, "diff": None, "diff_low": None, "diff_high": None,
-        }
-        singles = groups.get((strategy, 1, difficulty))
-        if row["coverage"] is not None and singles is not None:  # TTSPM per-problem mixture
-            row["predicted_coverage"] = mixture_coverage([r.coverage for r in singles], n)
-        base = groups.get((baseline, n, difficulty)) if baseline is not None else None
-        if base is not None and strategy != baseline:
-            diff, d_low, d_high = paired_difference(rs, base, resamples=bootstrap, seed=seed)
-            row.update(baseline=baseline, diff=diff, diff_low=d_low, diff_high=d_high)
-        for f in COMPUTE_FIELDS:
-            vals = [r.compute[f] for r in rs]
-            row[f] = None if any(v is None for v in vals) else float(np.mean(vals))
-        rows.append(row)
-    rows.sort(key=lambda r: (r["difficulty"], r["strategy"], r["n"]))
-    return rows
-
-
-def write_records(path: str | Path, records: Sequence[Record]) -> None:
-    atomic_write_text(path, "".join(json.dumps(asdict(r)) + "\n" for r in records))
-
-
-def write_results(path: str | Path, rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> None:
-    atomic_write_json(path, {"config": config, "rows": list(rows)})
-
 
 
 @dataclass

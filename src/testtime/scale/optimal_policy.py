@@ -38,7 +38,9 @@ from testtime.scale.difficulty import (
     difficulty_estimate,
     quantile_edges,
 )
+from testtime.scale.plan import build_strategy
 from testtime.scale.pool import PoolStrategy
+from testtime.scale.subsample import subsets
 from testtime.scale.ttspm import mixture_saturation_point
 from testtime.store.atomic import atomic_write_json
 from testtime.tasks.base import Problem, Task
@@ -106,8 +108,6 @@ class CalibrationRecord:
 
 
 def pool_sampler(options: dict[str, Any], seed: int | None) -> PoolStrategy:
-    from testtime.scale.harness import build_strategy
-
     sampler = build_strategy("majority", {**options, "seed": seed}, 1)
     assert isinstance(sampler, PoolStrategy)
     return sampler
@@ -132,8 +132,6 @@ def calibrate(
     """Sample a scored pool of ``max_n`` per problem, evaluate every pool configuration
     by subsampling it, and run each beam / revision configuration; returns the records
     and the configurations evaluated. ``probes`` = 0: no difficulty estimate (0.0)."""
-    from testtime.scale.harness import subsets
-
     check_positive("max_n", max_n)
     if not 0 <= probes <= max_n:
         raise ValueError(f"probes ({probes}) must be in 0..max_n ({max_n})")
