@@ -60,6 +60,20 @@ class CifarConfig:
     # bfloat16 autocast for the training passes: ~2x faster convolutions on CPUs with
     # AVX512-BF16/AMX; weights, optimizer and evaluation stay float32.
     bf16: bool = True
+    # the fast recipe (testtime.zoo.cifar_fast): "onecycle" is the ResNet-9 loop below
+    recipe: str = "onecycle"  # "onecycle" | "airbench" | "adamw"
+    lr_ends: tuple[float, ...] = (0.0, 0.0)  # lr factor at the start and the end
+    bias_scaler: float = 1.0  # lr multiplier of the norm biases (airbench: 64)
+    lookahead: bool = False
+    translate: int = 4  # random translation / crop padding, pixels
+    alternate_flip: bool = False
+    whiten_bias_epochs: int = 0
+    bn_momentum: float = 0.1
+    # ViT shape (arch "vit"; the token width is widths[0])
+    patch: int = 4
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: float = 2.0
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -69,7 +83,7 @@ class CifarConfig:
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}; valid: {sorted(known)}")
         d = dict(d)
-        for key in ("widths", "mean", "std"):
+        for key in ("widths", "mean", "std", "lr_ends"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -80,7 +94,30 @@ MODELS: dict[str, CifarConfig] = {
     # Epochs sized to the shared 2-core machine: the shipped weights come from these defaults.
     "resnet-bn": CifarConfig(norm="bn", epochs=4),
     "resnet-gn": CifarConfig(norm="gn", epochs=4, widths=(24, 48, 96, 192)),
-}
+    # Standard source models (plain cross-entropy, plain linear head): the airbench94
+    # recipe (testtime.zoo.cifar_fast), epochs sized to <= 150 min on 2 CPU threads.
+    # float32: bfloat16 autocast is ~5x *slower* on CPUs without AVX512-BF16/AMX (AVX2).
+    "airnet-bn": CifarConfig(
+        arch="airnet", norm="bn", widths=(64, 256, 256), head_scale=1 / 9, epochs=16,
+        batch_size=1024, lr=11.5, momentum=0.85, weight_decay=0.0153, label_smoothing=0.0,
+        warmup_frac=0.23, recipe="airbench", lr_ends=(0.2, 0.07), bias_scaler=64.0,
+        lookahead=True, translate=2, alternate_flip=True, whiten_bias_epochs=3,
+        bn_momentum=0.4, eval_every=4, bf16=False,
+    ),
+    "airnet-gn": CifarConfig(
+        arch="airnet", norm="gn", groups=8, widths=(64, 256, 256), head_scale=1 / 9,
+        epochs=16, batch_size=1024, lr=11.5, momentum=0.85, weight_decay=0.0153,
+        label_smoothing=0.0, warmup_frac=0.23, recipe="airbench", lr_ends=(0.2, 0.07),
+        bias_scaler=64.0, lookahead=True, translate=2, alternate_flip=True,
+        whiten_bias_epochs=3, eval_every=4, bf16=False,
+    ),
+    "vit-ln": CifarConfig(
+        arch="vit", norm="ln", widths=(128,), patch=4, depth=6, heads=4, mlp_ratio=2.0,
+        head_scale=1.0, epochs=40, batch_size=256, lr=2e-3, weight_decay=0.05,
+        label_smoothing=0.0, warmup_frac=0.1, recipe="adamw", lr_ends=(0.0, 0.0),
+        translate=4, eval_every=5, bf16=False,
+    ),
+}  # fmt: skip
 
 
 def _norm(kind: str, channels: int, groups: int) -> nn.Module:
@@ -160,10 +197,14 @@ class CifarResNet(nn.Module):
         return self.fc(self.features(x)) * self.head_scale
 
 
-def build_model(config: CifarConfig) -> CifarResNet:
-    if config.arch != "resnet9":
-        raise ValueError(f"unknown arch {config.arch!r}; valid: resnet9")
-    return CifarResNet(config)
+def build_model(config: CifarConfig) -> nn.Module:
+    """The network of ``config.arch``: resnet9 (here), airnet or vit (:mod:`cifar_nets`)."""
+    from testtime.zoo.cifar_nets import AirNet, CifarViT
+
+    archs = {"resnet9": CifarResNet, "airnet": AirNet, "vit": CifarViT}
+    if config.arch not in archs:
+        raise ValueError(f"unknown arch {config.arch!r}; valid: {', '.join(archs)}")
+    return archs[config.arch](config)
 
 
 def _config_for(name: str) -> CifarConfig:
@@ -182,7 +223,7 @@ def weights_dir(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}-cifar10"
 
 
-def load_cifar_model(name: str = "resnet-bn", path: str | Path | None = None) -> CifarResNet:
+def load_cifar_model(name: str = "resnet-bn", path: str | Path | None = None) -> nn.Module:
     """The shipped (or ``path``'s) CIFAR-10 model in eval mode; inputs float [0, 1] NCHW."""
     from safetensors.torch import load_file
 
@@ -262,8 +303,11 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def export_model(model: CifarResNet, out_dir: Path, name: str, card: dict) -> None:
-    """Write ``model.safetensors``, ``config.json`` and a model card ``README.md``."""
+def export_model(
+    model: nn.Module, out_dir: Path, name: str, card: dict, readme: str | None = None
+) -> None:
+    """Write ``model.safetensors``, ``config.json`` and a model card ``README.md``
+    (``readme``, else the ResNet-9 card of :func:`model_card`)."""
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -273,7 +317,7 @@ def export_model(model: CifarResNet, out_dir: Path, name: str, card: dict) -> No
     atomic_write_bytes(out_dir / "model.safetensors", buf_path.read_bytes())
     buf_path.unlink()
     atomic_write_json(out_dir / "config.json", {"name": name, "config": asdict(model.config)})
-    atomic_write_text(out_dir / "README.md", model_card(name, model.config, card))
+    atomic_write_text(out_dir / "README.md", readme or model_card(name, model.config, card))
 
 
 def model_card(name: str, cfg: CifarConfig, card: dict) -> str:
@@ -322,6 +366,7 @@ def train_cifar(
     progress: bool = True,
     overrides: dict | None = None,
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    max_steps: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train CIFAR model ``name`` into ``out_dir``; returns the model card dict.
@@ -330,7 +375,9 @@ def train_cifar(
     training continues from it. At the end the exported files (``model.safetensors``,
     ``config.json``, ``README.md``) land in ``out_dir``. ``limit`` caps the number of
     training images (for quick trials); ``data`` = (train_x, train_y, test_x, test_y)
-    uint8 NHWC arrays overrides the shared CIFAR-10 copy.
+    uint8 NHWC arrays overrides the shared CIFAR-10 copy. Configs with another
+    ``recipe`` (airnet-*, vit-ln) train with :func:`testtime.zoo.cifar_fast.train_fast`,
+    checkpointed every 25 steps; ``max_steps`` stops that trainer early (resumable).
     """
     from testtime.data.cifar10 import load_cifar10
 
@@ -356,6 +403,11 @@ def train_cifar(
         # An evenly spread subset keeps all classes (the arrays are class-sorted).
         idx = np.linspace(0, len(tx) - 1, min(limit, len(tx))).astype(int)
         tx, ty = tx[idx], ty[idx]
+    if cfg.recipe != "onecycle":
+        from testtime.zoo.cifar_fast import train_fast
+
+        return train_fast(name, cfg, out, resume=resume, train=(tx, ty), test=(vx, vy),
+                          progress=progress, max_steps=max_steps, log=log)  # fmt: skip
     train_x = torch.from_numpy(np.ascontiguousarray(tx)).permute(0, 3, 1, 2).contiguous()  # uint8
     train_y = torch.from_numpy(np.asarray(ty, dtype=np.int64))
 
