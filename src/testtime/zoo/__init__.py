@@ -48,12 +48,13 @@ def _cifar_trainer(name: str):
     return train
 
 
-for _name in ("resnet-bn", "resnet-gn"):
+for _name in ("resnet-bn", "resnet-gn", "airnet-bn", "airnet-gn", "vit-ln"):
     TRAINERS.register(_name)(_cifar_trainer(_name))
 
 
 def load_cifar_model(name: str = "resnet-bn") -> Any:
-    """The shipped CIFAR-10 ResNet ``name`` (resnet-bn | resnet-gn) in eval mode; inputs float [0, 1] NCHW."""
+    """The shipped CIFAR-10 model ``name`` (resnet-bn | resnet-gn | airnet-bn | airnet-gn |
+    vit-ln) in eval mode; inputs float [0, 1] NCHW."""
     from testtime.zoo.cifar import load_cifar_model as load
 
     return load(name)
