@@ -198,7 +198,9 @@ def test_compute_counts_prefix_cache_hits_as_charged_not_computed():
         cached_tokens: int = 0
 
     compute = Compute()
-    compute.add_usage(CachedUsage(100, 10, 1, cached_tokens=80), ScriptedGenerator({}))
+    # 20 prompt tokens processed, 80 reused from the prefix cache, 10 generated
+    compute.add_usage(CachedUsage(20, 10, 1, cached_tokens=80), ScriptedGenerator({}))
+    assert compute.prompt_tokens == 100 and compute.cached_tokens == 80
     assert compute.charged_tokens == 110 and compute.computed_tokens == 30
     assert compute.policy_flops == 2 * 1000 * 30
     assert Compute.from_dict(compute.to_dict()) == compute

@@ -27,10 +27,12 @@ class Compute:
     Tokens *charged* are what an API would bill: every call's prompt (its full
     prefix, however often it was sent before) plus the generated tokens. Tokens
     *computed* are what the model really prefilled and decoded: the charged ones
-    less ``cached_tokens``, prompt tokens a backend served from a prefix cache
-    (``Usage.cached_tokens`` when the backend reports it, else 0). FLOPs are
-    2 × parameters × computed tokens, for the policy and the verifier separately
-    (None when a parameter count is unknown).
+    less ``cached_tokens``, prompt tokens a backend served from a prefix cache.
+    A backend reports ``Usage.prompt_tokens`` as the prompt tokens it processed
+    and ``Usage.cached_tokens`` as those it reused (0 without a cache), so here
+    ``prompt_tokens`` = processed + cached (charged). FLOPs are 2 × parameters ×
+    computed tokens, for the policy and the verifier separately (None when a
+    parameter count is unknown).
     """
 
     prompt_tokens: int = 0
@@ -45,7 +47,7 @@ class Compute:
 
     def add_usage(self, usage: Usage, generator: Generator) -> None:
         cached = int(getattr(usage, "cached_tokens", 0) or 0)
-        self.prompt_tokens += usage.prompt_tokens
+        self.prompt_tokens += usage.prompt_tokens + cached  # charged: the whole prompt
         self.cached_tokens += cached
         self.generated_tokens += usage.completion_tokens
         self.model_calls += usage.calls
@@ -53,7 +55,7 @@ class Compute:
         if params is None or self.policy_flops is None:
             self.policy_flops = None
         else:
-            self.policy_flops += 2.0 * params * (usage.total_tokens - cached)
+            self.policy_flops += 2.0 * params * usage.total_tokens  # processed = computed
 
     def add_scores(self, scores: Scores, verifier: Verifier) -> None:
         self.verifier_tokens += scores.tokens
