@@ -108,3 +108,15 @@ def test_ttrl_end_to_end_and_rerun_is_a_no_op_resume(cli, model_dir, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["before"] == first["before"]
     res = cli(*args[:-1], "eval_samples=2")  # another run's config
     assert res.returncode == 2 and "another run" in res.stderr
+
+
+def test_dry_run_resolves_the_options_and_runs_nothing(cli, model_dir, tmp_path):
+    res = cli("ettrl", "--split", "2-3", "--problems", "4", "--steps", "5", "--model", str(model_dir),
+              "--dry-run")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("plan: ettrl on arith, 4 held-out problems (levels 2, 3)")
+    # the user's value, the method's preset and the trainer's default, as the run resolves them
+    assert "steps=5" in lines[1] and "rollout='tree'" in lines[1] and "n_votes=16" in lines[1]
+    res = cli("ettrl", "--steps", "0", "--model", str(model_dir), "--dry-run")
+    assert res.returncode == 2 and "steps must be a positive integer" in res.stderr

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from testtime.cli.main import app
 from testtime.cluster import RAY_HELP, RAY_TASKS_HELP, optional_session
+
+if TYPE_CHECKING:
+    from testtime.learn import LearnRequest
 
 
 def method_help(name: str) -> str:
@@ -69,6 +72,9 @@ def learn(
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's own)"),
     list_: bool = typer.Option(False, "--list", help="print the method names, one per line"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="check the options and print the plan (resolved options); no run"
+    ),
     ray: str | None = typer.Option(None, help=RAY_HELP + " (per-instance methods: latentseek, tt-si)"),
     ray_tasks: int | None = typer.Option(None, help=RAY_TASKS_HELP),
     help_: bool = typer.Option(
@@ -93,7 +99,7 @@ def learn(
         raise ValueError("give a method name (see `testtime learn --list`)")
     METHODS.get(method)  # unknown names fail before anything loads
     pairs = [*(option or []), *extra_options(ctx.args)]
-    if out is None:
+    if out is None and not dry_run:
         raise ValueError("give --out DIR for the adapted weights and results")
     import torch
 
@@ -118,9 +124,35 @@ def learn(
         options=parse_options(pairs),
         show_progress=not quiet,
     )
+    if dry_run:
+        typer.echo(plan(request), nl=False)
+        return
     with optional_session(ray, tasks=ray_tasks):
         metrics = METHODS.create(method, request)
     _report(method, metrics, out)
+
+
+def plan(request: LearnRequest) -> str:
+    """What ``learn`` would do: the problems, the model and the method's options as the
+    method resolves them (bad values fail here, as they would in the run)."""
+    import dataclasses
+
+    from testtime.learn import METHODS
+    from testtime.learn.base import build_config
+
+    method = METHODS.get(request.method)
+    levels = sorted({p.difficulty for p in request.problems if p.difficulty is not None})
+    lines = [f"plan: {request.method} on {request.task.name}, {len(request.problems)} held-out "
+             f"problems (levels {', '.join(map(str, levels))}); model {request.model_dir}"]  # fmt: skip
+    if request.out is not None and request.out.exists():
+        lines.append(f"  {request.out} exists: a run resumes from it (or refuses another run's config)")
+    kind = getattr(method, "config", None)
+    if kind is not None:
+        cfg = build_config(kind, {"seed": request.seed, **method.preset}, request.options, request.method)
+        lines.append("  options: " + ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(cfg).items()))
+    lines.append("time: not estimated for learn methods; the progress line shows the time left "
+                 "after the first step")
+    return "\n".join(lines) + "\n"
 
 
 def _report(method: str, metrics: dict, out: Path) -> None:
