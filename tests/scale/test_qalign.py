@@ -157,3 +157,16 @@ def test_acceptance_rate_responds_to_beta(task, problem):
     assert rates[0] < rates[1] < rates[2]
     # On the probability scale the same beta tilts less (|r' - r| <= 0.3 here, vs 1.25 in log-odds).
     assert rate(beta=0.3, reward="prob") > rate(beta=0.3)
+
+
+def test_the_harness_reports_the_acceptance_rate(task, tmp_path):
+    from testtime.scale.harness import scale
+
+    def lm(full):
+        partial = full.split("\n", 1)[1]
+        return [RIGHT[len(partial):]] if RIGHT.startswith(partial) and partial else [WRONG, RIGHT]
+
+    out = scale(task, ScriptedGenerator(lm), ["qalign"], [4], tmp_path, verifier=Graded(),
+                difficulties=[3], limit=2, options={"unit": "step"}, show_progress=False)
+    [row] = out.rows
+    assert 0.0 <= row["acceptance_rate"] <= 1.0

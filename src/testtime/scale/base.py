@@ -155,6 +155,9 @@ class Strategy(ABC):
     # The constructor keyword the scaling harness sets to each budget N (None: a
     # fixed-budget strategy such as greedy, reported at N = 1).
     budget_param: str | None = "n"
+    # Numeric ProblemResult.meta keys the harness averages into each result row
+    # (e.g. QAlign's acceptance rate).
+    reported: tuple[str, ...] = ()
     # True for "sample a pool, then select" strategies (see scale.pool.PoolStrategy):
     # the harness samples one pool of max(N) and derives every budget by subsampling.
     poolable: bool = False

@@ -222,10 +222,11 @@ def _run_per_budget(
                 {**c, "correct": mark_correct(c["answer"], problem, plan.task)}
                 for c in stored["candidates"]
             ]
+        stats = {k: float(stored["meta"][k]) for k in budgeted.reported if k in stored["meta"]}
         records.append(
             Record(
                 name, n, difficulty, problem.id, reference, answer, hit, None, 1,
-                compute_share(compute), labels, graded,
+                compute_share(compute), labels, graded, stats,
             )
         )
     return records

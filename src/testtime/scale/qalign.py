@@ -128,6 +128,7 @@ class QAlign(Strategy):
     name = "qalign"
     requires = ("continuation",)
     needs_verifier = True
+    reported = ("acceptance_rate",)
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class Record:
     # Every candidate (text, answer, tokens, scores, correct): the pool a pool strategy's
     # budgets are subsampled from, or what a per-budget strategy produced.
     candidates: list[dict[str, Any]] | None = None
+    stats: dict[str, float] = field(default_factory=dict)  # the strategy's ``reported`` meta
 
 
 def bootstrap_ci(
@@ -94,6 +95,8 @@ def summarise(
         for f in COMPUTE_FIELDS:
             vals = [r.compute[f] for r in rs]
             row[f] = None if any(v is None for v in vals) else float(np.mean(vals))
+        for key in sorted({k for r in rs for k in r.stats}):
+            row[key] = float(np.mean([r.stats[key] for r in rs if key in r.stats]))
         rows.append(row)
     rows.sort(key=lambda r: (r["difficulty"], r["strategy"], r["n"]))
     return rows
