@@ -65,6 +65,10 @@ def test_tiny_run_writes_results_and_resumes(tmp_path):
         assert (tmp_path / f).stat().st_size > 0
     assert json.loads((tmp_path / "results.json").read_text())["methods"]["tent"] == methods["tent"]
     assert "| tent |" in (tmp_path / "results.md").read_text()
+    # The stream's class correlation is recorded with the run (i.i.d. batches of 10 here).
+    stream = res["stream"]
+    assert stream["batches"] == 8 and 1 <= stream["distinct_classes_per_batch"] <= 10
+    assert "distinct classes per batch" in (tmp_path / "results.md").read_text()
 
     # Kill-and-restart: a finished method is not recomputed, a missing one is.
     tent_file = tmp_path / "methods" / "tent.json"

@@ -339,6 +339,8 @@ def run_benchmark(
             domains=config.domains, severity=config.severity, limit=config.limit,
             delta=config.delta, imbalance_ratio=config.imbalance_ratio,
         )  # fmt: skip
+        # How class-correlated the planned stream is (labels only; written with the config).
+        atomic_write_json(out / "stream.json", stream.class_statistics())
         data = _Materialised(stream, source)
         if source_data is None and any(
             "source_data" in inspect.signature(ADAPT_METHODS.get(m)).parameters for m in todo
@@ -429,6 +431,8 @@ def write_reports(out: Path, config: BenchConfig) -> dict[str, Any]:
     methods, as one set (see :func:`testtime.store.result_set`)."""
     methods = collect(out)
     results = {"config": config.fingerprint(), "methods": methods}
+    if (out / "stream.json").exists():
+        results["stream"] = json.loads((out / "stream.json").read_text())
     with result_set(out) as stage:
         atomic_write_json(stage / "results.json", results)
         atomic_write_text(stage / "results.md", markdown_table(results))
@@ -454,7 +458,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines = [
         f"# Online error (%) — {cfg['model']}, setting {cfg['setting']}, severity {cfg['severity']}, "
         f"batch {cfg['batch_size']}, images per domain: {limit}, seed {cfg['seed']}"
-        + (", collapse guard on" if cfg["guard"] else ""),
+        + (", collapse guard on" if cfg["guard"] else "")
+        + (f", {results['stream']['distinct_classes_per_batch']:.2f} distinct classes per batch"
+           if "stream" in results else ""),
         "",
         "| method | mean | "
         + " | ".join(_SHORT.sub("", d) for d in domains)
