@@ -5,13 +5,19 @@ held-out problems, evaluated before/after with ``eval_samples`` samples
 (pass@1, and maj@n of the *base* model, the number TTRL aims to exceed).
 Reports the goal (+10 points pass@1, above the base maj@n), CPU wall time,
 rollout tokens (ETTRL vs TTRL) and the response length over training (SPINE vs
-TTRL). Results: benchmarks/results/learn_rl.json.
+TTRL). MRT (Qu et al. 2025) claims efficiency: with ``ttrl`` and ``ttrl-mrt`` both
+run (same steps), ``mrt_efficiency`` gives the tokens each spent (rollouts plus
+MRT's forced-answer samples) until its training pass@1 (5-step moving mean of the
+step's rollouts, graded for logging only) first reached the lower of the two
+runs' best. Results: benchmarks/results/learn_rl.json.
 
-    .venv/bin/python benchmarks/learn_rl.py --methods ttrl,ettrl,spine
+    .venv/bin/python benchmarks/learn_rl.py --methods ttrl,ettrl,spine,ttrl-mrt
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from learn_common import parser, run_method, write
@@ -22,6 +28,29 @@ VARIANTS = {
     "spine": ("spine", {}),
     "ttrl-mrt": ("ttrl", {"reward": "mrt"}),
 }
+
+
+def training_curve(log_path: Path, window: int = 5) -> list[tuple[float, float]]:
+    """(cumulative tokens, moving-mean training pass@1) after every step of a run's log."""
+    rows = [json.loads(line) for line in log_path.read_text().splitlines()]
+    spent, out = 0.0, []
+    for i, row in enumerate(rows):
+        spent += row.get("rollout_tokens", 0.0) + row.get("mrt_tokens", 0.0)
+        recent = [r["pass@1"] for r in rows[max(0, i + 1 - window) : i + 1]]
+        out.append((spent, sum(recent) / len(recent)))
+    return out
+
+
+def tokens_to_reach(curve: list[tuple[float, float]], target: float) -> float | None:
+    return next((spent for spent, acc in curve if acc >= target - 1e-12), None)
+
+
+def mrt_efficiency(runs_dir: Path, tag: str) -> dict[str, Any]:
+    curves = {name: training_curve(runs_dir / f"rl-{name}{tag}" / "log.jsonl") for name in ("ttrl", "ttrl-mrt")}
+    target = min(max(acc for _, acc in c) for c in curves.values())
+    return {"target_training_pass@1": target,
+            **{f"{name}_tokens_to_target": tokens_to_reach(c, target) for name, c in curves.items()},
+            **{f"{name}_total_tokens": c[-1][0] for name, c in curves.items()}}
 
 
 def main() -> None:
@@ -64,7 +93,8 @@ def main() -> None:
             result[key].pop("correct", None)
         del log
         runs[name] = result
-        write(args, "learn_rl.json", {"options": common, "runs": runs})
+        extra = {"mrt_efficiency": mrt_efficiency(args.runs, args.tag)} if {"ttrl", "ttrl-mrt"} <= set(runs) else {}
+        write(args, "learn_rl.json", {"options": common, "runs": runs, **extra})
 
 
 if __name__ == "__main__":
