@@ -32,7 +32,7 @@ from typing import Any
 from testtime.store import atomic_write_json
 from testtime.store.atomic import atomic_write_bytes, atomic_write_text
 
-SETTINGS = ("reset", "continual", "mixed", "correlated")
+SETTINGS = ("reset", "continual", "mixed", "correlated", "dirichlet")  # correlated: label-sorted
 # Published (the spec): WRN-28-10 "Standard" (94.8% clean), official CIFAR-10-C sev. 5,
 # mean error % per (reset each shift, continual, mixed); None where there is no number.
 PUBLISHED: dict[str, tuple[float | None, float | None, float | None]] = {
