@@ -104,7 +104,8 @@ def test_calibration_by_hand():
 def test_training_resumes_from_a_mid_epoch_step_bit_for_bit(tmp_path, name):
     data = _data()
     over = dict(TINY, widths=[8, 16, 16] if name == "airnet-bn" else [16], depth=1)
-    kw = {"epochs": 2, "progress": False, "overrides": over, "data": data, "log": lambda s: None}
+    over["epochs"] = 2  # an override counts when the epochs argument is not given
+    kw = {"progress": False, "overrides": over, "data": data, "log": lambda s: None}
     full = train_cifar(name, tmp_path / "full", **kw)
     part = train_cifar(name, tmp_path / "cut", max_steps=3, **kw)  # 4 steps per epoch
     assert part == {"steps": 3, "total_steps": 8, "wall_s": part["wall_s"], "finished": False}

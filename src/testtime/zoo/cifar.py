@@ -382,7 +382,8 @@ def train_cifar(
     from testtime.data.cifar10 import load_cifar10
 
     cfg = _config_for(name)
-    for key, value in {**(overrides or {}), "epochs": epochs, "seed": seed}.items():
+    explicit = {k: v for k, v in {"epochs": epochs, "seed": seed}.items() if v is not None}
+    for key, value in {**(overrides or {}), **explicit}.items():
         if value is not None:
             if key not in cfg.__dataclass_fields__:
                 raise ValueError(f"unknown option {key!r}")
