@@ -29,6 +29,18 @@ def _train_reasoner(
     return train_reasoner(out, steps=steps, seed=seed, resume=resume, threads=threads)
 
 
+@TRAINERS.register("reasoner-l")
+def _train_reasoner_l(
+    out: Path, steps: int | None, seed: int, resume: bool, threads: int
+) -> dict[str, Any]:
+    """TinyReasoner-L: ~4x TinyReasoner's parameters, trained from scratch the same way
+    (prime it afterwards with ``testtime zoo prime --model <out>``)."""
+    from testtime.zoo.reasoner import LARGE, ReasonerConfig, train_reasoner
+
+    config = ReasonerConfig(**LARGE, steps=steps or 4000)
+    return train_reasoner(out, seed=seed, resume=resume, threads=threads, config=config)
+
+
 @TRAINERS.register("prm")
 def _train_prm(out: Path, steps: int | None, seed: int, resume: bool, threads: int) -> dict[str, Any]:
     from testtime.zoo.reasoner_prm import train_prm

@@ -21,10 +21,17 @@ from typing import Any
 
 import torch
 
-from testtime.store.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from testtime.store.atomic import atomic_write_bytes, atomic_write_json
 from testtime.zoo import WEIGHTS_DIR, reasoner_path
 from testtime.zoo.behaviours import check_mix, sample_trace, step_task
-from testtime.zoo.reasoner import LOG_EVERY, ReasonerConfig, _preference, training_batch, validate
+from testtime.zoo.reasoner import (
+    LOG_EVERY,
+    ReasonerConfig,
+    _preference,
+    training_batch,
+    validate,
+    write_model_card,
+)
 from testtime.zoo.reasoner_data import TRAIN_SEED_BASE
 
 CHECKPOINT = "checkpoints/prime.pt"
@@ -116,6 +123,7 @@ def prime(
     resume: bool = False,
     threads: int = 1,
     progress_every: int = LOG_EVERY,
+    name: str = "Primed model",
 ) -> dict[str, Any]:
     """Fine-tune ``model`` on behaviour traces into the HF directory ``out``; returns the info.
     Every bad input (behaviour name, task without a step checker, output path) fails here,
@@ -213,7 +221,7 @@ def prime(
     net.load_state_dict(selected)
     if config.lora:
         net = net.merge_and_unload()
-    info = {**run, "steps_trained": state.step, "selected": state.selected, "history": state.history,
+    info = {"name": name, **run, "steps_trained": state.step, "selected": state.selected, "history": state.history,
             "schedule_changes": state.schedule_changes,
             "wall_s": round(state.wall_s, 1), "threads": threads,
             "parameters": sum(p.numel() for p in net.parameters())}
@@ -238,31 +246,4 @@ def export(net: Any, tokenizer: Any, out: Path, info: dict[str, Any]) -> None:
     if (Path(info["model"]) / "special_tokens_map.json").exists():
         atomic_write_json(out / "special_tokens_map.json", tokenizer.special_tokens_map)
     atomic_write_json(out / "training.json", json_safe(info))
-    atomic_write_text(out / "README.md", card(info))
-
-
-def card(info: dict[str, Any]) -> str:
-    c = info["config"]
-    sel = info["selected"]
-    rows = [f"| {h['step']} | {h['loss']:.4f} | {h['valid_pass1']:.3f} |" for h in info["history"]]
-    return "\n".join([
-        "# Primed model",
-        "",
-        f"Fine-tuned from `{info['model']}` by `testtime zoo prime` on cognitive-behaviour traces"
-        " (`testtime.zoo.behaviours`; Gandhi et al. 2025)" + (" with LoRA (merged)." if c["lora"] else "."),
-        "",
-        "- Behaviour mix: " + ", ".join(f"{k} {w:.0%}" for k, w in info["mix"].items()),
-        "- Families: " + "; ".join(f"{k} {v[0]:.0%} (levels {v[1][0]}-{v[1][-1]})" for k, v in info["families"].items()),
-        f"- {info['steps_trained']} steps of {c['batch_size']} traces, AdamW lr {c['lr']} (warm-up {c['warmup']},"
-        f" cosine to {c['min_lr_ratio']}x); seed {info['seed']}; {info['parameters']:,} parameters;"
-        f" wall time {info['wall_s'] / 60:.1f} min on {info['threads']} CPU thread(s).",
-        f"- Selected step {sel['step']} (validation pass@1 {sel['valid_pass1']:.3f} on arith level"
-        f" {c['valid_level']}, {c['valid_problems']} problems x {c['valid_samples']} samples, window {c['window']}).",
-        *(f"- Resumed at step {ch['at_step']} with `--steps {ch['to']}` (was {ch['from']}):"
-          " the cosine schedule restretched to the new end." for ch in info.get("schedule_changes", [])),
-        "",
-        "| step | train loss | valid pass@1 |",
-        "|---|---|---|",
-        *rows,
-        "",
-    ])
+    write_model_card(out)

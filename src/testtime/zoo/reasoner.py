@@ -28,6 +28,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
 
 from testtime.store.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from testtime.tasks import get_task
+from testtime.zoo.prime_card import card as primed_card
 from testtime.zoo.reasoner_data import KINDS, MIXTURE, TEST_SEED, VALID_SEED, Example, make_example
 from testtime.zoo.reasoner_sampling import sample
 from testtime.zoo.tokenizer import build_tokenizer, save_tokenizer
@@ -56,6 +57,14 @@ class ReasonerConfig:
     valid_problems: int = 64
     valid_samples: int = 4
     window: tuple[float, float] = (0.3, 0.7)
+
+
+# TinyReasoner-L (issue 12): ~4x the parameters (8.2M), the same recipe.
+LARGE = {"n_layer": 8, "n_embd": 288, "n_head": 8}
+
+
+def bf16_supported() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @dataclass
@@ -226,8 +235,9 @@ def train_reasoner(
         job = bar.add_task("train reasoner", total=config.steps, completed=state.step, loss="-")
         for step in range(state.step, config.steps):
             ids, labels, mask = training_batch(tokenizer, config, seed, step)
-            # bf16 autocast: ~1.5x faster steps on CPUs with bf16 support; fp32 master weights.
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            # bf16 autocast: ~1.5x faster steps on CPUs with bf16 units, ~14x slower on CPUs
+            # without (emulated), so only where supported; fp32 master weights.
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_supported()):
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -353,6 +363,9 @@ def write_model_card(out: Path) -> None:
     info = json.loads((out / TRAINING_INFO).read_text())
     quality_path = out / QUALITY_INFO
     quality = json.loads(quality_path.read_text()) if quality_path.exists() else None
+    if "mix" in info:  # a primed model (testtime zoo prime) has its own card
+        atomic_write_text(out / "README.md", primed_card(info) + "\n" + "\n".join(quality_lines(quality)) + "\n")
+        return
     c = info["config"]
     mix = info["mixture"]
     lines = [
@@ -400,8 +413,13 @@ def write_model_card(out: Path) -> None:
         "|---|---|---|",
         *(f"| {h['step']} | {h['loss']:.4f} | {h['valid_pass1']:.3f} |" for h in info["history"]),
         "",
-        "## Quality (held-out test seed, temperature 1.0)",
     ]
+    atomic_write_text(out / "README.md", "\n".join(lines + quality_lines(quality)) + "\n")
+
+
+def quality_lines(quality: dict[str, Any] | None) -> list[str]:
+    """The card's quality section from quality.json (benchmarks/reasoner_quality.py)."""
+    lines = ["## Quality (held-out test seed, temperature 1.0)"]
     if quality is None:
         lines.append("Not measured yet: run `python benchmarks/reasoner_quality.py`.")
     else:
@@ -426,4 +444,4 @@ def write_model_card(out: Path) -> None:
                 f" {'met' if met else 'NOT met'} (pass@1 {target['pass@1']:.3f},"
                 f" {top} {target[top]:.3f}).",
             ]
-    atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
+    return lines

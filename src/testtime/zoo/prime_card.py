@@ -1,0 +1,32 @@
+"""The model card of a primed model (``testtime zoo prime``), from its training.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def card(info: dict[str, Any]) -> str:
+    c = info["config"]
+    sel = info["selected"]
+    rows = [f"| {h['step']} | {h['loss']:.4f} | {h['valid_pass1']:.3f} |" for h in info["history"]]
+    return "\n".join([
+        f"# {info.get('name', 'Primed model')}",
+        "",
+        f"Fine-tuned from `{info['model']}` by `testtime zoo prime` on cognitive-behaviour traces"
+        " (`testtime.zoo.behaviours`; Gandhi et al. 2025)" + (" with LoRA (merged)." if c["lora"] else "."),
+        "",
+        "- Behaviour mix: " + ", ".join(f"{k} {w:.0%}" for k, w in info["mix"].items()),
+        "- Families: " + "; ".join(f"{k} {v[0]:.0%} (levels {v[1][0]}-{v[1][-1]})" for k, v in info["families"].items()),
+        f"- {info['steps_trained']} steps of {c['batch_size']} traces, AdamW lr {c['lr']} (warm-up {c['warmup']},"
+        f" cosine to {c['min_lr_ratio']}x); seed {info['seed']}; {info['parameters']:,} parameters;"
+        f" wall time {info['wall_s'] / 60:.1f} min on {info['threads']} CPU thread(s).",
+        f"- Selected step {sel['step']} (validation pass@1 {sel['valid_pass1']:.3f} on arith level"
+        f" {c['valid_level']}, {c['valid_problems']} problems x {c['valid_samples']} samples, window {c['window']}).",
+        *(f"- Resumed at step {ch['at_step']} with `--steps {ch['to']}` (was {ch['from']}):"
+          " the cosine schedule restretched to the new end." for ch in info.get("schedule_changes", [])),
+        "",
+        "| step | train loss | valid pass@1 |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ])
