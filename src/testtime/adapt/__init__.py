@@ -4,8 +4,9 @@
 wraps any ``nn.Module`` classifier; ``logits = method(x)`` predicts and adapts online.
 See :mod:`testtime.adapt.base` for the contract; ``ADAPT_METHODS.names()`` lists the
 methods. Methods that need source data take ``source_data=`` ((x, y) batches or an
-(x, y) tensor pair): eata (Fisher), cafa (class Gaussians), petal (SWA prior), psmt
-(optional Fisher), itta and label-shift (their training-time parts).
+(x, y) tensor pair): eata (Fisher), cafa (class Gaussians), petal (SWAG prior), psmt
+(EWC Fisher), itta (its joint training) and label-shift (its adapter).
+Every ``forward`` adapts even under ``torch.no_grad()``.
 """
 
 from testtime.adapt.base import ADAPT_METHODS, AdaptMethod, SourceData, get_method
