@@ -93,7 +93,7 @@ def test_prompt_tokens_from_the_tokenizer_when_the_server_sends_no_usage(
         assert gen.describe()["prompt_tokens_from"] == {"tokenizer": 1}
     # BOS counted as the server prefills it (the tokenizer's BOS differs from its EOS).
     assert (res.usage.prompt_tokens, res.usage.completion_tokens) == (
-        local.prompt_tokens, local.completion_tokens
+        local.prompt_tokens + local.cached_tokens, local.completion_tokens
     )
     with client(llama) as gen:  # no tokenizer, no tokenize endpoint: an estimate, said so
         gen.generate([PROMPT], params)

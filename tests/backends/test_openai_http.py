@@ -94,17 +94,20 @@ def test_chat_mode_and_async_use_inside_a_running_loop(stub, lean_gen):
 
 
 def test_cancel_closes_the_stream_and_counts_received_tokens(stub, tiny_model_dir):
-    stub.token_delay_s = 0.1  # 60 tokens would take 6 s
+    stub.token_delay_s = 0.2  # 60 tokens would take 12 s
     cancel = CancelToken()
     # Late enough that the first tokens have arrived even on a loaded machine.
-    threading.Timer(1.0, cancel.cancel).start()
+    with client(stub) as gen:  # warm the server's model up first
+        gen.generate(PROMPTS[:1], SamplingParams(n=2, temperature=0, max_tokens=2))
+    # The stub generates all 2 x 60 tokens before streaming: slow on a loaded machine.
+    threading.Timer(2.5, cancel.cancel).start()
     closed_before = stub.stats.closed_early
     t0 = time.monotonic()
     with client(stub) as gen:
         res = gen.generate(
             PROMPTS[:1], SamplingParams(n=2, temperature=0, max_tokens=60), cancel=cancel
         )
-    assert time.monotonic() - t0 < 4.0
+    assert time.monotonic() - t0 < 6.0
     comps = res.completions[0]
     assert all(c.finish_reason == "cancelled" and 0 < c.num_tokens < 60 for c in comps)
     assert res.usage.completion_tokens == sum(c.num_tokens for c in comps)

@@ -65,8 +65,11 @@ def test_seed_reproduces_samples_and_prefix_is_prefilled_once(lean_gen):
     assert texts == [[x.text for x in row] for row in b.completions]
     assert texts != [[x.text for x in row] for row in c.completions]
     assert len(set(texts[0])) > 1  # samples of one prompt differ from each other
-    # Each prompt's tokens are processed once although it is sampled 6 times.
-    assert a.usage.prompt_tokens == sum(len(lean_gen.encode_prompt(p)) for p in PROMPTS[:2])
+    # Each prompt's tokens are processed once although it is sampled 6 times (and those
+    # whose keys earlier calls' samples left in the prefix cache not at all).
+    total = sum(len(lean_gen.encode_prompt(p)) for p in PROMPTS[:2])
+    assert a.usage.prompt_tokens + a.usage.cached_tokens == total
+    assert a.usage.prompt_tokens >= 2
     assert a.usage.completion_tokens == sum(x.num_tokens for row in a.completions for x in row)
     assert a.usage.calls == 1
 
@@ -105,10 +108,12 @@ def test_compaction_and_batch_mates_do_not_change_samples(lean_gen, monkeypatch)
 def test_rows_beyond_max_batch_are_chunked_and_prefill_is_counted_per_chunk(lean_gen):
     params = SamplingParams(n=5, temperature=1.0, max_tokens=8, seed=2)
     lean_gen.sampler.max_batch = 2
+    cache, lean_gen.sampler.prefix_cache = lean_gen.sampler.prefix_cache, None
     try:
         res = lean_gen.generate(PROMPTS[:2], params)
     finally:
         lean_gen.sampler.max_batch = 256
+        lean_gen.sampler.prefix_cache = cache
     assert [len(row) for row in res.completions] == [5, 5]
     # n=5 in chunks of 2 -> each prompt is prefilled 3 times.
     assert res.usage.prompt_tokens == 3 * sum(len(lean_gen.encode_prompt(p)) for p in PROMPTS[:2])

@@ -48,23 +48,29 @@ class SamplingParams:
 class Usage:
     """Tokens and calls spent. ``prompt_tokens`` counts every prompt token the
     model processed (a prompt sampled n times in one call is processed once
-    when the backend shares its prefix, n times otherwise)."""
+    when the backend shares its prefix, n times otherwise). ``cached_tokens`` are
+    prompt tokens *not* processed because their keys/values were reused from an
+    earlier call (the embedded backend's prefix cache); prompt + cached tokens is
+    the prompts' length."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     calls: int = 0
+    cached_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.calls + other.calls,
+            self.cached_tokens + other.cached_tokens,
         )
 
     def __iadd__(self, other: Usage) -> Usage:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.calls += other.calls
+        self.cached_tokens += other.cached_tokens
         return self
 
     @property

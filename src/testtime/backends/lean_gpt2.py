@@ -236,26 +236,38 @@ class LeanGPT2:
         return (x @ self.lm_head.T).float()
 
     def prefill(
-        self, ids: torch.Tensor, pad: torch.Tensor, cache: KVCache, repeats: int
+        self,
+        ids: torch.Tensor,
+        pad: torch.Tensor,
+        cache: KVCache,
+        repeats: int,
+        start: int = 0,
     ) -> torch.Tensor:
         """Run left-padded prompts ``ids`` (P, S) once, write their keys/values
-        into cache rows expanded ``repeats`` times each, return last-token logits (P, V)."""
+        into cache rows expanded ``repeats`` times each, return last-token logits (P, V).
+
+        ``start > 0``: the keys/values of columns ``[0, start)`` are already in the cache
+        (a reused prefix, the same for every repeat of a prompt); only columns
+        ``[start, S)`` are computed, attending to the cached ones."""
         P, S = ids.shape
-        pos = (torch.arange(S, device=self.device) - pad[:, None]).clamp_(min=0)
-        x = self.wte[ids] + self.wpe[pos]
-        key_ok = torch.arange(S, device=self.device)[None, :] >= pad[:, None]  # (P, S)
+        cols = torch.arange(S, device=self.device)
+        pos = (cols[start:] - pad[:, None]).clamp_(min=0)
+        x = self.wte[ids[:, start:]] + self.wpe[pos]
+        key_ok = cols[None, :] >= pad[:, None]  # (P, S)
         cache.bias[:, :S] = torch.where(key_ok, 0.0, float("-inf")).repeat_interleave(repeats, 0)
         mask = None
-        if not bool(key_ok.all()):
-            causal = torch.ones(S, S, dtype=torch.bool, device=self.device).tril()
+        if start > 0 or not bool(key_ok.all()):
+            causal = cols[None, :] <= cols[start:, None]  # (W, S): query col >= key col
             # Padding queries attend to themselves only, so no softmax row is empty.
-            eye = torch.eye(S, dtype=torch.bool, device=self.device)
+            eye = cols[None, :] == cols[start:, None]
             mask = ((causal & key_ok[:, None, :]) | eye)[:, None]
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (P, H, S, D)
-            cache.k[i, :, :, :S] = k.repeat_interleave(repeats, dim=0)
-            cache.v[i, :, :, :S] = v.repeat_interleave(repeats, dim=0)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (P, H, W, D)
+            cache.k[i, :, :, start:S] = k.repeat_interleave(repeats, dim=0)
+            cache.v[i, :, :, start:S] = v.repeat_interleave(repeats, dim=0)
+            if start > 0:  # attend to the whole prefix: the first repeat of every prompt
+                k, v = cache.k[i, ::repeats, :, :S], cache.v[i, ::repeats, :, :S]
             o = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, is_causal=mask is None, scale=1.0
             )

@@ -25,6 +25,7 @@ from testtime.backends.base import (
     SamplingParams,
     Usage,
 )
+from testtime.backends.prefix_cache import PrefixCache
 from testtime.backends.sampler import (
     Detokenizer,
     LeanGPT2,
@@ -95,7 +96,9 @@ class LocalGenerator(Generator):
     ``add_bos=None`` prepends the tokenizer's BOS token when it has one distinct
     from EOS (TinyReasoner is trained on ``<bos> prompt solution <eos>``; plain
     GPT-2, whose BOS is its EOS, is prompted without it). ``ignore_eos`` samples
-    through EOS (fixed-length samples for throughput benchmarks)."""
+    through EOS (fixed-length samples for throughput benchmarks). ``prefix_cache_mb``
+    bounds the lean engine's cache of keys/values reused by prompts that extend earlier
+    samples (0 turns it off; see :mod:`~testtime.backends.prefix_cache`)."""
 
     def __init__(
         self,
@@ -107,6 +110,7 @@ class LocalGenerator(Generator):
         max_batch: int = 256,
         add_bos: bool | None = None,
         ignore_eos: bool = False,
+        prefix_cache_mb: float = 64.0,
     ) -> None:
         from transformers import AutoTokenizer
 
@@ -145,7 +149,10 @@ class LocalGenerator(Generator):
         )
         if engine == "lean":
             self.lean = LeanGPT2.from_pretrained(self.model_dir, dtype=self.dtype, device=device)
-            self.sampler = LeanSampler(self.lean, self.detok, self.eos_ids, max_batch=max_batch)
+            cache = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb > 0 else None
+            self.sampler = LeanSampler(
+                self.lean, self.detok, self.eos_ids, max_batch=max_batch, prefix_cache=cache
+            )
             self._num_params = self.lean.num_parameters
         else:
             from transformers import AutoModelForCausalLM

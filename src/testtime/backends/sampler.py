@@ -52,6 +52,7 @@ from testtime.backends.decoding import (
     shared_draws,
 )
 from testtime.backends.lean_gpt2 import CACHE_BLOCK, GPT2Shape, KVCache, LeanGPT2
+from testtime.backends.prefix_cache import PrefixCache
 
 __all__ = [
     "CACHE_BLOCK", "Detokenizer", "GPT2Shape", "KVCache", "LeanGPT2", "LeanSampler", "RowState",
@@ -63,11 +64,18 @@ class LeanSampler:
     """Batched sampling with :class:`LeanGPT2`; see the module docstring for semantics."""
 
     def __init__(
-        self, model: LeanGPT2, detok: Detokenizer, eos_ids: set[int], *, max_batch: int = 256
+        self,
+        model: LeanGPT2,
+        detok: Detokenizer,
+        eos_ids: set[int],
+        *,
+        max_batch: int = 256,
+        prefix_cache: PrefixCache | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.model, self.detok, self.eos, self.max_batch = model, detok, eos_ids, max_batch
+        self.prefix_cache = prefix_cache
 
     @torch.inference_mode()
     def generate(
@@ -87,15 +95,15 @@ class LeanSampler:
         for prompts, j0, j1 in plan_chunks([len(p) for p in prompt_ids], params.n, self.max_batch):
             if cancel is not None and cancel.cancelled:
                 break
-            usage.prompt_tokens += sum(len(prompt_ids[i]) for i in prompts)
             rows = [states[i][j] for i in prompts for j in range(j0, j1)]
             index = [(i, j) for i in prompts for j in range(j0, j1)]
             if seeds is None or params.temperature == 0:
                 draw = shared_draws(gen, len(rows))
             else:
                 draw = row_draws([seeds[i][j] for i, j in index], params.max_tokens)
-            self._run_chunk(
-                [prompt_ids[i] for i in prompts],
+            chunk = [prompt_ids[i] for i in prompts]
+            prefilled = self._run_chunk(
+                chunk,
                 j1 - j0,
                 rows,
                 index,
@@ -104,6 +112,8 @@ class LeanSampler:
                 cancel,
                 on_finish,
             )
+            usage.prompt_tokens += prefilled
+            usage.cached_tokens += sum(map(len, chunk)) - prefilled
         return collect(states, self.detok, self.eos, params.logprobs, usage)
 
     def _run_chunk(
@@ -116,7 +126,8 @@ class LeanSampler:
         draw: Callable[[int], torch.Tensor],
         cancel: CancelToken | None,
         on_finish: FinishCallback | None,
-    ) -> None:
+    ) -> int:
+        """Sample every row of one chunk; returns the prompt tokens really prefilled."""
         m, s, dev = self.model, self.model.shape, self.model.device
         S = max(len(p) for p in prompts)
         T = min(S + params.max_tokens, s.n_positions)
@@ -127,7 +138,9 @@ class LeanSampler:
             ids[r, S - len(p) :] = torch.tensor(p, dtype=torch.long)
         B = len(rows)
         cache = KVCache(s, B, min(S + CACHE_BLOCK, T), T, m.dtype, dev)
-        logits = m.prefill(ids, pad, cache, repeats).repeat_interleave(repeats, dim=0)
+        start = self._reuse(prompts, S, repeats, cache)
+        prefilled = sum(S - max(start, S - len(p)) for p in prompts)
+        logits = m.prefill(ids, pad, cache, repeats, start).repeat_interleave(repeats, dim=0)
         pos = (S - pad).repeat_interleave(repeats)  # next position of every row
         active = torch.arange(B, device=dev)  # chunk row of every cached row
         stops, want_lp = params.stop, params.logprobs
@@ -146,23 +159,24 @@ class LeanSampler:
                 st = rows[row]
                 if st.done:  # finished earlier, not compacted out yet: result ignored
                     continue
-                if (
-                    st.push(
-                        t,
-                        lps[r] if lps else None,
-                        eos=self.eos,
-                        stops=stops,
-                        detok=self.detok,
-                        max_tokens=max_tokens,
-                    )
-                    and on_finish is not None
+                lp = lps[r] if lps else None
+                if st.push(
+                    t, lp, eos=self.eos, stops=stops, detok=self.detok, max_tokens=max_tokens
                 ):
-                    on_finish(*index[row], st.completion(self.detok, self.eos, want_lp))
+                    if self.prefix_cache is not None:
+                        first = S - len(prompts[row // repeats])
+                        self.prefix_cache.store(
+                            [*prompts[row // repeats], *st.ids[:-1]],
+                            cache.k[:, r, :, first : S + step].clone(),
+                            cache.v[:, r, :, first : S + step].clone(),
+                        )
+                    if on_finish is not None:
+                        on_finish(*index[row], st.completion(self.detok, self.eos, want_lp))
             if step == max_tokens - 1 or (cancel is not None and cancel.cancelled):
-                return
+                return prefilled
             alive = [r for r, row in enumerate(active.tolist()) if not rows[row].done]
             if not alive:
-                return
+                return prefilled
             # Compacting copies the cache, so do it once >= 1/8 of the rows are dead:
             # at most 1/8 of a step's compute is spent on finished rows.
             if (len(active) - len(alive)) * 8 >= len(active):
@@ -171,3 +185,20 @@ class LeanSampler:
                 cache.keep(keep)
             logits = m.decode(tok, pos, S + step, cache)
             pos = pos + 1
+        return prefilled
+
+    def _reuse(self, prompts: list[Sequence[int]], S: int, repeats: int, cache: KVCache) -> int:
+        """Copy the stored prefixes of the (left-padded) prompts into ``cache``; returns
+        the first column that must be computed (0 without a prefix cache or a hit)."""
+        if self.prefix_cache is None:
+            return 0
+        hits = [self.prefix_cache.lookup(p) for p in prompts]
+        start = min(S - len(p) + (h[0] if h else 0) for p, h in zip(prompts, hits, strict=True))
+        for r, (p, h) in enumerate(zip(prompts, hits, strict=True)):
+            first = S - len(p)
+            if h is None or first >= start:
+                continue
+            rows = slice(r * repeats, (r + 1) * repeats)
+            cache.k[:, rows, :, first:start] = h[1][:, None, :, : start - first]
+            cache.v[:, rows, :, first:start] = h[2][:, None, :, : start - first]
+        return start
