@@ -8,15 +8,10 @@ from collections.abc import Sequence
 import pytest
 
 from testtime.backends.base import Completion, GenerationResult, Generator, SamplingParams, Usage
-from testtime.learn.cheatsheet import (
-    CuratorLoop,
-    DCConfig,
-    ExampleMemory,
-    hashed_trigrams,
-    parse_cheatsheet,
-    top_k,
-)
+from testtime.learn.cheatsheet import CuratorLoop, DCConfig, parse_cheatsheet
+from testtime.learn.cheatsheet_examples import ExampleMemory
 from testtime.learn.policy import Policy
+from testtime.learn.retrieval import hashed_trigrams, top_k
 from testtime.tasks import get_task
 from testtime.verifiers.base import Scores, Verifier
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from testtime.learn.grpo import (
-    Batch,
-    GRPOConfig,
+from testtime.learn.grpo import Batch, GRPOConfig
+from testtime.learn.grpo_math import (
     clipped_surrogate,
     entropy_band,
     entropy_reshape,

@@ -10,8 +10,8 @@ problem is stored with it, so a killed run resumes with the right memory):
   answer, and rewrites M (kept only if its output parses). DC-RS
   (``variant=rs``): first retrieve the 3 most similar past (question, answer)
   pairs by embedding cosine, let the curator synthesise M from them, then answer.
-* ``mode=examples`` — for the embedded TinyReasoner, which follows no
-  instructions: the memory holds *admitted* solutions, retrieved by cosine
+* ``mode=examples`` (:mod:`testtime.learn.cheatsheet_examples`) — for the embedded
+  TinyReasoner, which follows no instructions: the memory holds *admitted* solutions, retrieved by cosine
   similarity of the model's own mean last-layer hidden states, and put before
   the prompt as worked examples. The no-memory answer is recorded beside it, so
   the run measures whether the model can use in-context examples at all.
@@ -26,17 +26,14 @@ upper bound reported as ``labels: oracle-verifier``.
 
 from __future__ import annotations
 
-import hashlib
-import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
-
 from testtime.backends.base import Generator, SamplingParams
 from testtime.learn.base import METHODS, LearnRequest, build_config, takes_options
+from testtime.learn.cheatsheet_examples import ExampleMemory
 from testtime.learn.common import (
     RunDir,
     key_correct,
@@ -45,9 +42,9 @@ from testtime.learn.common import (
     require_answers,
     vote_keys,
 )
+from testtime.learn.retrieval import hashed_trigrams, top_k
 from testtime.scale.common import derive_seed
 from testtime.tasks.base import Problem, Task
-from testtime.verifiers.base import Verifier
 
 MODES = ("examples", "curator")
 VARIANTS = ("cu", "rs")
@@ -80,28 +77,6 @@ def parse_cheatsheet(text: str) -> str | None:
     """The curator's new memory (the last tagged block), or None when it does not parse."""
     blocks = _CHEATSHEET_RE.findall(text)
     return blocks[-1].strip() if blocks else None
-
-
-def hashed_trigrams(text: str, dim: int = 512) -> list[float]:
-    """A deterministic bag of character trigrams, hashed to ``dim`` buckets, L2-normed:
-    the retrieval embedding when no embedding model is given."""
-    vec = [0.0] * dim
-    padded = f"  {text.lower()}  "
-    for i in range(len(padded) - 2):
-        h = int.from_bytes(hashlib.blake2b(padded[i : i + 3].encode(), digest_size=4).digest(), "big")
-        vec[h % dim] += 1.0
-    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-    return [v / norm for v in vec]
-
-
-def top_k(query: Sequence[float], keys: Sequence[Sequence[float]], k: int) -> list[int]:
-    """Indices of the ``k`` keys most cosine-similar to ``query`` (best first)."""
-    if not keys:
-        return []
-    q = torch.tensor(query, dtype=torch.float32)
-    m = torch.tensor(keys, dtype=torch.float32)
-    sims = (m @ q) / (m.norm(dim=1) * q.norm()).clamp_min(1e-12)
-    return torch.topk(sims, min(k, len(keys))).indices.tolist()
 
 
 @dataclass
@@ -205,77 +180,6 @@ class CuratorLoop:
 
     def summary(self) -> dict[str, Any]:
         return {"memory": self.state.memory}
-
-
-class ExampleMemory:
-    """Admitted solutions retrieved by the model's own hidden-state similarity."""
-
-    def __init__(self, policy: Any, task: Task, cfg: DCConfig, verifier: Verifier | None = None) -> None:
-        """``verifier``: the step scorer of ``admit=prm`` / ``oracle`` (default: the
-        shipped PRM, or the task's step checker for the oracle)."""
-        from testtime.verifiers import get_verifier
-
-        self.policy, self.task, self.cfg = policy, task, cfg
-        self.checker = None
-        if cfg.admit != "consistency":
-            self.checker = verifier or get_verifier("oracle" if cfg.admit == "oracle" else "prm", task)
-        self.memory: list[dict[str, Any]] = []
-
-    @torch.no_grad()
-    def embed(self, text: str) -> list[float]:
-        """Mean of the last-layer hidden states over the text's tokens."""
-        ids = torch.tensor([self.policy.encode_prompt(text)])
-        return self.policy.model.transformer(input_ids=ids).last_hidden_state[0].mean(0).tolist()
-
-    def admitted(self, problem: Problem, texts: Sequence[str]) -> str | None:
-        """The sample the memory admits (see the module docstring), or None."""
-        answered = [t for t in texts if self.task.extract_answer(t) is not None]
-        if not answered:
-            return None
-        threshold = self.cfg.admit_threshold
-        if self.checker is None:  # self-consistency
-            keys = vote_keys(self.task, problem, texts)
-            key, share = majority(keys)
-            if key is None or share < threshold:
-                return None
-            return next(t for t, k in zip(texts, keys, strict=True) if k == key)
-        scores = self.checker.score(problem, answered).steps
-        ok = [(min(s), t) for s, t in zip(scores, answered, strict=True) if s and min(s) >= threshold]
-        return max(ok, key=lambda x: x[0])[1] if ok else None
-
-    def _answer(self, prompt: str, problem: Problem, tag: str) -> tuple[str | None, list[str], int]:
-        cfg = self.cfg
-        rows, usage = self.policy.rollouts(
-            [self.policy.encode_prompt(prompt)], cfg.samples, temperature=cfg.temperature,
-            max_tokens=cfg.max_tokens, seed=derive_seed(cfg.seed, tag, problem.id),
-        )
-        texts = [r.text for r in rows[0]]
-        return majority(vote_keys(self.task, problem, texts))[0], texts, usage.total_tokens
-
-    def step(self, problem: Problem) -> dict[str, Any]:
-        memory = self.memory
-        embedding = self.embed(problem.prompt)
-        hits = top_k(embedding, [m["embedding"] for m in memory], self.cfg.examples)
-        context = "".join(memory[i]["prompt"] + memory[i]["solution"] for i in hits)
-        base, _, base_tokens = self._answer(problem.prompt, problem, "base")
-        key, texts, tokens = self._answer(context + problem.prompt, problem, "memory")
-        added = None
-        text = self.admitted(problem, texts)
-        if text is not None:
-            solution = text if text.endswith("\n") else text + "\n"
-            added = {"prompt": problem.prompt, "solution": solution, "embedding": embedding}
-        outcome = {"answer": key, "base_answer": base, "retrieved": len(hits), "tokens": tokens,
-                   "base_tokens": base_tokens, "added": added}
-        self.replay(outcome)
-        return outcome
-
-    def replay(self, outcome: dict[str, Any]) -> None:
-        if outcome["added"] is not None:
-            self.memory.append(outcome["added"])
-            del self.memory[: max(0, len(self.memory) - self.cfg.max_memory)]
-
-    def summary(self) -> dict[str, Any]:
-        return {"memory_size": len(self.memory)}
 
 
 @METHODS.register("dynamic-cheatsheet")

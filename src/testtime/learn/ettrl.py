@@ -3,7 +3,7 @@ test-time reinforcement learning via entropy mechanism"; spec §9): TTRL with th
 entropy-fork tree majority rollout (ETMR, :mod:`testtime.learn.tree`: M trees of
 one full sample each, forked ``branches`` times at the ``fork_points``
 highest-entropy tokens, M(1 + B·N) leaves voted on) and entropy-based advantage
-reshaping (EAR "Adv-Res", :func:`testtime.learn.grpo.entropy_reshape`:
+reshaping (EAR "Adv-Res", :func:`testtime.learn.grpo_math.entropy_reshape`:
 γ_i = 1 + (H̄ − H_i)/H̄ on the response's mean token entropy within its group, so
 low-entropy responses are amplified and high-entropy ones damped). Both are
 options of the same GRPO trainer (``rollout=tree``, ``reshape=true``); the

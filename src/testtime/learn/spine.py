@@ -2,8 +2,8 @@
 with entropy-band regularization"; spec §9): TTRL's majority reward, but the
 policy gradient updates only the forking tokens — the top ``mask_top`` (20%)
 highest-entropy tokens of the batch, from the forward pass
-(:func:`testtime.learn.grpo.forking_mask`) — and an entropy-band regulariser at
-those tokens (:func:`testtime.learn.grpo.entropy_band`) pushes entropy up where
+(:func:`testtime.learn.grpo_math.forking_mask`) — and an entropy-band regulariser at
+those tokens (:func:`testtime.learn.grpo_math.entropy_band`) pushes entropy up where
 it is below the band (sustaining exploration) and down where it is above it
 (suppressing noisy drift), against entropy and response-length collapse; a KL
 anchor is available through ``kl_coef``. Checked against the paper's abstract
