@@ -1,0 +1,91 @@
+"""Hostile candidates: each is scored as failed with its reason, nothing escapes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from testtime.programs.sandbox import Limits, Sandbox, os_isolation
+
+LIMITS = Limits(wall_s=3, cpu_s=2, memory_mb=512, output_kb=256, processes=8)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    return Sandbox(LIMITS)
+
+
+def test_a_good_program_returns_its_value(sandbox):
+    r = sandbox.run("import numpy as np\ndef run():\n    return {'x': np.arange(3) * 1.5}\n")
+    assert r.ok and r.value == {"x": [0.0, 1.5, 3.0]}, r.reason
+
+
+@pytest.mark.parametrize("source, reason", [
+    ("def run():\n    while True: pass\n", ("timeout", "cpu limit")),
+    ("def run():\n    return open('/etc/passwd').read()\n", ("blocked",)),
+    ("def run():\n    open('/tmp/testtime-escaped', 'w').write('x')\n", ("blocked",)),
+    ("import os\ndef run():\n    return os.listdir('/work')\n", ("blocked",)),
+    ("import socket\ndef run():\n    socket.create_connection(('1.1.1.1', 80), timeout=1)\n", ("blocked",)),
+    ("import subprocess\ndef run():\n    return subprocess.run(['cat', '/etc/passwd']).returncode\n", ("blocked",)),
+    ("import os\ndef run():\n    while True: os.fork()\n", ("blocked",)),
+    ("import ctypes\ndef run():\n    return ctypes.CDLL(None).getpid()\n", ("blocked",)),
+    ("def run():\n    return bytearray(2 * 1024 ** 3)\n", ("memory limit",)),
+    ("def run():\n    while True: print('x' * 10000)\n", ("output limit",)),
+    ("def run():\n    return 1 / 0\n", ("crashed: ZeroDivisionError",)),
+    ("def nothing():\n    pass\n", ("crashed: NameError",)),
+    ("def run(:\n", ("crashed: SyntaxError",)),
+])
+def test_hostile_programs_fail_with_their_reason(sandbox, source, reason):
+    r = sandbox.run(source)
+    assert not r.ok and r.reason.startswith(reason), r.reason
+    assert not Path("/tmp/testtime-escaped").exists()
+
+
+def test_the_project_files_are_out_of_reach(sandbox):
+    here = Path(__file__).resolve()
+    r = sandbox.run(f"def run():\n    return open({str(here)!r}).read()\n")
+    assert not r.ok and r.reason.startswith("blocked"), r.reason
+
+
+def test_scratch_is_writable_and_fresh(sandbox):
+    src = ("import os\ndef run():\n    open('note.txt', 'w').write('hi')\n"
+           "    return sorted(os.listdir('.'))\n")
+    first, second = sandbox.run(src), sandbox.run(src)
+    assert first.ok and first.value == ["candidate.py", "note.txt"], first.reason
+    assert second.value == first.value  # nothing carried over from the first run
+
+
+@pytest.mark.skipif("network" not in os_isolation() or "user" not in os_isolation(),
+                    reason="needs root (network namespace, unprivileged user)")
+def test_os_layers_hold_without_the_python_guard():
+    bare = Sandbox(LIMITS, python_guard=False)
+    net = bare.run("import socket\ndef run():\n    socket.create_connection(('1.1.1.1', 80), timeout=1)\n")
+    assert not net.ok and "unreachable" in net.reason.lower(), net.reason
+    write = bare.run(f"def run():\n    open({str(Path(__file__).parent / 'escaped')!r}, 'w')\n")
+    assert not write.ok and "Permission denied" in write.reason, write.reason
+    bomb = bare.run("import os\ndef run():\n    while True: os.fork()\n")
+    assert not bomb.ok
+    deadline = time.monotonic() + 2  # SIGKILLed members turn zombie within moments
+    while _live_members(bomb.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _live_members(bomb.pid) == []  # NPROC bounded the bomb, the group kill ended it
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (dead, waiting for init to reap)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+def test_bad_limits_are_refused():
+    with pytest.raises(ValueError, match="wall_s"):
+        Limits(wall_s=0)
