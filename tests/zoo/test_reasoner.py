@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from testtime.tasks import get_task
 from testtime.tasks.base import extract_final_answer, split_steps
 from testtime.tasks.synthetic import parse_step
+from testtime.tasks.trace import parse_line
 from testtime.zoo import reasoner_path
 from testtime.zoo.reasoner import ReasonerConfig, export_checkpoint, train_reasoner, training_batch
 from testtime.zoo.reasoner_data import make_example
@@ -39,11 +40,14 @@ def test_shipped_model_writes_solutions_for_easy_arith(shipped):
     model, tok = shipped
     task = get_task("arith")
     problems = task.generate(20, 2, seed=0)
-    outs = sample(model, tok, [p.prompt for p in problems], n=1, temperature=0.0, max_new_tokens=60)
+    outs = sample(model, tok, [p.prompt for p in problems], n=1, temperature=0.0, max_new_tokens=120)
     formatted = copied = 0
     for p, (text,) in zip(problems, outs, strict=True):
-        steps = [parse_step(line) for line in split_steps(text)]
-        formatted += bool(steps) and all(steps) and extract_final_answer(text) is not None
+        lines = split_steps(text)
+        steps = [parse_step(line) for line in lines]
+        # every line a step or a behaviour line (check / plan / undo ...) of testtime.tasks.trace
+        well_formed = all(s is not None or parse_line(x) is not None for s, x in zip(steps, lines, strict=True))
+        formatted += bool(steps) and well_formed and extract_final_answer(text) is not None
         start, ops = task.parse(p)
         copied += bool(steps) and steps[0] is not None and (
             (steps[0].left, steps[0].op, steps[0].right) == (start, *ops[0])

@@ -67,6 +67,8 @@ def prime(
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 1500,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
     lora: Annotated[bool, typer.Option(help="train LoRA adapters (peft) instead of all weights; merged on export")] = False,
+    window: Annotated[str, typer.Option(help="checkpoint selection: most capable with valid pass@1 in LO,HI")] = "0.3,0.7",
+    name: Annotated[str, typer.Option(help="the model card's title")] = "Primed model",
     seed: Annotated[int, typer.Option(help="seed of the trace stream and the initialisation")] = 0,
     out: Annotated[Path, typer.Option(help="output directory (never a shipped model's)")] = Path("runs/zoo/primed"),
     resume: Annotated[bool, typer.Option(help="continue from the checkpoint in --out")] = False,
@@ -81,7 +83,9 @@ def prime(
     try:
         mix = parse_mix(behaviours)
         families = dict(FAMILIES) if task is None else {step_task(task).name: (1.0, FAMILIES[task][1])}
-        info = run_prime(out, model, mix, families, PrimeConfig(steps=steps, lr=lr, lora=lora), seed, resume, threads)
+        lo, hi = (float(x) for x in window.split(","))
+        config = PrimeConfig(steps=steps, lr=lr, lora=lora, window=(lo, hi))
+        info = run_prime(out, model, mix, families, config, seed, resume, threads, name=name)
     except (ValueError, FileNotFoundError) as err:
         raise typer.BadParameter(str(err)) from None
     typer.echo(f"primed {model} into {out}: selected step {info['selected']['step']}"

@@ -59,8 +59,9 @@ class ReasonerConfig:
     window: tuple[float, float] = (0.3, 0.7)
 
 
-# TinyReasoner-L (issue 12): ~4x the parameters (8.2M), the same recipe.
-LARGE = {"n_layer": 8, "n_embd": 288, "n_head": 8}
+# TinyReasoner-L (issue 12): ~4x the parameters (8.2M), the same recipe; it is the
+# larger sibling, so its checkpoint is selected for capability (no pass@1 window).
+LARGE = {"n_layer": 8, "n_embd": 288, "n_head": 8, "window": (0.0, 1.0)}
 
 
 def bf16_supported() -> bool:
