@@ -1,5 +1,5 @@
 """Sampling throughput of the local engines: generated tokens/s at several batch sizes,
-lean sampler vs plain transformers ``generate()``, next to a compute limit.
+lean sampler vs plain transformers ``generate()`` vs llama.cpp, next to a compute limit.
 
 Limit: a decoder spends ~2 x parameters FLOPs per token (Kaplan et al. 2020), so
 ``limit tokens/s = matmul FLOP/s / (2 x parameters)``, with the FLOP/s of a large
@@ -8,6 +8,11 @@ fp32 matmul measured on the same threads. Samples are fixed-length (EOS ignored,
 ``--natural`` adds runs that stop at EOS.
 
     python benchmarks/throughput.py [--model DIR] [--batches 1,16,64,256] [--threads 1]
+
+``--engines ...,llama.cpp`` (where llama-cpp-python is installed) exports the model to
+GGUF and samples it in process with llama.cpp on the same threads, at batch 1 only
+(llama-cpp-python has no batched sampling), its own defaults made neutral (top_k 0,
+min_p 0, repeat_penalty 1) and EOS banned, as the other engines ignore it.
 
 Uses TinyReasoner when its weights exist, else a randomly initialised GPT-2 of
 the same configuration (flagged ``random_init`` in the results). Writes
@@ -74,6 +79,37 @@ def arith_prompts(count: int, seed: int = 0) -> list[str]:
     return out
 
 
+class LlamaCppEngine:
+    """llama.cpp (llama-cpp-python, in process) on a GGUF export, with the
+    ``generate(prompts, params) -> usage`` shape :func:`measure` reads."""
+
+    def __init__(self, model_dir: Path, threads: int, directory: Path) -> None:
+        from llama_cpp import Llama
+
+        from testtime.zoo.gguf_export import export_gguf
+
+        gguf = directory / "model.gguf"
+        export_gguf(model_dir, gguf)
+        self.llm = Llama(str(gguf), n_threads=threads, n_threads_batch=threads, n_ctx=512,
+                         verbose=False)
+        self.eos = self.llm.token_eos()
+        self.num_parameters = LocalGenerator(model_dir).num_parameters
+
+    def generate(self, prompts: list[str], params: SamplingParams):
+        from testtime.backends.base import GenerationResult, Usage
+
+        usage = Usage(calls=len(prompts))
+        for p in prompts:
+            out = self.llm.create_completion(
+                p, max_tokens=params.max_tokens, temperature=params.temperature,
+                top_p=params.top_p, top_k=0, min_p=0.0, repeat_penalty=1.0, seed=params.seed,
+                logit_bias={self.eos: float("-inf")},
+            )
+            usage.prompt_tokens += out["usage"]["prompt_tokens"]
+            usage.completion_tokens += out["usage"]["completion_tokens"]
+        return GenerationResult([], usage)
+
+
 def measure(gen: LocalGenerator, batch: int, max_tokens: int, repeats: int) -> dict:
     """Best of ``repeats`` (matmul FLOP/s, generation) pairs, each pair measured back to
     back: on a shared machine the FLOP/s available changes from minute to minute, so
@@ -133,9 +169,17 @@ def main() -> None:
     modes = [("fixed", True)] + ([("natural", False)] if args.natural else [])
     for engine in engines:
         for mode, ignore_eos in modes:
-            gen = LocalGenerator(model_dir, engine=engine, ignore_eos=ignore_eos)
+            if engine == "llama.cpp":
+                if mode != "fixed":
+                    continue
+                scratch = tempfile.TemporaryDirectory()
+                gen = LlamaCppEngine(model_dir, args.threads, Path(scratch.name))
+            else:
+                # No prefix cache: the benchmark measures sampling, not reuse across calls.
+                gen = LocalGenerator(model_dir, engine=engine, ignore_eos=ignore_eos,
+                                     prefix_cache_mb=0)
             gen.generate(arith_prompts(4), SamplingParams(max_tokens=8, seed=0))  # warm-up
-            for b in batches:
+            for b in batches if engine != "llama.cpp" else [1]:
                 r = measure(gen, b, args.max_tokens, args.repeats)
                 r.update(engine=engine, mode=mode)
                 rows.append(r)
@@ -172,8 +216,9 @@ def main() -> None:
     speedup = {r["batch"]: r["tokens_per_s"] for r in rows if r["engine"] == "lean"
                and r["mode"] == "fixed"}
     for r in rows:
-        if r["engine"] == "hf" and r["mode"] == "fixed" and r["batch"] in speedup:
-            print(f"lean / hf at batch {r['batch']}: {speedup[r['batch']] / r['tokens_per_s']:.1f}x")
+        if r["engine"] in ("hf", "llama.cpp") and r["mode"] == "fixed" and r["batch"] in speedup:
+            print(f"lean / {r['engine']} at batch {r['batch']}: "
+                  f"{speedup[r['batch']] / r['tokens_per_s']:.2f}x")
     print(f"wrote {args.out}")
     if tmp is not None:
         tmp.cleanup()

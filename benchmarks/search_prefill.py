@@ -1,0 +1,99 @@
+"""Prefix reuse for search on the embedded backend: prompt tokens really prefilled and
+wall time per problem of PRM beam search vs best-of-N at equal N, prefix cache on/off.
+
+    python benchmarks/search_prefill.py [--budgets 4,16] [--limit 8] [--level 3]
+
+Beam search prompts the model with ``problem + partial solution`` at every step; with
+the prefix cache (:mod:`testtime.backends.prefix_cache`) the partial solution's keys
+come from the call that generated it. Best-of-N prefills its prompt once per call
+either way. Writes benchmarks/results/search_prefill.json. Single-threaded torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from testtime.backends import embedded_model_dir
+from testtime.backends.local import LocalGenerator
+from testtime.scale import get_strategy
+from testtime.scale.common import mark_correct
+from testtime.store.atomic import atomic_write_json
+from testtime.tasks import get_task
+from testtime.verifiers import get_verifier
+
+RESULTS = Path(__file__).parent / "results" / "search_prefill.json"
+
+
+def run(name: str, n: int, cache_mb: float, problems, task, verifier) -> dict:
+    gen = LocalGenerator(embedded_model_dir(), prefix_cache_mb=cache_mb)
+    strategy = get_strategy(name, n=n, temperature=0.8, seed=0)
+    strategy.check(task, gen, verifier)
+    prompt, cached, generated, scored, wall, correct = [], [], [], [], [], []
+    for p in problems:
+        t0 = time.perf_counter()
+        res = strategy.solve_one(p, gen, task, verifier)
+        wall.append(time.perf_counter() - t0)
+        c = res.compute
+        # The ledger charges whole prompts; cached_tokens of them were not recomputed.
+        cached.append(getattr(c, "cached_tokens", 0))
+        prompt.append(c.prompt_tokens - cached[-1])
+        generated.append(c.generated_tokens)
+        scored.append(c.verifier_tokens)
+        correct.append(mark_correct(res.answer, p, task))
+    mean = statistics.fmean
+    return {
+        "strategy": name, "n": n, "prefix_cache_mb": cache_mb, "problems": len(problems),
+        "prefilled_tokens_per_problem": round(mean(prompt), 1),
+        "cached_tokens_per_problem": round(mean(cached), 1),
+        "generated_tokens_per_problem": round(mean(generated), 1),
+        "verifier_tokens_per_problem": round(mean(scored), 1),
+        "wall_s_per_problem": round(mean(wall), 3), "accuracy": round(mean(correct), 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budgets", default="4,16")
+    ap.add_argument("--limit", type=int, default=8)
+    ap.add_argument("--level", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    task = get_task("arith")
+    verifier = get_verifier("prm", task=task)
+    problems = task.generate(args.limit, args.level, seed=0)
+    rows = []
+    for n in [int(b) for b in args.budgets.split(",")]:
+        for name, cache_mb in (("best-of-n", 64.0), ("beam", 64.0), ("beam", 0.0)):
+            r = run(name, n, cache_mb, problems, task, verifier)
+            rows.append(r)
+            print(f"{name:>9} N={n:<3} cache={cache_mb:>4.0f}MB: prefilled "
+                  f"{r['prefilled_tokens_per_problem']:>7.1f} cached {r['cached_tokens_per_problem']:>7.1f} "
+                  f"generated {r['generated_tokens_per_problem']:>7.1f} "
+                  f"prm {r['verifier_tokens_per_problem']:>7.1f} "
+                  f"wall {r['wall_s_per_problem']:.3f}s acc {r['accuracy']:.2f}", flush=True)
+    ratios = {}
+    for n in {r["n"] for r in rows}:
+        bon = next(r for r in rows if r["n"] == n and r["strategy"] == "best-of-n")
+        beam = next(r for r in rows if r["n"] == n and r["strategy"] == "beam" and r["prefix_cache_mb"])
+        ratios[str(n)] = {
+            "beam_over_bon_prefill": round(beam["prefilled_tokens_per_problem"] / bon["prefilled_tokens_per_problem"], 2),
+            "beam_over_bon_wall": round(beam["wall_s_per_problem"] / bon["wall_s_per_problem"], 2),
+        }
+    atomic_write_json(args.out, {
+        "task": "arith", "level": args.level, "threads": args.threads,
+        "load_average_1min": round(os.getloadavg()[0], 2), "goal": "beam <= 1.5x best-of-N",
+        "rows": rows, "ratios": ratios,
+    })
+    print(ratios, f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
