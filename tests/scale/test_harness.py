@@ -220,3 +220,18 @@ def test_a_pairwise_judge_scores_each_budget_and_is_charged_k_squared(task, tmp_
     ratio = rows[("best-of-n", 4)]["verifier_tokens"] / rows[("best-of-n", 2)]["verifier_tokens"]
     assert 4.5 < ratio < 7.5  # ~ (4·3)/(2·1) = 6, prompts differ in length
     assert rows[("majority", 4)]["verifier_tokens"] == 0  # majority never asks the judge
+
+
+def test_paired_differences_only_where_n_counts_samples():
+    from testtime.scale.summary import Record, summarise
+
+    def rec(strategy, pid, acc):
+        cost = dict.fromkeys(("generated_tokens", "prompt_tokens", "cached_tokens", "verifier_tokens",
+                              "charged_tokens", "computed_tokens", "flops", "model_calls", "wall_s"), 1.0)
+        return Record(strategy, 16, 3, pid, "6", "6", acc, None, 1, cost)
+
+    records = [rec(s, f"p{i}", float(i % 2)) for s in ("majority", "best-of-n", "budget-forcing")
+               for i in range(6)]
+    rows = {r["strategy"]: r for r in summarise(records, comparable={"majority", "best-of-n"})}
+    assert rows["best-of-n"]["diff"] == 0.0 and rows["best-of-n"]["baseline"] == "majority"
+    assert rows["budget-forcing"]["diff"] is None  # N = 16 thinking tokens, not 16 samples

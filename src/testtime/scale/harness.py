@@ -278,7 +278,11 @@ def scale(
             max_subsets=max_subsets, batch_samples=batch_samples,
             progress=lambda k: bar.advance(job, k),
         )
-    rows = summarise(records, bootstrap=bootstrap, seed=seed, baseline=baseline)
+    # Paired differences where N counts samples, as the baseline's does: N-budget
+    # strategies and single-sample pool ones (greedy, sample at N = 1).
+    comparable = {name for name, s in plan.strategies.items()
+                  if s.budget_param == "n" or (s.budget_param is None and isinstance(s, PoolStrategy))}
+    rows = summarise(records, bootstrap=bootstrap, seed=seed, baseline=baseline, comparable=comparable)
     out = Path(out_dir)
     config = {
         "task": task.name, "backend": backend, "strategies": list(strategy_names),

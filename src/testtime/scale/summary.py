@@ -6,7 +6,7 @@ baseline strategy at the same N; and the record / result files."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,12 +66,19 @@ def paired_difference(
 
 
 def summarise(
-    records: Sequence[Record], *, bootstrap: int = 1000, seed: int = 0, baseline: str | None = "majority"
+    records: Sequence[Record],
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    baseline: str | None = "majority",
+    comparable: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (strategy, n, difficulty): accuracy with a bootstrap CI over
     problems, coverage (pass@k) for pool strategies, mean compute per problem, the
     gold signals read (``labels``) and, where ``baseline`` ran at the same N, the
-    paired difference to it (``diff`` with ``diff_low``/``diff_high``)."""
+    paired difference to it (``diff`` with ``diff_low``/``diff_high``) — for the
+    ``comparable`` strategies only (default: all), those whose N counts samples
+    like the baseline's (a thinking-token budget N is no sample count)."""
     groups: dict[tuple[str, int, int], list[Record]] = {}
     for r in records:
         groups.setdefault((r.strategy, r.n, r.difficulty), []).append(r)
@@ -89,7 +96,7 @@ def summarise(
         if row["coverage"] is not None and singles is not None:  # TTSPM per-problem mixture
             row["predicted_coverage"] = mixture_coverage([r.coverage for r in singles], n)
         base = groups.get((baseline, n, difficulty)) if baseline is not None else None
-        if base is not None and strategy != baseline:
+        if base is not None and strategy != baseline and (comparable is None or strategy in comparable):
             diff, d_low, d_high = paired_difference(rs, base, resamples=bootstrap, seed=seed)
             row.update(baseline=baseline, diff=diff, diff_low=d_low, diff_high=d_high)
         for f in COMPUTE_FIELDS:
