@@ -49,6 +49,14 @@ def test_a_cancelled_request_leaves_the_queue() -> None:
         pass
 
 
+def test_a_holder_may_reenter_the_gate() -> None:
+    gate, never = FairGate(), CancelToken()
+    with gate.turn("a", never), gate.turn("a", never):  # e.g. scoring inside a callback
+        pass
+    with gate.turn("b", never):  # released once, fully
+        pass
+
+
 def test_request_verifier_keeps_the_verifiers_declared_attributes() -> None:
     class Pairwise(Verifier):
         name, process, relative = "pairwise", False, True

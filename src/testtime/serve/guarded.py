@@ -33,16 +33,22 @@ class RequestCancelled(Exception):
 
 
 class FairGate:
-    """One holder at a time; waiting keys are served round-robin, each key's waiters FIFO."""
+    """One holder at a time; waiting keys are served round-robin, each key's waiters FIFO.
+    Re-entrant: a call made while its thread holds the gate (a verifier scoring from a
+    generation callback) goes straight through."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._busy = False
+        self._holder: int | None = None
         self._queues: dict[str, deque[object]] = {}  # key -> its waiting tickets
         self._turn: deque[str] = deque()  # keys with waiters, in serving order
 
     @contextmanager
     def turn(self, key: str, cancel: CancelToken) -> Iterator[None]:
+        if self._holder == threading.get_ident():
+            yield
+            return
         ticket = object()
         with self._cond:
             if key not in self._queues:
@@ -63,12 +69,12 @@ class FairGate:
                 else:
                     del self._queues[key]
                 self._cond.notify_all()
-            self._busy = True
+            self._busy, self._holder = True, threading.get_ident()
         try:
             yield
         finally:
             with self._cond:
-                self._busy = False
+                self._busy, self._holder = False, None
                 self._cond.notify_all()
 
 
