@@ -38,13 +38,23 @@ def test_gate_serves_keys_round_robin() -> None:
 
 
 def test_a_cancelled_request_leaves_the_queue() -> None:
-    gate, cancel = FairGate(), CancelToken()
-    with gate.turn("a", CancelToken()):  # the model is busy with a's call
-        threading.Timer(0.1, cancel.cancel).start()
-        start = time.monotonic()
-        with pytest.raises(RequestCancelled), gate.turn("b", cancel):
-            pass
-        assert time.monotonic() - start < 1
+    gate, cancel, held, release = FairGate(), CancelToken(), threading.Event(), threading.Event()
+
+    def busy() -> None:  # the model is busy with a's call, on another thread
+        with gate.turn("a", CancelToken()):
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=busy)
+    holder.start()
+    held.wait(5)
+    threading.Timer(0.1, cancel.cancel).start()
+    start = time.monotonic()
+    with pytest.raises(RequestCancelled), gate.turn("b", cancel):
+        pass
+    assert time.monotonic() - start < 1
+    release.set()
+    holder.join(5)
     with gate.turn("b", CancelToken()):  # the gate is free, and b's stale ticket is gone
         pass
 
