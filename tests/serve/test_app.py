@@ -286,7 +286,7 @@ def test_openai_fields_stop_logprobs_system_and_warnings(make_server) -> None:
     resp = c.completions.create(model="tiny", prompt="q", stop=["\n", "zzz"])
     assert resp.choices[0].text == "saw q" and resp.choices[0].finish_reason == "stop"
     assert resp.usage.completion_tokens == 3  # the whole candidate ("saw", "q\\nanswer:", "7")
-    for extra in ({"logprobs": 2}, {"echo": True}):
+    for extra in ({"logprobs": 2}, {"logprobs": 0}, {"echo": True}):
         with pytest.raises(openai.BadRequestError, match="not"):
             c.completions.create(model="tiny", prompt="q", **extra)
     with pytest.raises(openai.BadRequestError, match="logprobs are not available"):

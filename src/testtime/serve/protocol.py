@@ -75,7 +75,8 @@ class _Request(_Lenient):
 
     def check_supported(self) -> None:
         """Refuse fields the server cannot honour (400, not a silent null)."""
-        if self.logprobs not in (None, False) or self.top_logprobs:
+        # logprobs=0 (completions) asks for the sampled tokens' logprobs too.
+        if (self.logprobs is not None and self.logprobs is not False) or self.top_logprobs:
             raise APIError(
                 400,
                 "logprobs are not available: a test-time strategy chooses its answer among "
