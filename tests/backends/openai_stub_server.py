@@ -153,9 +153,10 @@ class StubServer:
         )
         result = await asyncio.to_thread(self.generator.generate, [prompt], params)
         usage = {
-            "prompt_tokens": result.usage.prompt_tokens,
+            # As servers report it: the whole prompt, prefix-cache hits included.
+            "prompt_tokens": result.usage.prompt_tokens + result.usage.cached_tokens,
             "completion_tokens": result.usage.completion_tokens,
-            "total_tokens": result.usage.total_tokens,
+            "total_tokens": result.usage.total_tokens + result.usage.cached_tokens,
         }
         want_lp = bool(body.get("logprobs")) and self.logprobs
         one = fault.one_choice or self.llama_like

@@ -68,7 +68,7 @@ def test_completions_stream_matches_the_model(stub, lean_gen):
     for r in (first, res):
         same_as_local(r, lean_gen, params)
         assert r.usage.completion_tokens == sum(u.completion_tokens for u in local)
-    assert res.usage.prompt_tokens == sum(u.prompt_tokens for u in local)
+    assert res.usage.prompt_tokens == sum(u.prompt_tokens + u.cached_tokens for u in local)
     assert res.usage.calls == 2
     body = stub.stats.bodies[-1]
     assert (body["n"], body["seed"], body["stop"], body["logprobs"]) == (3, 1, ["="], 1)

@@ -31,11 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import os
-import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,15 +53,15 @@ from testtime.backends.base import (
 from testtime.backends.openai_caps import (
     INTERRUPT_HINT,
     NEUTRAL_SAMPLING,
-    TOKENIZE_ENDPOINTS,
     ServerTraits,
     refused_fields,
     traits_for,
 )
 from testtime.backends.openai_stream import Sample
+from testtime.backends.openai_tokens import TokenCounter
 from testtime.backends.openai_transport import (
     RETRY_STATUS,
-    LoopThread,
+    LoopClient,
     backoff,
     parse_retry_after,
     server_message,
@@ -90,7 +87,7 @@ class _Interrupted(Exception):
     """The server ended a stream before its samples finished."""
 
 
-class OpenAIGenerator(Generator):
+class OpenAIGenerator(LoopClient, Generator):
     """``/completions`` (raw-text prompts, continuation) or ``/chat/completions``
     (the prompt becomes one user message; no continuation) of an OpenAI-compatible API.
 
@@ -152,14 +149,18 @@ class OpenAIGenerator(Generator):
         self._explicit = {k: v for k, v in explicit.items() if v is not None} | (extra_body or {})
         self.sampling = {**(NEUTRAL_SAMPLING if neutral_sampling else {}), **self._explicit}
         self.traits: ServerTraits = traits_for(self.base_url, model, mode)
-        self._prompt_tokens: dict[str, int] = {}  # prompt -> prompt tokens (server or tokenizer)
-        self._prompt_sources: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._runner: LoopThread | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._sem: asyncio.Semaphore | None = None
-        self._serial: asyncio.Semaphore | None = None
+        self.counter = TokenCounter(tokenizer, self.traits, self.base_url, model)
+        self._init_loop()
         self._not_before = 0.0  # monotonic time before which no request is sent
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("traits")  # shared per process: a worker's copy uses its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.traits = self.counter.traits = traits_for(self.base_url, self.model, self.mode)
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIGenerator({self.base_url!r}, model={self.model!r}, mode={self.mode!r})"
@@ -222,119 +223,13 @@ class OpenAIGenerator(Generator):
         return {
             "name": self.name, "mode": self.mode, "requests": requests,
             "stop_detection": stops.get(t.stop_reason, "not needed yet"),
-            "prompt_tokens_from": dict(self._prompt_sources),
+            "prompt_tokens_from": dict(self.counter.sources),
             "num_parameters": self._num_parameters,
             "flops": "from num_parameters" if self._num_parameters else "unknown (no num_parameters)",
             "sampling_fields": {k: v for k, v in self.sampling.items() if k not in t.refused},
             "serialised": t.interrupts or self.max_concurrency == 1,
             "server": t.to_dict(),
         }
-
-    # ---- sync / async entry points -------------------------------------------------
-
-    def _loop_thread(self) -> LoopThread:
-        with self._lock:
-            if self._runner is None:
-                self._runner = LoopThread()
-            return self._runner
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        params: SamplingParams,
-        *,
-        cancel: CancelToken | None = None,
-        on_finish: FinishCallback | None = None,
-    ) -> GenerationResult:
-        """Blocking; usable from any thread, also while another event loop runs there."""
-        runner = self._loop_thread()
-        if threading.current_thread() is runner.thread:
-            raise RuntimeError("generate() called from the backend's own loop; use agenerate()")
-        fut = runner.submit(self._generate(prompts, params, cancel, on_finish))
-        try:
-            return fut.result()
-        except BaseException:
-            fut.cancel()  # e.g. KeyboardInterrupt: close the streams
-            raise
-
-    async def agenerate(
-        self,
-        prompts: Sequence[str],
-        params: SamplingParams,
-        *,
-        cancel: CancelToken | None = None,
-        on_finish: FinishCallback | None = None,
-    ) -> GenerationResult:
-        """The same from async code; HTTP always runs on the generator's own loop
-        (one connection pool), whichever loop awaits this."""
-        runner = self._loop_thread()
-        coro = self._generate(prompts, params, cancel, on_finish)
-        if asyncio.get_running_loop() is runner.loop:
-            return await coro
-        fut = runner.submit(coro)
-        try:
-            return await asyncio.wrap_future(fut)
-        except asyncio.CancelledError:
-            fut.cancel()
-            raise
-
-    async def adopt_running_loop(self) -> None:
-        """Run HTTP on the calling (running) loop from now on, e.g. a server's: its
-        handlers then await :meth:`agenerate` with no thread hop, and sync callers on
-        worker threads hop straight to it instead of to a private loop thread.
-        Undo with :meth:`aclose` on that loop before it stops."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            old, self._runner = self._runner, LoopThread(loop)
-            client, self._client, self._sem = self._client, None, None
-        if old is not None:  # the pool belonged to the previous loop: close it there
-            if client is not None:
-                await asyncio.wrap_future(old.submit(client.aclose()))
-            old.stop()
-
-    async def aclose(self) -> None:
-        """Release the running loop if the generator runs on it (a later call starts a
-        private loop); a generator on another loop is left alone (close() stops it)."""
-        with self._lock:
-            runner = self._runner
-            if runner is None or runner.loop is not asyncio.get_running_loop():
-                return
-            self._runner = None
-            client, self._client, self._sem = self._client, None, None
-        if client is not None:
-            await client.aclose()
-        runner.stop()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Pickled to Ray workers (testtime.cluster): each copy opens its own loop and pool lazily.
-        state = self.__dict__.copy()
-        state.update(_lock=None, _runner=None, _client=None, _sem=None, _serial=None)
-        state.pop("traits")
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-        self.traits = traits_for(self.base_url, self.model, self.mode)
-
-    def close(self) -> None:
-        """Close the connection pool and stop the loop thread (a later call restarts them)."""
-        with self._lock:
-            runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        client, self._client, self._sem = self._client, None, None
-        if client is not None and runner.loop.is_running():
-            if threading.current_thread() is runner.thread:
-                raise RuntimeError("close() called from the backend's own loop; use aclose()")
-            runner.submit(client.aclose()).result(timeout=5)
-        runner.stop()
-
-    def __enter__(self) -> OpenAIGenerator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ---- one call --------------------------------------------------------------------
 
@@ -399,74 +294,17 @@ class OpenAIGenerator(Generator):
         if self.tokenizer is not None:  # exact per-sample counts whatever the chunking
             for row in samples:
                 for s in row:
-                    s.tokens = self._sample_tokens(s)
+                    s.tokens = self.counter.sample_tokens(s)
         for job in jobs:
             # Streams without a usage report: count what we saw.
             if job.sent and not job.usage_seen:
-                usage.prompt_tokens += await self._count_prompt(prompts[job.prompt])
+                usage.prompt_tokens += await self.counter.prompt_tokens(
+                    self._client, prompts[job.prompt]
+                )
                 usage.completion_tokens += sum(samples[job.prompt][j].tokens for j in job.slots)
         return GenerationResult(
             [[s.completion(params.logprobs) for s in row] for row in samples], usage
         )
-
-    def _sample_tokens(self, s: Sample) -> int:
-        """Tokens a sample's model generated: its text, the stop string (generated, then
-        cut) or the EOS token (never streamed) that ended it."""
-        if s.reason == "stop":
-            end = self.count_tokens(s.stop_string) if s.stop_string else 1
-        else:
-            end = 0
-        return self.count_tokens(s.text) + end
-
-    async def _count_prompt(self, prompt: str) -> int:
-        """Prompt tokens of a stream without usage (see the module docstring for the order)."""
-        if prompt in self._prompt_tokens:
-            self._prompt_sources["server usage or tokenizer (memo)"] += 1
-            return self._prompt_tokens[prompt]
-        if self.tokenizer is not None:
-            tok = self.tokenizer
-            bos = getattr(tok, "bos_token_id", None)
-            extra = int(bos is not None and bos != getattr(tok, "eos_token_id", None))
-            count, source = self.count_tokens(prompt) + extra, "tokenizer"
-        else:
-            count, source = await self._server_tokenize(prompt), "server tokenize endpoint"
-            if count is None:
-                self.traits.note(
-                    "prompt tokens ESTIMATED at 4 bytes/token (no usage, no tokenize endpoint): "
-                    "pass the backend option tokenizer=<model dir or name>"
-                )
-                self._prompt_sources["estimate (4 bytes/token)"] += 1
-                return math.ceil(len(prompt.encode()) / 4)
-        self._prompt_sources[source] += 1
-        self._memo(prompt, count)
-        return count
-
-    def _memo(self, prompt: str, count: int) -> None:
-        if len(self._prompt_tokens) > 10_000:  # bound the memo on long runs
-            self._prompt_tokens.clear()
-        self._prompt_tokens[prompt] = count
-
-    async def _server_tokenize(self, prompt: str) -> int | None:
-        """Token count from the server's tokenize endpoint (the first that answers)."""
-        assert self._client is not None
-        t = self.traits
-        root = self.base_url.removesuffix("/v1")
-        for path, key in TOKENIZE_ENDPOINTS:
-            if t.tokenize is not None and path != t.tokenize:
-                continue
-            url = f"{root}/{path.removeprefix('../')}"
-            try:
-                resp = await self._client.post(url, json={"model": self.model, key: prompt})
-                count = resp.json().get("count") if resp.status_code == 200 else None
-            except (httpx.HTTPError, ValueError, AttributeError):
-                count = None
-            if isinstance(count, int):
-                if t.tokenize is None:
-                    t.tokenize = path
-                    t.note(f"prompt tokens counted by the server's {url}")
-                return count
-        t.tokenize = ""
-        return None
 
     def _body(self, prompt: str, params: SamplingParams, n: int, seed: int | None) -> dict:
         body: dict[str, Any] = {
@@ -657,8 +495,8 @@ class OpenAIGenerator(Generator):
                 job.usage_seen = True
                 usage.prompt_tokens += int(u.get("prompt_tokens", 0))
                 usage.completion_tokens += int(u["completion_tokens"])
-                self._prompt_sources["server usage"] += 1
-                self._memo(prompt, int(u.get("prompt_tokens", 0)))
+                self.counter.sources["server usage"] += 1
+                self.counter.remember(prompt, int(u.get("prompt_tokens", 0)))
             if cut and all(samples[j].reason is not None for j in pending):
                 break  # closing the stream stops the server generating past the stop string
         if not cut:
