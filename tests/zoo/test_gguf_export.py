@@ -93,3 +93,17 @@ def test_bad_input_is_refused(char_lm, tmp_path):
     with pytest.raises(ValueError, match="dtype"):
         export_gguf(char_lm, tmp_path / "x.gguf", dtype="q4")
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_zoo_export_command(char_lm, tmp_path):
+    from typer.testing import CliRunner
+
+    from testtime.cli.main import app
+
+    runner = CliRunner()
+    out = tmp_path / "cli.gguf"
+    done = runner.invoke(app, ["zoo", "export", str(char_lm), "--out", str(out), "--dtype", "f16"])
+    assert done.exit_code == 0, done.output
+    assert out.is_file() and '"max_abs_diff"' in done.output and '"dtype": "f16"' in done.output
+    bad = runner.invoke(app, ["zoo", "export", str(char_lm), "--out", str(out), "--format", "onnx"])
+    assert isinstance(bad.exception, ValueError) and "valid: gguf" in str(bad.exception)
