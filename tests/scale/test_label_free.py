@@ -80,3 +80,19 @@ def test_the_oracle_upper_bounds_are_caught_on_a_sealed_task(task, name, options
     assert strategy.labels(verifier) != "none"
     with pytest.raises(LabelAccess):
         strategy.solve(problems, ScriptedGenerator(chain_script(task)), sealed, verifier)
+
+
+def test_a_label_free_run_refuses_upper_bounds_up_front_and_seals_the_rest(task, tmp_path):
+    gen = ScriptedGenerator(chain_script(task))
+    with pytest.raises(ValueError, match=r"best-of-n \(oracle-verifier\)"):
+        scale(task, gen, ["majority", "best-of-n"], [2], tmp_path / "a",
+              verifier=get_verifier("oracle", task=task), difficulties=[3], limit=2,
+              label_free=True, show_progress=False)
+    assert gen.calls == []  # refused before any generation
+    with pytest.raises(ValueError, match="gold-difficulty"):
+        scale(task, gen, ["compute-optimal"], [1], tmp_path / "b", verifier=ArithmeticPRM(),
+              difficulties=[3], limit=2, options={**OPTIONS, "estimate": "oracle"},
+              label_free=True, show_progress=False)
+    out = scale(task, gen, ["majority", "best-of-n"], [2], tmp_path / "c", verifier=ArithmeticPRM(),
+                difficulties=[3], limit=2, label_free=True, show_progress=False)
+    assert {r["labels"] for r in out.rows} == {"none"} and all(0 <= r["accuracy"] <= 1 for r in out.rows)

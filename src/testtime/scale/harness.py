@@ -37,7 +37,7 @@ from testtime.scale.subsample import add_costs, compute_share, paired_subsets
 from testtime.scale.summary import Record, summarise, write_records, write_results
 from testtime.store import RunStore, component_identity, result_set
 from testtime.tasks.base import Problem, Task
-from testtime.tasks.labels import grading
+from testtime.tasks.labels import SealedTask, grading
 from testtime.verifiers.base import Verifier
 
 
@@ -256,19 +256,30 @@ def scale(
     batch_samples: int = 64,
     bootstrap: int = 1000,
     baseline: str | None = "majority",
+    label_free: bool = False,
     show_progress: bool = True,
 ) -> ScaleOutput:
     """Plan, generate (resumably), evaluate and write results.json, problems.jsonl,
-    the plots and report.md into ``out_dir``."""
+    the plots and report.md into ``out_dir``. ``label_free``: refuse up front any
+    strategy that would read gold labels with ``verifier`` (an oracle upper bound),
+    and seal the test problems (:class:`testtime.tasks.labels.SealedTask`) so that a
+    method reading a label anyway fails with LabelAccess; grading is unaffected."""
     from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
 
     from testtime.progress import make_progress
     from testtime.scale.report import write_report
 
+    if label_free:
+        task = SealedTask(task, test_seed=seed)
     plan = make_plan(
         task, generator, strategy_names, budgets, verifier=verifier,
         difficulties=difficulties, limit=limit, seed=seed, options=options,
     )
+    if label_free:
+        gold = {name: s.labels(verifier) for name, s in plan.strategies.items() if s.labels(verifier) != "none"}
+        if gold:
+            raise ValueError("label-free run, but these read gold labels (upper bounds): " + ", ".join(
+                f"{name} ({labels})" for name, labels in gold.items()) + "; use a learned verifier (prm)")
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with make_progress(*columns, disable=not show_progress, transient=True) as bar:
