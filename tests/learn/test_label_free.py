@@ -48,3 +48,15 @@ def test_the_labelled_upper_bounds_are_caught(method, options, answering_dir, tm
     answer lines, so a verifier reward is computed)."""
     with pytest.raises(LabelAccess):
         METHODS.create(method, sealed_request(method, answering_dir, tmp_path / "x", **options))
+
+
+def test_a_label_free_request_seals_its_problems(tiny_dir, tmp_path):
+    task = get_task("arith")
+    request = LearnRequest("latentseek", task, "2", task.generate(2, 2, 3), tmp_path / "r", tiny_dir,
+                           options={**TINY["latentseek"], "reward": "answer", "threshold": 1.0},
+                           show_progress=False, label_free=True)
+    assert isinstance(request.task, SealedTask)
+    with pytest.raises(LabelAccess):
+        request.problems[0].answer  # noqa: B018
+    with pytest.raises(LabelAccess):
+        METHODS.create("latentseek", request)

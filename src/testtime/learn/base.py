@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from testtime.registry import Registry
 from testtime.store import fingerprint, weights_hash
 from testtime.tasks.base import Problem, Task
-from testtime.tasks.labels import grading
+from testtime.tasks.labels import SealedTask, grading
 
 # name -> run(request) -> metrics (the dict also written to DIR/metrics.json)
 METHODS: Registry[dict[str, Any]] = Registry("learn method")
@@ -23,7 +23,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 @dataclass
 class LearnRequest:
     """One ``testtime learn`` run: the task and its held-out problems, where the
-    model comes from and where results go, and the method's options."""
+    model comes from and where results go, and the method's options.
+    ``label_free``: the problems are sealed (:class:`testtime.tasks.labels.SealedTask`),
+    so a method reading a gold label outside grading fails with LabelAccess."""
 
     method: str
     task: Task
@@ -34,6 +36,12 @@ class LearnRequest:
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     show_progress: bool = True
+    label_free: bool = False
+
+    def __post_init__(self) -> None:
+        if self.label_free and not isinstance(self.task, SealedTask):
+            self.task = SealedTask(self.task)
+            self.problems = self.task.seal_all(self.problems)
 
     def run_config(self, method_config: Any) -> dict[str, Any]:
         """What identifies the run (a DIR holding a different one is refused)."""

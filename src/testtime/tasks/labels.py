@@ -102,6 +102,13 @@ class SealedTask(Task):
             self._test_prompts.update(p.prompt for p in problems)
         return [seal(p) if p.prompt in self._test_prompts else p for p in problems]
 
+    def seal_all(self, problems: Iterable[Problem]) -> list[Problem]:
+        """``problems`` (the test set, from any seed) sealed, and their prompts sealed
+        wherever ``generate`` produces them again."""
+        problems = list(problems)
+        self._test_prompts.update(p.prompt for p in problems)
+        return [p if isinstance(p, SealedProblem) else seal(p) for p in problems]
+
     def _open(self, problem: Problem, what: str) -> Problem:
         if isinstance(problem, SealedProblem):
             _guard(what)
