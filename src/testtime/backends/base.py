@@ -55,7 +55,7 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    calls: int = 0
+    calls: float = 0  # fractional once a batched call is split among its prompts
     cached_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:

@@ -38,7 +38,7 @@ class Compute:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     verifier_tokens: int = 0
-    model_calls: int = 0
+    model_calls: float = 0  # fractional: a batched call is shared by its prompts
     verifier_calls: int = 0
     policy_flops: float | None = 0.0
     verifier_flops: float | None = 0.0
@@ -100,7 +100,8 @@ class Compute:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **asdict(self), "flops": self.flops,
+            # a sum of shares of batched calls: 1/3 + 1/3 + 1/3 is 1, not 0.999...
+            **asdict(self), "model_calls": round(self.model_calls, 9), "flops": self.flops,
             "charged_tokens": self.charged_tokens, "computed_tokens": self.computed_tokens,
         }
 

@@ -60,11 +60,12 @@ def apportion(total: int, weights: Sequence[float]) -> list[int]:
 
 def split_usage(usage: Usage, prompts: Sequence[str], completions: Sequence[Sequence[Completion]]) -> list[Usage]:
     """Attribute one batched call's usage to its prompts: prompt tokens in proportion
-    to prompt length, completion tokens to each prompt's own samples, and the call to
-    as many prompts as there were calls (so per-prompt means stay exact)."""
+    to prompt length, completion tokens to each prompt's own samples, and each prompt
+    an equal fraction of the calls (a batched call serves all its prompts: charging it
+    whole to one of them left the others at 0 calls)."""
     prompt = apportion(usage.prompt_tokens, [len(p) for p in prompts])
     done = apportion(usage.completion_tokens, [sum(c.num_tokens for c in cs) for cs in completions])
-    calls = apportion(usage.calls, [1.0] * len(prompts))
+    calls = [usage.calls / len(prompts)] * len(prompts)
     return [Usage(p, c, k) for p, c, k in zip(prompt, done, calls, strict=True)]
 
 
