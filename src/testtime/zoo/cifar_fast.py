@@ -148,7 +148,7 @@ def train_fast(
     ``max_steps`` stops early after that many steps in this call (a checkpoint is
     written; ``resume`` continues) — for timing and trials. Returns the model card dict
     (clean accuracy, ECE, NLL, mean confidence, fraction below E0, wall time)."""
-    from testtime.zoo.cifar import build_model, export_model, to_float
+    from testtime.zoo.cifar import bf16_supported, build_model, export_model, to_float
 
     tx, ty = train
     train_x = torch.from_numpy(np.ascontiguousarray(tx)).permute(0, 3, 1, 2).contiguous()
@@ -214,7 +214,7 @@ def train_fast(
         factor = lr_factor(step, total, cfg.warmup_frac, *cfg.lr_ends)
         for group, base in zip(opt.param_groups, base_lrs, strict=True):
             group["lr"] = base * factor
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and bf16_supported()):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y, reduction=loss_fn,
                                label_smoothing=cfg.label_smoothing)  # fmt: skip
