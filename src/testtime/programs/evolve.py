@@ -109,11 +109,15 @@ class Evolution:
 
     # ----- state -------------------------------------------------------------------
     def _fingerprint(self) -> dict[str, Any]:
+        """The settings a resumed run must share, flat (``database.num_islands``)."""
         cfg = asdict(self.config)
         cfg.pop("generations")  # more generations may be asked for on resume
         cfg.pop("workers")  # parallel scoring gives the same results
-        return {"problem": self.problem.name, "generator": self.generator.name, "config": cfg,
-                "sandbox": asdict(self.sandbox.limits)}
+        flat = {"problem": self.problem.name, "generator": self.generator.name}
+        flat.update((k, v) for k, v in cfg.items() if k != "database")
+        flat.update((f"database.{k}", v) for k, v in cfg["database"].items())
+        flat.update((f"sandbox.{k}", v) for k, v in asdict(self.sandbox.limits).items())
+        return flat
 
     def _load(self) -> tuple[ProgramDatabase, dict[str, Any]]:
         path = self.out / STATE
