@@ -59,7 +59,7 @@ def test_every_strategy_runs_label_free_at_its_defaults(task, tmp_path):
     sealed = SealedTask(task)
     names = STRATEGIES.names()
     out = scale(sealed, ScriptedGenerator(chain_script(task)), names, [2], tmp_path,
-                verifier=ArithmeticPRM(), difficulties=[3], limit=2, options=OPTIONS,
+                verifier=ArithmeticPRM(), difficulties=[3], limit=1, options=OPTIONS,
                 show_progress=False)
     assert {r["strategy"] for r in out.rows} == set(names)
     assert {r["labels"] for r in out.rows} == {"none"}
