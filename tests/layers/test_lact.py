@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from testtime.layers.fast_optim import newton_schulz
+from testtime.layers.lact import LaCTConfig, LaCTLayer, renormalise, swiglu
+
+
+def per_token_reference(layer: LaCTLayer, q, k, v, lr):
+    """Apply-then-update one token at a time, the gradient by autograd (independent of
+    swiglu_grads), the optimisers' maths written out again."""
+    qn, kn = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
+    ws = [w.detach().unsqueeze(0).expand(q.shape[0], *w.shape).clone() for w in (layer.w1, layer.w2, layer.w3)]
+    targets = [w.norm(dim=-1, keepdim=True) for w in ws]
+    moms = [torch.zeros_like(w) for w in ws]
+    kind, outs = layer.cfg.optimizer, []
+    for t in range(q.shape[2]):
+        outs.append(swiglu(*ws, qn[:, :, t : t + 1]))
+        leaf = [w.clone().requires_grad_(True) for w in ws]
+        loss = -(swiglu(*leaf, kn[:, :, t : t + 1]) * v[:, :, t : t + 1]).sum(-1)  # (B, H, 1)
+        grads = []
+        for j in range(3):
+            weighted = (loss.squeeze(-1) * lr[:, :, t, j]).sum()
+            grads.append(torch.autograd.grad(weighted, leaf[j], retain_graph=True)[0])
+        for j in range(3):
+            step = grads[j]
+            if kind in ("momentum", "muon"):
+                moms[j] = 0.9 * moms[j] + grads[j]
+                step = moms[j]
+            if kind == "muon":
+                step = newton_schulz(step) * lr[:, :, t, j][..., None, None]
+            ws[j] = renormalise(ws[j] - step, targets[j])
+    return torch.cat(outs, dim=2)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "muon"])
+def test_chunk_of_one_equals_per_token_reference(optimizer):
+    torch.manual_seed(0)
+    layer = LaCTLayer(LaCTConfig(dim=16, heads=2, chunk=1, window=0, optimizer=optimizer, lr_init=0.3)).double()
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    q, k, v, lr = layer.split(x)
+    with torch.no_grad():
+        got = layer.ttt(q, k, v, lr)
+    want = per_token_reference(layer, q.detach(), k.detach(), v.detach(), lr.detach())
+    assert torch.allclose(got, want, atol=1e-10), (got - want).abs().max()
+    # the fast weights really moved: the first token's output differs from a later one's at fixed W
+    frozen = swiglu(*[w.detach().unsqueeze(0).double() for w in (layer.w1, layer.w2, layer.w3)],
+                    torch.nn.functional.normalize(q.detach(), dim=-1))
+    assert torch.allclose(got[:, :, 0], frozen[:, :, 0])
+    assert not torch.allclose(got[:, :, -1], frozen[:, :, -1], atol=1e-4)
+
+
+def test_causal_and_chunk_size_matters():
+    torch.manual_seed(1)
+    layer = LaCTLayer(LaCTConfig(dim=16, heads=2, chunk=4, window=3))
+    x = torch.randn(1, 12, 16)
+    y = layer(x)
+    x2 = x.clone()
+    x2[:, 7:] += torch.randn(1, 5, 16)
+    y2 = layer(x2)
+    assert torch.allclose(y[:, :7], y2[:, :7], atol=1e-6)  # token t never reads t' > t
+    assert not torch.allclose(y[:, 7:], y2[:, 7:])
+    other = LaCTLayer(LaCTConfig(dim=16, heads=2, chunk=6, window=3))
+    other.load_state_dict(layer.state_dict())
+    assert not torch.allclose(other(x)[:, 4:], y[:, 4:], atol=1e-5)
+
+
+def test_weight_norm_keeps_initial_row_norms_and_gradients_reach_slow_weights():
+    torch.manual_seed(2)
+    layer = LaCTLayer(LaCTConfig(dim=16, heads=2, chunk=3, window=2, optimizer="momentum"))
+    x = torch.randn(2, 10, 16)
+    layer(x).square().mean().backward()
+    for name in ("w1", "w2", "w3", "lr", "qkv", "o", "ttt_gain"):
+        p = getattr(layer, name)
+        p = p.weight if isinstance(p, torch.nn.Module) else p
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    w = torch.randn(2, 3, 5)
+    target = torch.rand(2, 3, 1) + 0.5
+    assert torch.allclose(renormalise(w, target).norm(dim=-1, keepdim=True), target, atol=1e-6)
+
+
+def test_newton_schulz_is_nearly_orthogonal_and_bad_config_refused():
+    g = torch.randn(6, 10, dtype=torch.float64)
+    o = newton_schulz(g, steps=10)
+    s = torch.linalg.svdvals(o)
+    assert s.min() > 0.6 and s.max() < 1.25  # Muon's iteration lands singular values in ~[0.7, 1.2]
+    with pytest.raises(ValueError, match="divisible"):
+        LaCTConfig(dim=10, heads=3)
+    with pytest.raises(KeyError, match="adam"):
+        LaCTConfig(optimizer="adam")
