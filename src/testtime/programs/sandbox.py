@@ -10,13 +10,15 @@ Layers (the OS ones first; ``Sandbox.isolation`` lists those in force here):
 * **rlimits**: CPU seconds, address space, file size (the output cap: stdout and
   stderr are files), open files, processes; no core dumps;
 * **wall clock**: the whole process group is killed past ``wall_s``;
-* **scratch**: a fresh folder as the working directory, removed afterwards; the
-  environment is cleared and the interpreter runs isolated (``-I``);
+* **scratch**: a fresh folder as the working directory, removed afterwards; as root
+  it is a private tmpfs of ``scratch_mb`` (a mount namespace), so no candidate fills
+  the disk; the environment is cleared and the interpreter runs isolated (``-I``);
 * **Python guard** (:mod:`testtime.programs.runner`): audit hooks refuse writes
   outside the scratch folder, reads outside it and the interpreter's libraries,
   sockets, subprocesses and ctypes calls.
 
-Without root the first two layers are absent (recorded in ``isolation``); the rest hold.
+Without root the network, user and scratch-quota layers are absent (recorded in
+``isolation``); the rest hold.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from typing import Any
 
 RUNNER = Path(__file__).with_name("runner.py")
 NOBODY = 65534
+# Run inside the new mount namespace: a size-capped tmpfs over the scratch folder.
+MOUNT_SCRATCH = ('mount -t tmpfs -o "size=$2k,uid=65534,gid=65534,mode=0700" tmpfs "$1" '
+                 '&& cd "$1" && shift 2 && exec "$@"')
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,11 @@ class Limits:
     output_kb: int = 1024  # each of stdout, stderr, result, and any scratch file
     processes: int = 16  # threads count too (Linux)
     open_files: int = 64
+    scratch_mb: int = 64  # the scratch tmpfs (root only)
 
     def __post_init__(self) -> None:
-        for name in ("wall_s", "cpu_s", "memory_mb", "output_kb", "processes", "open_files"):
+        for name in ("wall_s", "cpu_s", "memory_mb", "output_kb", "processes", "open_files",
+                     "scratch_mb"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"sandbox limit {name} must be > 0, got {getattr(self, name)}")
 
@@ -73,15 +80,13 @@ class RunResult:
 
 @cache
 def os_isolation() -> tuple[str, ...]:
-    """The OS layers this machine allows (probed once)."""
-    layers = []
-    if os.geteuid() == 0 and shutil.which("unshare"):
-        probe = subprocess.run(["unshare", "--net", "true"], capture_output=True)
-        if probe.returncode == 0:
-            layers.append("network")
-    if os.geteuid() == 0 and shutil.which("setpriv"):
-        layers.append("user")
-    return tuple(layers)
+    """The OS layers this machine allows (probed once): all three need root."""
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
+        return ()
+    with tempfile.TemporaryDirectory() as where:
+        probe = subprocess.run(["unshare", "--net", "--mount", "--", "sh", "-c", MOUNT_SCRATCH,
+                                "sh", where, "64", "true"], capture_output=True)
+    return ("network", "user", "scratch quota") if probe.returncode == 0 else ()
 
 
 def _tail(path: Path, keep: int = 2048) -> str:
@@ -108,13 +113,12 @@ class Sandbox:
             code = ("import runpy,sys; sys.argv=sys.argv[1:]; m=runpy.run_path(sys.argv[0],"
                     " run_name='runner_unguarded'); sys.addaudithook=lambda h: None; m['main']()")
             child = [sys.executable, "-I", "-c", code, str(RUNNER), str(source), entry, str(result_fd)]
-        prefix: list[str] = []
-        if "network" in self.isolation:
-            prefix += ["unshare", "--net", "--"]
-        if "user" in self.isolation:
-            prefix += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                       "--no-new-privs", "--"]
-        return prefix + child
+        if "network" not in self.isolation:
+            return child
+        return ["unshare", "--net", "--mount", "--", "sh", "-c", MOUNT_SCRATCH, "sh",
+                str(source.parent / "scratch"), str(self.limits.scratch_mb * 1024),
+                "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                "--no-new-privs", "--", *child]
 
     def _set_limits(self) -> None:  # runs in the child between fork and exec
         lim = self.limits
@@ -134,20 +138,20 @@ class Sandbox:
             shutil.rmtree(job, ignore_errors=True)
 
     def _run(self, job: Path, source: str, entry: str) -> RunResult:
-        scratch = job / "scratch"
+        scratch, program = job / "scratch", job / "candidate.py"
         scratch.mkdir()
-        (scratch / "candidate.py").write_text(source, encoding="utf-8")
+        program.write_text(source, encoding="utf-8")
         if "user" in self.isolation:
-            os.chmod(job, 0o711)
-            for path in (scratch, scratch / "candidate.py"):
-                os.chown(path, NOBODY, NOBODY)
+            os.chmod(job, 0o711)  # nobody reaches the program and scratch, lists nothing
+            program.chmod(0o644)
+            os.chown(scratch, NOBODY, NOBODY)
         out_path, err_path, res_path = job / "stdout", job / "stderr", job / "result"
         env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "HOME": str(scratch)}
         start = time.monotonic()
         with open(out_path, "wb") as out, open(err_path, "wb") as err, open(res_path, "wb") as res:
             proc = subprocess.Popen(
-                self._command(scratch / "candidate.py", entry, res.fileno()),
+                self._command(program, entry, res.fileno()),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=scratch, env=env,
                 pass_fds=(res.fileno(),), start_new_session=True, preexec_fn=self._set_limits)
             timed_out = False
