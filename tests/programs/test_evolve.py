@@ -47,7 +47,7 @@ def test_hostile_and_broken_proposals_fail_with_reasons_and_the_loop_goes_on(tmp
                [FENCE.format("def run():\n    return [-1.0, 2.0]\n"),
                 FENCE.format("def run():\n    import os\n    os.system('touch /tmp/x')\n"),
                 better,
-                FENCE.format("def run():\n    print('x' * 10**8)\n")]]
+                FENCE.format("def run():\n    print('x' * 10**7)\n")]]
     gen = Scripted(answers)
     config = EvolveConfig(generations=2, batch=4, database=DatabaseConfig(num_islands=2))
     result = Evolution(FirstAutocorrelation(), gen, tmp_path, config, LIMITS).run()

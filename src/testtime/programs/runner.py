@@ -1,7 +1,7 @@
 """The child side of the sandbox: run one candidate program's entry function under an
 audit-hook guard and write its JSON result to an inherited file descriptor.
 
-Started as ``python -I runner.py SOURCE ENTRY RESULT_FD`` by
+Started as ``python -I runner.py SOURCE ENTRY RESULT_FD RLIMITS_JSON`` by
 :mod:`testtime.programs.sandbox` (never imported by the parent). The guard
 (PEP 578 audit hooks) is the Python-level layer on top of the OS limits: files
 are written only inside the scratch folder (the working directory), read only
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import sysconfig
 import traceback
@@ -85,6 +86,9 @@ def plain(value):
 
 def main() -> None:
     source_path, entry, result_fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    # The OS limits first (set here, not in a preexec hook: the parent has threads).
+    for name, value in json.loads(sys.argv[4]).items():
+        resource.setrlimit(getattr(resource, name), (value, value))
     result = os.fdopen(result_fd, "w")
     with open(source_path, encoding="utf-8") as f:
         source = f.read()

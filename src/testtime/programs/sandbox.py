@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -108,11 +107,13 @@ class Sandbox:
 
     def _command(self, source: Path, entry: str, result_fd: int) -> list[str]:
         if self.python_guard:
-            child = [sys.executable, "-I", str(RUNNER), str(source), entry, str(result_fd)]
+            child = [sys.executable, "-I", str(RUNNER), str(source), entry, str(result_fd),
+                     self._rlimits()]
         else:  # the same runner with its guard left out: the OS layers only
             code = ("import runpy,sys; sys.argv=sys.argv[1:]; m=runpy.run_path(sys.argv[0],"
                     " run_name='runner_unguarded'); sys.addaudithook=lambda h: None; m['main']()")
-            child = [sys.executable, "-I", "-c", code, str(RUNNER), str(source), entry, str(result_fd)]
+            child = [sys.executable, "-I", "-c", code, str(RUNNER), str(source), entry,
+                     str(result_fd), self._rlimits()]
         if "network" not in self.isolation:
             return child
         return ["unshare", "--net", "--mount", "--", "sh", "-c", MOUNT_SCRATCH, "sh",
@@ -120,15 +121,11 @@ class Sandbox:
                 "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                 "--no-new-privs", "--", *child]
 
-    def _set_limits(self) -> None:  # runs in the child between fork and exec
+    def _rlimits(self) -> str:
         lim = self.limits
-        cap = lim.output_kb * 1024
-        for kind, value in ((resource.RLIMIT_CPU, lim.cpu_s),
-                            (resource.RLIMIT_AS, lim.memory_mb * 1024 * 1024),
-                            (resource.RLIMIT_FSIZE, cap), (resource.RLIMIT_CORE, 0),
-                            (resource.RLIMIT_NOFILE, lim.open_files),
-                            (resource.RLIMIT_NPROC, lim.processes)):
-            resource.setrlimit(kind, (value, value))
+        return json.dumps({"RLIMIT_CPU": lim.cpu_s, "RLIMIT_AS": lim.memory_mb * 1024 * 1024,
+                           "RLIMIT_FSIZE": lim.output_kb * 1024, "RLIMIT_CORE": 0,
+                           "RLIMIT_NOFILE": lim.open_files, "RLIMIT_NPROC": lim.processes})
 
     def run(self, source: str, entry: str = "run") -> RunResult:
         job = Path(tempfile.mkdtemp(prefix="testtime-sandbox-"))
@@ -153,7 +150,7 @@ class Sandbox:
             proc = subprocess.Popen(
                 self._command(program, entry, res.fileno()),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=scratch, env=env,
-                pass_fds=(res.fileno(),), start_new_session=True, preexec_fn=self._set_limits)
+                pass_fds=(res.fileno(),), start_new_session=True)
             timed_out = False
             try:
                 proc.wait(timeout=self.limits.wall_s)
