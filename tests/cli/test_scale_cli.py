@@ -92,3 +92,13 @@ def test_parse_options_types_values():
     }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_options(["novalue"])
+
+
+def test_label_free_refuses_the_oracle_before_any_work(tmp_path):
+    res = cli(
+        "scale", "--task", "arith", "--difficulty", "2", "--limit", "1", "--n", "2",
+        "--strategy", "best-of-n", "--verifier", "oracle", "--label-free", "--out", str(tmp_path),
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: ") and "oracle" in res.stderr
+    assert not (tmp_path / "results.json").exists()

@@ -93,6 +93,8 @@ def run_and_report(
     extra_options: dict[str, Any] | None = None,
     subsets: int = 16,
     dry_run: bool = False,
+    baseline: str | None = "majority",
+    label_free: bool = False,
 ) -> Path | None:
     """Validate, build the backend and verifier, run the harness, print a summary;
     returns the report's path. Shared by `testtime scale` and `testtime run`.
@@ -138,6 +140,7 @@ def run_and_report(
         task, generator, strategies, budgets, out, verifier=verifier,
         difficulties=difficulties, limit=limit, seed=seed,
         options={**options, **(extra_options or {})}, backend=backend, max_subsets=subsets,
+        baseline=baseline, label_free=label_free,
     )
     table = Table("difficulty", "strategy", "N", "accuracy", "95% CI", "tokens/problem")
     for r in result.rows:
@@ -203,6 +206,13 @@ def scale_command(
     dry_run: Annotated[
         bool, Option("--dry-run", help="print the plan and a time estimate (a short probe); no run")
     ] = False,
+    baseline: Annotated[
+        str, Option(help="strategy the paired-bootstrap differences are taken against ('none': off)")
+    ] = "majority",
+    label_free: Annotated[
+        bool,
+        Option("--label-free", help="refuse oracle upper bounds and seal the test problems' labels"),
+    ] = False,
     ray: Annotated[str | None, Option(help=RAY_HELP)] = None,
     ray_tasks: Annotated[int | None, Option(help=RAY_TASKS_HELP)] = None,
     ray_concurrency: Annotated[int | None, Option(help=RAY_CONCURRENCY_HELP)] = None,
@@ -244,5 +254,6 @@ def scale_command(
             options={"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
                      "aggregation": aggregation, "seed": seed},
             extra_options=extra_options, subsets=check_positive("--subsets", subsets),
-            dry_run=dry_run,
+            dry_run=dry_run, baseline=None if baseline == "none" else baseline,
+            label_free=label_free,
         )
