@@ -32,7 +32,7 @@ def test_hf_engine_matches_lean_engine(lean_gen, hf_gen):
             )
     assert a.usage.completion_tokens == b.usage.completion_tokens
     # plain generate() prefills a prompt once per sample; the lean sampler once per prompt
-    assert b.usage.prompt_tokens == 2 * a.usage.prompt_tokens
+    assert b.usage.prompt_tokens == 2 * (a.usage.prompt_tokens + a.usage.cached_tokens)
 
 
 def test_hf_engine_seed_cancel_and_callback(hf_gen):

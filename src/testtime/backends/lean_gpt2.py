@@ -181,6 +181,7 @@ class LeanGPT2:
                 f"({shape.vocab_size}, {shape.n_embd})"
             )
         self._act = _ACTIVATIONS[shape.activation_function]
+        self._head_t = self.lm_head.T.contiguous()  # (C, V): one plain matmul per step
         # Fold the attention scale (1/sqrt(d), optionally also 1/(layer_idx+1), an HF
         # option) into the query projection: one multiply fewer per layer and step.
         C, hd = shape.n_embd, shape.n_embd // shape.n_head
@@ -221,19 +222,21 @@ class LeanGPT2:
         """One transformer block on ``x`` of shape (rows, tokens, C)."""
         L, s = self.layers[i], self.shape
         rows, toks, C = x.shape
-        h = F.layer_norm(x, (C,), L.ln1_w, L.ln1_b, s.layer_norm_epsilon)
+        # torch.layer_norm, not F.layer_norm: skips a Python wrapper per call (batch 1
+        # decoding is dispatch-bound: every op saved counts).
+        h = torch.layer_norm(x, (C,), L.ln1_w, L.ln1_b, s.layer_norm_epsilon)
         qkv = torch.addmm(L.attn_b, h.view(-1, C), L.attn_w)
         a = attend(i, qkv.view(rows, toks, 3, s.n_head, C // s.n_head))
         x = x + torch.addmm(L.proj_b, a.reshape(-1, C), L.proj_w).view(rows, toks, C)
-        h = F.layer_norm(x, (C,), L.ln2_w, L.ln2_b, s.layer_norm_epsilon).view(-1, C)
+        h = torch.layer_norm(x, (C,), L.ln2_w, L.ln2_b, s.layer_norm_epsilon).view(-1, C)
         m = torch.addmm(L.fc_proj_b, self._act(torch.addmm(L.fc_b, h, L.fc_w)), L.fc_proj_w)
         return x + m.view(rows, toks, C)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.layer_norm(
+        x = torch.layer_norm(
             x, (self.shape.n_embd,), self.lnf_w, self.lnf_b, self.shape.layer_norm_epsilon
         )
-        return (x @ self.lm_head.T).float()
+        return torch.matmul(x, self._head_t).float()
 
     def prefill(
         self,
@@ -282,19 +285,22 @@ class LeanGPT2:
     ) -> torch.Tensor:
         """One step for every cached row: token ``tok`` (B,) at position ``pos`` (B,),
         written to cache column ``col``. Returns logits (B, V)."""
-        x = (self.wte[tok] + self.wpe[pos])[:, None, :]
+        x = (torch.embedding(self.wte, tok) + torch.embedding(self.wpe, pos))[:, None, :]
         cache.open_column(col)
-        bias = cache.bias[:, None, None, :]
+        B, H, cap, D = cache.k.shape[1:]
+        # (B*H, 1, cap), shared by every layer; baddbmm adds it to the scores in one op.
+        bias = cache.bias[:, None, :].expand(B, H, cap).reshape(B * H, 1, cap)
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
             q, k, v = qkv[:, 0].unbind(1)  # each (B, H, D)
             cache.k[i, :, :, col] = k
             cache.v[i, :, :, col] = v
-            # Plain matmul/softmax: for one query token torch's CPU SDPA kernel is
-            # several times slower than these three batched ops.
-            scores = q[:, :, None] @ cache.k[i].transpose(-1, -2)
-            scores += bias
-            return torch.softmax(scores, dim=-1) @ cache.v[i]  # (B, H, 1, D)
+            # Plain batched matmuls: for one query token torch's CPU SDPA kernel is
+            # several times slower.
+            keys = cache.k[i].view(B * H, cap, D).transpose(1, 2)
+            scores = torch.baddbmm(bias, q.reshape(B * H, 1, D), keys)
+            out = torch.bmm(torch.softmax(scores, dim=-1), cache.v[i].view(B * H, cap, D))
+            return out.view(B, H, 1, D)
 
         for i in range(self.shape.n_layer):
             x = self._block(i, x, attend)
