@@ -72,6 +72,9 @@ def learn(
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's own)"),
     list_: bool = typer.Option(False, "--list", help="print the method names, one per line"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    label_free: bool = typer.Option(
+        False, "--label-free", help="seal the held-out problems: any read of a gold label fails"
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="check the options and print the plan (resolved options); no run"
     ),
@@ -123,6 +126,7 @@ def learn(
         seed=seed,
         options=parse_options(pairs),
         show_progress=not quiet,
+        label_free=label_free,
     )
     if dry_run:
         typer.echo(plan(request), nl=False)
@@ -141,7 +145,9 @@ def plan(request: LearnRequest) -> str:
     from testtime.learn.base import build_config
 
     method = METHODS.get(request.method)
-    levels = sorted({p.difficulty for p in request.problems if p.difficulty is not None})
+    from testtime.learn.common import parse_split
+
+    levels = parse_split(request.split)  # not the problems' own (sealed when label-free)
     lines = [f"plan: {request.method} on {request.task.name}, {len(request.problems)} held-out "
              f"problems (levels {', '.join(map(str, levels))}); model {request.model_dir}"]  # fmt: skip
     if request.out is not None and request.out.exists():
