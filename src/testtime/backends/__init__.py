@@ -3,12 +3,14 @@
 :func:`get_generator` turns a spec string into a generator:
 
 * ``embedded`` / ``tiny-reasoner`` — the shipped TinyReasoner, in process (lean sampler);
+* ``tiny-reasoner-moe`` — the shipped TinyReasoner-MoE (Mixtral format, engine ``hf``);
 * a path to a Hugging Face model directory — :class:`~testtime.backends.local.LocalGenerator`;
 * ``openai:<base_url>`` — any OpenAI-compatible server (options ``model``, ``api_key`` or
   ``api_key_env``, ``mode``...), :class:`~testtime.backends.openai_http.OpenAIGenerator`;
 * ``vllm:<model>`` — vLLM's offline engine, :class:`~testtime.backends.vllm_backend.VLLMGenerator`.
 
-Backend modules are imported on first use, so ``import testtime.backends`` stays light.
+Option ``experts=K`` (in-process MoE models) samples with K activated experts per token
+(:mod:`~testtime.backends.experts`). Backend modules are imported on first use, so ``import testtime.backends`` stays light.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from testtime.registry import Registry, UnknownName
 
 BACKENDS: Registry[Generator] = Registry("backend")
 SPEC_HELP = (
-    "embedded, tiny-reasoner, openai:<base_url>, vllm:<model>, "
+    "embedded, tiny-reasoner, tiny-reasoner-moe, openai:<base_url>, vllm:<model>, "
     "or the path of a Hugging Face model directory"
 )
 
@@ -48,16 +50,31 @@ def embedded_model_dir() -> Path:
 @BACKENDS.register("embedded")
 @BACKENDS.register("tiny-reasoner")
 def _embedded(**options: Any) -> Generator:
-    from testtime.backends.local import LocalGenerator
+    return _local(str(embedded_model_dir()), **options)
 
-    return LocalGenerator(embedded_model_dir(), **options)
+
+@BACKENDS.register("tiny-reasoner-moe")
+def _embedded_moe(**options: Any) -> Generator:
+    path = Path(__file__).resolve().parents[1] / "zoo" / "weights" / "tiny-reasoner-moe"
+    if not (path / "config.json").is_file():
+        raise BackendError(
+            f"the TinyReasoner-MoE weights are not trained yet (expected at {path}); train them"
+            " with `testtime zoo train reasoner-moe` or pass an MoE model directory"
+        )
+    return _local(str(path), **options)
 
 
 @BACKENDS.register("local")
-def _local(model_dir: str, **options: Any) -> Generator:
+def _local(model_dir: str, experts: int | None = None, **options: Any) -> Generator:
     from testtime.backends.local import LocalGenerator
 
-    return LocalGenerator(model_dir, **options)
+    if experts is None:
+        return LocalGenerator(model_dir, **options)
+    from testtime.backends.experts import with_experts
+
+    if isinstance(experts, str) and experts.isdigit():
+        experts = int(experts)
+    return with_experts(LocalGenerator(model_dir, **{"engine": "hf", **options}), experts)
 
 
 @BACKENDS.register("openai")
@@ -76,7 +93,7 @@ def _vllm(model: str, **options: Any) -> Generator:
 
 def get_generator(spec: str, **options: Any) -> Generator:
     """A generator for ``spec`` (see the module docstring); ``options`` go to its constructor."""
-    if spec in ("embedded", "tiny-reasoner"):
+    if spec in ("embedded", "tiny-reasoner", "tiny-reasoner-moe"):
         return BACKENDS.create(spec, **options)
     kind, sep, arg = spec.partition(":")
     if sep and kind in ("openai", "vllm"):

@@ -1,0 +1,255 @@
+"""TinyReasoner-MoE: a small Mixtral-format mixture-of-experts causal LM trained from
+scratch on TinyReasoner's task families and recipe, the embedded model the
+mixture-of-experts methods (Dynamic Experts Search, expert rerouting) run on.
+
+Same data and loop as :mod:`testtime.zoo.reasoner` (deterministic batches per
+(seed, step), loss on solution tokens, AdamW warm-up + cosine, validation pass@1
+on arith level 6 every ``eval_every`` steps, atomic checkpoint, ``resume=True``,
+checkpoint selection in a pass@1 window) and the same character tokenizer. The
+model is ``MixtralForCausalLM`` (``AutoModelForCausalLM`` and vLLM load it): 8
+experts per layer, top-2 routing, plus Mixtral's load-balancing loss (Switch
+Transformer auxiliary loss, ``aux_coef``) so every expert gets trained — without
+it a few experts take all tokens and varying the expert count means little.
+Prime it afterwards like TinyReasoner: ``testtime zoo prime --model <out>``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import MixtralConfig, MixtralForCausalLM, PreTrainedTokenizerBase
+
+from testtime.store.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from testtime.zoo.reasoner import LOG_EVERY, ReasonerConfig, _preference, training_batch, validate
+from testtime.zoo.reasoner_data import KINDS, MIXTURE, TEST_SEED, VALID_SEED
+from testtime.zoo.tokenizer import build_tokenizer, save_tokenizer
+
+CHECKPOINT = "checkpoints/moe.pt"
+
+
+@dataclass
+class MoEConfig:
+    n_layer: int = 4
+    n_embd: int = 192
+    n_head: int = 6
+    n_experts: int = 8
+    top_k: int = 2
+    expert_size: int = 192  # each expert's SwiGLU width: ~1.5M of 4.1M parameters active at k=2
+    n_positions: int = 512
+    aux_coef: float = 0.02
+    steps: int = 4000  # ~2 s per step on one loaded thread (measured); TinyReasoner took 7500
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup: int = 100
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    eval_every: int = 125
+    valid_level: int = 6
+    valid_problems: int = 64
+    valid_samples: int = 4
+    window: tuple[float, float] = (0.3, 0.7)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= self.n_experts:
+            raise ValueError(f"top_k must be in [1, n_experts={self.n_experts}], got {self.top_k}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
+
+    def reasoner(self) -> ReasonerConfig:
+        """The data/validation settings in TinyReasoner's terms (its batch and validation code)."""
+        return ReasonerConfig(
+            n_positions=self.n_positions, batch_size=self.batch_size, valid_level=self.valid_level,
+            valid_problems=self.valid_problems, valid_samples=self.valid_samples,
+        )
+
+
+@dataclass
+class _State:
+    step: int = 0
+    wall_s: float = 0.0
+    loss_ema: float | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    selected: dict[str, float] | None = None
+
+
+def build_model(config: MoEConfig, tokenizer: PreTrainedTokenizerBase) -> MixtralForCausalLM:
+    mixtral = MixtralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.n_embd,
+        intermediate_size=config.expert_size,
+        num_hidden_layers=config.n_layer,
+        num_attention_heads=config.n_head,
+        num_key_value_heads=config.n_head,
+        max_position_embeddings=config.n_positions,
+        num_local_experts=config.n_experts,
+        num_experts_per_tok=config.top_k,
+        router_aux_loss_coef=config.aux_coef,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        sliding_window=None,
+        attention_dropout=0.0,
+    )
+    return MixtralForCausalLM(mixtral)
+
+
+def train_moe(
+    out: str | Path,
+    steps: int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    config: MoEConfig | None = None,
+    threads: int = 1,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train TinyReasoner-MoE into the Hugging Face directory ``out``; returns the training
+    info. ``stop_after`` ends this session after a checkpoint (continue with ``resume``)."""
+    out = Path(out)
+    config = config or MoEConfig()
+    if steps is not None:
+        config.steps = steps
+    if config.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {config.steps}")
+    ckpt_path = out / CHECKPOINT
+    if resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    model = build_model(config, tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
+
+    def lr_factor(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        t = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    state, selected = _State(), None
+    if resume:
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        if {**ckpt["config"], "steps": config.steps} != _jsonable(asdict(config)) or ckpt["seed"] != seed or (
+            config.steps < ckpt["state"]["step"]
+        ):
+            raise ValueError(
+                f"{ckpt_path} was written with another configuration or seed, or is past --steps"
+                f" (at step {ckpt['state']['step']}, seed {ckpt['seed']}); drop --resume or match them"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state, selected = _State(**ckpt["state"]), ckpt["selected_weights"]
+
+    data = config.reasoner()
+    model.train()
+    started = time.time() - state.wall_s
+    for step in range(state.step, config.steps):
+        ids, labels, mask = training_batch(tokenizer, data, seed, step)
+        output = model(input_ids=ids, attention_mask=mask, labels=labels, output_router_logits=True)
+        output.loss.backward()  # the LM loss + aux_coef x the load-balancing loss
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        lm = (output.loss - config.aux_coef * output.aux_loss).item()
+        state.loss_ema = lm if state.loss_ema is None else 0.95 * state.loss_ema + 0.05 * lm
+        done = step + 1
+        if done % LOG_EVERY == 0:
+            print(f"step {done}: loss {state.loss_ema:.4f} aux {output.aux_loss.item():.3f}"
+                  f" ({time.time() - started:.0f}s)", flush=True)
+        if done % config.eval_every == 0 or done == config.steps:
+            pass1 = validate(model, tokenizer, data, seed)
+            record = {"step": done, "loss": round(state.loss_ema, 5), "valid_pass1": pass1}
+            state.history.append(record)
+            best = state.selected
+            if best is None or _preference(pass1, config.window) >= _preference(best["valid_pass1"], config.window):
+                state.selected = record
+                selected = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            print(f"step {done}: loss {state.loss_ema:.4f}, valid pass@1 {pass1:.3f}", flush=True)
+        if done % config.eval_every == 0 or done in (config.steps, stop_after):
+            state.step, state.wall_s = done, time.time() - started
+            buffer = io.BytesIO()
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "state": asdict(state), "selected_weights": selected,
+                        "config": _jsonable(asdict(config)), "seed": seed}, buffer)
+            atomic_write_bytes(ckpt_path, buffer.getvalue())
+        if done == stop_after and done < config.steps:
+            return {"steps_trained": done, "complete": False, "history": state.history}
+    assert selected is not None
+    model.load_state_dict(selected)
+    info = {
+        "model": "tiny-reasoner-moe", "seed": seed, "config": _jsonable(asdict(config)),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "steps_trained": state.step, "complete": state.step == config.steps, "selected": state.selected,
+        "history": state.history, "wall_s": round(state.wall_s, 1), "threads": threads,
+        "mixture": {"families": {k: {"share": w, "difficulties": list(d)} for k, (w, d) in MIXTURE.items()},
+                    "kinds": KINDS},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    save_tokenizer(out)
+    atomic_write_json(out / "training.json", info)
+    atomic_write_text(out / "README.md", model_card(info))  # last: a directory with a card is complete
+    return info
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return list(value) if isinstance(value, tuple) else value
+
+
+def model_card(info: dict[str, Any]) -> str:
+    c = info["config"]
+    sel = info["selected"]
+    lines = [
+        "# TinyReasoner-MoE",
+        "",
+        "A character-level Mixtral-format mixture-of-experts LM trained from scratch by",
+        "`testtime zoo train reasoner-moe` on the generated task families of `testtime.tasks`",
+        "(TinyReasoner's mixture and recipe): the embedded model of the expert-count",
+        "(Dynamic Experts Search) and expert-rerouting methods. Loss on solution tokens only.",
+        "",
+        "## Model",
+        f"- MixtralForCausalLM: {c['n_layer']} layers, hidden {c['n_embd']}, {c['n_head']} heads,"
+        f" {c['n_experts']} experts of width {c['expert_size']} per layer, top-{c['top_k']} routing;"
+        f" {info['parameters']:,} parameters (fp32).",
+        "- Expert count per request: `testtime.backends.experts` (`--backend-option experts=K`).",
+        "- Tokenizer: TinyReasoner's, one token per character; `<bos>` prepended; ends at `<eos>`.",
+        "",
+        "## Training",
+        f"- seed {info['seed']}; {info['steps_trained']} steps of {c['batch_size']} sequences; AdamW lr {c['lr']}"
+        f" (warm-up {c['warmup']}, cosine to {c['min_lr_ratio']}x), weight decay {c['weight_decay']};"
+        f" load-balancing loss x {c['aux_coef']}; {info['wall_s'] / 60:.1f} min on {info['threads']} thread(s).",
+        "- Families: " + "; ".join(f"{k} {v['share']:.0%}" for k, v in info["mixture"]["families"].items())
+        + "; kinds: " + ", ".join(f"{k} {w:.0%}" for k, w in info["mixture"]["kinds"].items()) + ".",
+        f"- Problem seeds: training >= 1,000,000; validation seed {VALID_SEED}; held-out test seed {TEST_SEED}.",
+        "",
+        "## Checkpoint selection (validation seed only)",
+        f"pass@1 at T=1 on arith level {c['valid_level']}; the most capable checkpoint with pass@1 in"
+        f" {c['window']}: step {sel['step']} (valid pass@1 {sel['valid_pass1']:.3f}).",
+        "",
+        "| step | train loss | valid pass@1 |",
+        "|---|---|---|",
+        *(f"| {h['step']} | {h['loss']:.4f} | {h['valid_pass1']:.3f} |" for h in info["history"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def init_moe_dir(out: str | Path, config: MoEConfig, seed: int = 0) -> Path:
+    """An untrained (randomly initialised) TinyReasoner-MoE directory with its tokenizer:
+    for tests and smoke runs of the MoE methods before the trained model ships."""
+    out = Path(out)
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    build_model(config, tokenizer).save_pretrained(str(out), safe_serialization=True)
+    save_tokenizer(out)
+    return out
