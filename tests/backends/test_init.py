@@ -14,7 +14,7 @@ from testtime.registry import UnknownName
 
 
 def test_registry_names():
-    assert BACKENDS.names() == ["embedded", "local", "openai", "tiny-reasoner", "vllm"]
+    assert BACKENDS.names() == ["embedded", "local", "openai", "tiny-reasoner", "tiny-reasoner-moe", "vllm"]
 
 
 def test_get_generator_specs(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch):
