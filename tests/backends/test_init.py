@@ -20,7 +20,7 @@ def test_registry_names():
 def test_get_generator_specs(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch):
     gen = get_generator(str(tiny_model_dir), engine="hf")
     assert isinstance(gen, LocalGenerator) and gen.engine == "hf"
-    with pytest.raises(UnknownName, match="valid: embedded, tiny-reasoner, openai:<base_url>"):
+    with pytest.raises(UnknownName, match="valid: embedded, tiny-reasoner, tiny-reasoner-moe, openai:<base_url>"):
         get_generator("no-such-backend")
     with pytest.raises(ValueError, match="needs a value after 'openai:'"):
         get_generator("openai:")
