@@ -35,6 +35,7 @@ def test_a_good_program_returns_its_value(sandbox):
     ("def run():\n    while True: print('x' * 10000)\n", ("output limit",)),
     ("def run():\n    return 1 / 0\n", ("crashed: ZeroDivisionError",)),
     ("def nothing():\n    pass\n", ("crashed: NameError",)),
+    ("def run():\n    return {1, 2}\n", ("crashed: TypeError: the returned value is not JSON",)),
     ("def run(:\n", ("crashed: SyntaxError",)),
 ])
 def test_hostile_programs_fail_with_their_reason(sandbox, source, reason):

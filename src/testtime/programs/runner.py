@@ -117,7 +117,12 @@ def main() -> None:
         sys.stdout.flush()
     except OSError as err:  # output cap reached (EFBIG)
         payload = {"ok": False, "error": "OSError", "message": str(err), "violation": False}
-    json.dump(payload, result, allow_nan=True)
+    try:
+        text = json.dumps(payload, allow_nan=True)
+    except (TypeError, ValueError) as err:  # a value JSON cannot hold (a set, an object...)
+        text = json.dumps({"ok": False, "error": type(err).__name__, "violation": False,
+                           "message": f"the returned value is not JSON data: {err}"})
+    result.write(text)
     result.flush()
 
 
