@@ -110,7 +110,11 @@ def test_llama_cpp_learnt_traits(engine):
                                                         seed=5, stop=("\n",)))
         t = gen.traits
         assert [len(r) for r in res.completions] == [3]
-        assert t.n is False and t.stop_reason is False and t.stream_usage is False
+        assert t.n is False and t.stop_reason is not True  # stops watched client-side
+        assert gen.describe()["stop_detection"].startswith("client")
+        assert t.values == {"top_k": 0}  # llama-cpp-python refuses top_k=-1
+        gen.generate(PROMPTS[:1], SamplingParams(temperature=0, max_tokens=8))
+        assert t.stream_usage is False and t.stop_reason is False
         assert all(c.finish_reason in ("stop", "length") for c in res.completions[0])
         assert res.usage.prompt_tokens == 3 * (len(PROMPTS[0]) + 1)  # tokenizer + BOS
     # A sampling field the user set and the server rejects is an error, not dropped.

@@ -18,7 +18,7 @@ probe, :meth:`~testtime.backends.openai_http.OpenAIGenerator.probe`) and adapts:
 * no usage -> prompt tokens from a tokenizer (option ``tokenizer``, else the server's
   tokenize endpoint), completion tokens counted from the stream;
 * streams cut by other requests -> requests to this server are serialised;
-* a refused optional field -> dropped from later requests.
+* a refused optional field -> its other neutral spelling (``top_k=0``), else dropped.
 
 Every adaptation is written once into ``notes``, which the run's config records
 (:meth:`~testtime.backends.base.Generator.describe`).
@@ -33,6 +33,9 @@ from typing import Any
 # The server's own sampling defaults that would change the distribution, set neutral:
 # llama.cpp samples with top_k 40, min_p 0.05, repeat_penalty 1.1 unless told otherwise.
 NEUTRAL_SAMPLING: dict[str, Any] = {"top_k": -1, "min_p": 0.0, "repeat_penalty": 1.0}
+# The other spelling of a neutral value, tried when a server refuses the first:
+# llama-cpp-python wants top_k >= 0 (0 = off), older vLLM top_k = -1 or >= 1.
+NEUTRAL_FALLBACKS: dict[str, Any] = {"top_k": 0}
 INTERRUPT_HINT = (
     "llama-cpp-python's server ends a running stream when another request arrives: start it "
     "with `--interrupt_requests false` (or use the backend option max_concurrency=1)"
@@ -51,6 +54,7 @@ class ServerTraits:
     seed: bool | None = None  # the same seed gives the same samples
     interrupts: bool = False  # cut a stream short when another request came in
     refused: set[str] = field(default_factory=set)  # optional body fields it rejected
+    values: dict[str, Any] = field(default_factory=dict)  # neutral values it spells otherwise
     tokenize: str | None = None  # the tokenize endpoint that works ("" = none)
     notes: list[str] = field(default_factory=list)
 
@@ -69,7 +73,8 @@ class ServerTraits:
         return {
             "n": self.n, "stop_reason": self.stop_reason, "stream_usage": self.stream_usage,
             "logprobs": self.logprobs, "seed": self.seed, "interrupts": self.interrupts,
-            "refused_fields": sorted(self.refused), "tokenize_endpoint": self.tokenize,
+            "refused_fields": sorted(self.refused), "neutral_values": dict(self.values),
+            "tokenize_endpoint": self.tokenize,
             "notes": list(self.notes),
         }
 

@@ -52,6 +52,7 @@ from testtime.backends.base import (
 )
 from testtime.backends.openai_caps import (
     INTERRUPT_HINT,
+    NEUTRAL_FALLBACKS,
     NEUTRAL_SAMPLING,
     ServerTraits,
     refused_fields,
@@ -151,6 +152,7 @@ class OpenAIGenerator(LoopClient, Generator):
         self.traits: ServerTraits = traits_for(self.base_url, model, mode)
         self.counter = TokenCounter(tokenizer, self.traits, self.base_url, model)
         self._init_loop()
+        self._watched = False  # stop strings were watched client-side
         self._not_before = 0.0  # monotonic time before which no request is sent
 
     def __getstate__(self) -> dict[str, Any]:
@@ -222,7 +224,9 @@ class OpenAIGenerator(LoopClient, Generator):
         stops = {True: "server (stop_reason)", False: "client (watching the text)"}
         return {
             "name": self.name, "mode": self.mode, "requests": requests,
-            "stop_detection": stops.get(t.stop_reason, "not needed yet"),
+            "stop_detection": stops.get(
+                t.stop_reason, stops[False] if self._watched else "not needed yet"
+            ),
             "prompt_tokens_from": dict(self.counter.sources),
             "num_parameters": self._num_parameters,
             "flops": "from num_parameters" if self._num_parameters else "unknown (no num_parameters)",
@@ -316,6 +320,7 @@ class OpenAIGenerator(LoopClient, Generator):
             "stream": True,
             "stream_options": {"include_usage": True},
             **self.sampling,
+            **{k: v for k, v in self.traits.values.items() if k not in self._explicit},
         }
         if params.stop and self.traits.stop_reason is True:  # else watched client-side
             body["stop"] = list(params.stop)
@@ -374,6 +379,7 @@ class OpenAIGenerator(LoopClient, Generator):
                                 job.sent = True  # the server is processing the prompt
                                 # Stop strings the server was not told about are watched here.
                                 watch = () if "stop" in body else params.stop
+                                self._watched = self._watched or bool(watch)
                                 return await self._read_stream(
                                     resp, url, job, prompt, pending, samples, usage, params,
                                     watch, on_finish,
@@ -399,9 +405,10 @@ class OpenAIGenerator(LoopClient, Generator):
             await asyncio.sleep(delay)
 
     def _drop_refused(self, resp: httpx.Response, body: dict) -> bool:
-        """A 400/422 naming optional fields we sent: drop them from now on (True). A field
-        the user set explicitly is not optional: that is an error."""
-        if resp.status_code not in (400, 422):
+        """A 400/422 (llama-cpp-python: 500) naming optional fields we sent: send their
+        other neutral spelling, else drop them, from now on (True). A field the user set
+        explicitly is not optional: that is an error."""
+        if resp.status_code not in (400, 422, 500):
             return False
         optional = {k for k in body if k in self.sampling or k == "stream_options"}
         names = refused_fields(server_message(resp, self._key), optional)
@@ -413,8 +420,14 @@ class OpenAIGenerator(LoopClient, Generator):
             )
         if not names:
             return False
-        self.traits.refused |= names
-        self.traits.note(f"server refused {', '.join(sorted(names))}: no longer sent")
+        for name in sorted(names):
+            other = NEUTRAL_FALLBACKS.get(name)
+            if other is not None and self.traits.values.get(name) != other:
+                self.traits.values[name] = other
+                self.traits.note(f"server refused {name}={body[name]!r}: sent as {other!r}")
+            else:
+                self.traits.refused.add(name)
+                self.traits.note(f"server refused {name}: no longer sent")
         return True
 
     def _check_status(self, resp: httpx.Response, url: str) -> float | None:
