@@ -4,10 +4,20 @@ Methods (``testtime learn --list``): ``ttrl``, ``ettrl``, ``spine`` (GRPO on
 majority-vote pseudo-rewards, :mod:`testtime.learn.grpo`), ``dco`` (confidence-
 limiting fine-tuning), ``latentseek`` (policy gradient over hidden states),
 ``tt-si`` (self-improvement with a LoRA adapter per uncertain problem) and
-``dynamic-cheatsheet`` (a test-time memory). Importing this package registers them.
+``dynamic-cheatsheet`` (a test-time memory); ``state-tuning`` tunes an RWKV-7
+model's initial state (:mod:`testtime.learn.state_tuning`). Importing this package registers them.
 """
 
-from testtime.learn import cheatsheet, dco, ettrl, latentseek, spine, ttrl, ttsi  # noqa: F401
+from testtime.learn import (  # noqa: F401
+    cheatsheet,
+    dco,
+    ettrl,
+    latentseek,
+    spine,
+    state_tuning,
+    ttrl,
+    ttsi,
+)
 from testtime.learn.base import METHODS, LearnRequest
 
 __all__ = ["METHODS", "LearnRequest"]

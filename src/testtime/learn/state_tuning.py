@@ -1,0 +1,233 @@
+"""State tuning of RWKV-7 (Liu, Li & Lin 2025, "State Tuning: State-based Test-Time
+Scaling on RWKV-7", arXiv 2504.05097): the model's weights stay frozen; only each
+layer's initial wkv state is optimised on a target task (cross-entropy of reference
+solutions), then the task is answered greedily from the tuned state.
+
+- Plain state: ``S_0 = W`` per layer and head (N x N), read as ``S_0 q_t`` at the
+  propagated query ``q_t = P_t r_t`` (:mod:`testtime.layers.wkv7`), exact RWKV-7.
+- Kernel upscaling (``kernel > 0``): the state gains M columns over support vectors
+  ``u_j`` (propagated queries of calibration text, random picks), read through a Gaussian
+  kernel ``phi_j(q) = exp(-gamma |q - u_j|^2)`` (gamma by the median heuristic):
+  ``S_0 q + C phi(q)``, an N x (N + M) state. Deviation: the paper maps w, k, a, v, r into
+  the kernel space; here only the initial state's read-out is lifted, so with ``C = 0``
+  the model is exactly the plain one and the frozen weights keep their meaning.
+- DBP (``optimizer=dbp``; Dalm et al. 2024, "Efficient deep learning with decorrelated
+  backpropagation"): each state matrix reads decorrelated inputs ``z = R q``
+  (``S_0 = W R``); ``W`` follows the gradient (AdamW) and ``R`` the local rule
+  ``R <- R - eps (E[z z^T] - diag E[z^2]) R`` after every step. ``optimizer=gradient``
+  keeps ``R = I`` (plain gradient on the state), the paper's comparison.
+Not built: the observer model (a smaller model imitating the state dynamics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from testtime.layers.rwkv7 import RWKV7
+from testtime.layers.train import TrainConfig, train
+from testtime.learn.base import METHODS, LearnRequest, build_config, takes_options
+from testtime.learn.common import TRAIN_SEED, make_problems, parse_split, require_generator
+from testtime.tasks.base import Problem, Task
+from testtime.tasks.labels import grading
+
+OPTIMIZERS = ("dbp", "gradient")
+
+
+@dataclass
+class StateTuningConfig:
+    optimizer: str = "dbp"
+    kernel: int = 0  # M support vectors of the kernel-upscaled state (0: plain state)
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 1e-2
+    dbp_lr: float = 1e-3  # eps of the decorrelation rule
+    train_problems: int = 512
+    max_tokens: int = 96
+    checkpoint_every: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("steps", "batch_size", "train_problems", "max_tokens", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.kernel < 0 or self.dbp_lr < 0:
+            raise ValueError("kernel and dbp_lr must be >= 0")
+
+
+class TunedState(nn.Module):
+    """The tuned initial states of every layer (see the module docstring)."""
+
+    def __init__(self, layers: int, heads: int, n: int, support: list[torch.Tensor] | None = None,
+                 gamma: list[float] | None = None) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(layers, heads, n, n))
+        self.register_buffer("r", torch.eye(n).repeat(layers, heads, 1, 1))
+        m = 0 if support is None else support[0].shape[1]
+        self.kernel = m
+        if m:
+            self.register_buffer("support", torch.stack(support))  # (L, H, M, N)
+            self.register_buffer("gamma", torch.tensor(gamma))
+            self.c = nn.Parameter(torch.zeros(layers, heads, n, m))
+            self.register_buffer("r_phi", torch.eye(m).repeat(layers, heads, 1, 1))
+        self.inputs: dict[str, list[torch.Tensor]] = {"z": [], "zphi": []}
+
+    def features(self, layer: int, q: torch.Tensor) -> torch.Tensor:
+        dist = (q.unsqueeze(-2) - self.support[layer].unsqueeze(1)).square().sum(-1)  # (B, H, T, M)
+        return torch.exp(-self.gamma[layer] * dist)
+
+    def readout(self, layer: int):
+        def read(q: torch.Tensor) -> torch.Tensor:
+            z = torch.einsum("hij,bhtj->bhti", self.r[layer], q)
+            self.inputs["z"].append(z.detach())
+            out = torch.einsum("hij,bhtj->bhti", self.w[layer], z)
+            if self.kernel:
+                zphi = torch.einsum("hij,bhtj->bhti", self.r_phi[layer], self.features(layer, q))
+                self.inputs["zphi"].append(zphi.detach())
+                out = out + torch.einsum("hij,bhtj->bhti", self.c[layer], zphi)
+            return out
+        return read
+
+    @torch.no_grad()
+    def decorrelate(self, eps: float) -> None:
+        """One DBP step of every R from the inputs seen since the last call (then cleared)."""
+        for name, key in (("r", "z"), ("r_phi", "zphi")):
+            seen = self.inputs[key]
+            if not seen or not hasattr(self, name):
+                continue
+            mats = getattr(self, name)
+            for layer, z in enumerate(seen[-mats.shape[0]:]):
+                flat = z.transpose(1, 2).reshape(-1, z.shape[1], z.shape[-1])  # (B*T, H, N)
+                cov = torch.einsum("shi,shj->hij", flat, flat) / flat.shape[0]
+                off = cov - torch.diag_embed(torch.diagonal(cov, dim1=-2, dim2=-1))
+                mats[layer] -= eps * off @ mats[layer]
+        self.inputs = {"z": [], "zphi": []}
+
+
+class StateTuned(nn.Module):
+    """A frozen RWKV-7 reading its initial states from a :class:`TunedState`."""
+
+    def __init__(self, model: RWKV7, state: TunedState) -> None:
+        super().__init__()
+        self.model, self.state = model, state
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.state.inputs = {"z": [], "zphi": []}  # keep only this call's inputs
+        return self.model(tokens, init=[self.state.readout(i) for i in range(self.model.cfg.layers)])
+
+
+@torch.no_grad()
+def kernel_support(model: RWKV7, tokens: torch.Tensor, m: int, seed: int) -> tuple[list[torch.Tensor], list[float]]:
+    """M propagated queries per layer and head of calibration ``tokens`` (random picks) and
+    each layer's gamma = 1 / median squared distance to them."""
+    seen: list[torch.Tensor] = []
+    model(tokens, init=[lambda q: (seen.append(q), torch.zeros_like(q))[1] for _ in range(model.cfg.layers)])
+    g = torch.Generator().manual_seed(seed)
+    support, gamma = [], []
+    for q in seen:
+        flat = q.transpose(1, 2).reshape(-1, q.shape[1], q.shape[-1])  # (S, H, N)
+        pick = flat[torch.randperm(flat.shape[0], generator=g)[:m]].transpose(0, 1)  # (H, M, N)
+        d = (flat.transpose(0, 1).unsqueeze(2) - pick.unsqueeze(1)).square().sum(-1)
+        support.append(pick.contiguous())
+        gamma.append(1.0 / max(d.median().item(), 1e-6))
+    return support, gamma
+
+
+def encode_examples(task: Task, problems: list[Problem], tokenizer: Any, max_tokens: int) -> list[tuple[list[int], list[int]]]:
+    solver = require_generator(task, "state-tuning")
+    with grading():  # training data: the generator's reference solutions (a disjoint seed)
+        pairs = [(tokenizer.encode(p.prompt), tokenizer.encode(solver.solve(p), add_special_tokens=False)
+                  + [tokenizer.eos_token_id]) for p in problems]
+    return [(a, b[:max_tokens]) for a, b in pairs]
+
+
+def example_batch(examples: list[tuple[list[int], list[int]]], idx: list[int], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (tokens, targets); targets score the solution tokens only."""
+    rows = [examples[i][0] + examples[i][1] for i in idx]
+    width = max(map(len, rows))
+    tokens = torch.full((len(rows), width), pad)
+    targets = torch.full((len(rows), width), -100)
+    for j, i in enumerate(idx):
+        prompt, sol = examples[i]
+        row = prompt + sol
+        tokens[j, : len(row)] = torch.tensor(row)
+        targets[j, len(prompt) - 1 : len(row) - 1] = torch.tensor(sol)
+    return tokens, targets
+
+
+@torch.no_grad()
+def greedy_accuracy(model: nn.Module, task: Task, problems: list[Problem], tokenizer: Any, max_tokens: int) -> float:
+    """Share of problems answered correctly by greedy decoding (labels read only here)."""
+    correct = 0
+    for p in problems:
+        ids = tokenizer.encode(p.prompt)
+        for _ in range(max_tokens):
+            nxt = int(model(torch.tensor([ids]))[0, -1].argmax())
+            if nxt == tokenizer.eos_token_id:
+                break
+            ids.append(nxt)
+        text = tokenizer.decode(ids[len(tokenizer.encode(p.prompt)):])
+        with grading():
+            correct += task.is_correct(p, text)
+    return correct / len(problems)
+
+
+@METHODS.register("state-tuning")
+@takes_options(StateTuningConfig)
+def state_tuning(request: LearnRequest) -> dict[str, Any]:
+    """Tune the initial states of the RWKV-7 model in ``--model`` on ``--task``'s generated
+    training problems; greedy accuracy on the held-out problems before and after."""
+    from testtime.layers.weights import load_model
+    from testtime.store import atomic_write_json
+    from testtime.zoo.tokenizer import build_tokenizer
+
+    cfg = build_config(StateTuningConfig, {"seed": request.seed}, request.options, "state-tuning")
+    kind, model = load_model(request.model_dir)
+    if kind != "rwkv7":
+        raise ValueError(f"state-tuning needs an RWKV-7 model directory, {request.model_dir} holds {kind!r}")
+    tok = build_tokenizer()
+    if model.cfg.vocab_size != len(tok):
+        raise ValueError(f"the model's vocabulary ({model.cfg.vocab_size}) is not the character tokenizer's ({len(tok)})")
+    train_set = make_problems(request.task, parse_split(request.split), cfg.train_problems, TRAIN_SEED)
+    examples = encode_examples(request.task, train_set, tok, cfg.max_tokens)
+    tuned = build_tuned(model, examples, cfg, tok.pad_token_id)
+    before = greedy_accuracy(model, request.task, request.problems, tok, cfg.max_tokens)
+    log = tune(tuned, examples, cfg, request.out, request.run_config(cfg), tok.pad_token_id)
+    after = greedy_accuracy(tuned, request.task, request.problems, tok, cfg.max_tokens)
+    torch.save(tuned.state.state_dict(), request.out / "state.pt")
+    metrics = {"before": {"accuracy": before}, "after": {"accuracy": after}, "config": asdict(cfg),
+               "steps_done": len(log), "final_loss": log[-1]["loss"] if log else None}
+    atomic_write_json(request.out / "metrics.json", metrics)
+    return metrics
+
+
+def build_tuned(model: RWKV7, examples: list, cfg: StateTuningConfig, pad: int) -> StateTuned:
+    h, n, _ = model.state_shape()
+    support = gamma = None
+    if cfg.kernel:
+        calib = example_batch(examples, list(range(min(32, len(examples)))), pad)[0]
+        support, gamma = kernel_support(model, calib, cfg.kernel, cfg.seed)
+    return StateTuned(model, TunedState(model.cfg.layers, h, n, support, gamma))
+
+
+def tune(tuned: StateTuned, examples: list, cfg: StateTuningConfig, out: Any, identity: dict,
+         pad: int, stop_after: int | None = None) -> list[dict[str, float]]:
+    """The resumable tuning loop (only the state's parameters train)."""
+    def batches(step: int):
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        return example_batch(examples, torch.randint(len(examples), (cfg.batch_size,), generator=g).tolist(), pad)
+
+    def after_step(step: int, row: dict) -> None:
+        if cfg.optimizer == "dbp":
+            tuned.state.decorrelate(cfg.dbp_lr)
+
+    tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(10, cfg.steps), checkpoint_every=cfg.checkpoint_every)
+    return train(tuned, batches, tc, out, identity, params=[p for p in tuned.state.parameters()],
+                 on_step=after_step, stop_after=stop_after)
