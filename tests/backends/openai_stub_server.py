@@ -68,6 +68,8 @@ class StubServer:
         self.token_delay_s = token_delay_s
         self.reject_stream_options = False  # answer 400, as servers predating the field do
         self.reject_fields: set[str] = set()  # answer 400 naming these, as OpenAI does
+        # answer 500 naming a field with this value, as llama-cpp-python does for top_k=-1
+        self.reject_values: dict[str, object] = {}
         self.llama_like = False
         self.logprobs = True  # False: never send logprobs
         self.honour_seed = True
@@ -136,6 +138,9 @@ class StubServer:
         self.stats.client_ports.append(request.client.port if request.client else -1)
         if self.reject_stream_options and "stream_options" in body:
             return _error(400, "Unrecognized request argument supplied: stream_options")
+        bad = [k for k, v in self.reject_values.items() if body.get(k) == v]
+        if bad:
+            return _error(500, f"1 validation error: ('body', '{bad[0]}') must be >= 0")
         refused = sorted(self.reject_fields & set(body))
         if refused:
             return _error(400, f"Unrecognized request argument supplied: {', '.join(refused)}")

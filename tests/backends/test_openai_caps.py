@@ -28,11 +28,11 @@ def llama(server):
     server.token_delay_s = 0.0
     server.llama_like, server.interrupt = True, False
     server.logprobs = server.honour_seed = True
-    server.reject_fields = set()
+    server.reject_fields, server.reject_values = set(), {}
     yield server
     server.llama_like = server.interrupt = False
     server.logprobs = server.honour_seed = True
-    server.reject_fields = set()
+    server.reject_fields, server.reject_values = set(), {}
 
 
 def client(stub, **kw) -> OpenAIGenerator:
@@ -109,6 +109,10 @@ def test_neutral_sampling_fields_overrides_and_refusals(llama):
     with client(llama, top_k=40, extra_body={"typical_p": 0.9}) as gen:
         gen.generate([PROMPT], params)
     assert (llama.stats.bodies[-1]["top_k"], llama.stats.bodies[-1]["typical_p"]) == (40, 0.9)
+    llama.reject_values = {"top_k": -1}  # llama-cpp-python: top_k >= 0, 0 = off
+    with client(llama, max_attempts=1) as gen:
+        gen.generate([PROMPT], params)
+        assert gen.traits.values == {"top_k": 0} and llama.stats.bodies[-1]["top_k"] == 0
     llama.reject_fields = {"min_p", "repeat_penalty"}
     with client(llama, max_attempts=1) as gen:
         res = gen.generate([PROMPT], params)  # dropped, not an attempt
