@@ -20,6 +20,7 @@ compute ledger's ``2 x parameters x tokens`` counts the expert FLOPs really spen
 
 from __future__ import annotations
 
+import copy
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -195,9 +196,25 @@ class ExpertsGenerator(Generator):
                             "default": info.default_k, "total_parameters": info.total_parameters}}
 
 
-def with_experts(generator: Generator, k: int | None = None) -> ExpertsGenerator:
+def with_experts(generator: Generator, k: int | None = None) -> Generator:
     """``generator`` with ``k`` activated experts (None: the model's default), refusing a
-    dense model or a bad count before any generation. Views are re-based on the model."""
+    dense model or a bad count before any generation. Views are re-based on the model;
+    a delegating wrapper (one with an ``inner`` generator, such as the server's
+    per-request proxy) is copied around the new view, so it still runs first (the
+    server's turn on the model is taken before the model's expert lock)."""
     if isinstance(generator, ExpertsGenerator):
         return generator.with_k(generator.info.default_k if k is None else k)
+    inner = getattr(generator, "inner", None)
+    if isinstance(inner, Generator) and getattr(generator, "hf_model", None) is None:
+        view = copy.copy(generator)
+        view.inner = with_experts(inner, k)
+        view.name = view.inner.name
+        return view
     return ExpertsGenerator(generator, k)
+
+
+def experts_info(generator: Generator) -> MoEInfo:
+    """The MoE facts of the model behind ``generator`` (through delegating wrappers)."""
+    while not isinstance(generator, ExpertsGenerator) and isinstance(getattr(generator, "inner", None), Generator):
+        generator = generator.inner
+    return generator.info if isinstance(generator, ExpertsGenerator) else moe_info(hf_model(generator))

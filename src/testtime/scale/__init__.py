@@ -6,6 +6,7 @@ from testtime.scale import budget_forcing as _budget_forcing  # noqa: F401
 from testtime.scale import compute_optimal as _compute_optimal  # noqa: F401
 from testtime.scale import config_search as _config_search  # noqa: F401
 from testtime.scale import dvts as _dvts  # noqa: F401
+from testtime.scale import dynamic_experts as _dynamic_experts  # noqa: F401
 from testtime.scale import ffs as _ffs  # noqa: F401
 from testtime.scale import greedy as _greedy  # noqa: F401
 from testtime.scale import iterative_deepening as _iterative_deepening  # noqa: F401
