@@ -7,7 +7,8 @@ Steps (each resumable: rerun the same command):
    task's generated problems (training seed TRAIN_SEED + 1; reference solutions);
 2. state-tune the small one on ``--split`` (the target: problems of TRAIN_SEED, the
    kernel's support vectors come from those same training problems) with
-   {gradient, dbp} x {plain, kernel M}, through the ``testtime learn state-tuning`` code path;
+   {gradient, dbp} x {plain, kernel M}, and as the large model's observer (DBP, plain state,
+   KL to the large model), through the ``testtime learn state-tuning`` code path;
 3. greedy accuracy of all of them on the held-out problems (TEST_SEED; never trained on).
 
     .venv/bin/python benchmarks/state_tuning.py --out runs/state_tuning --pretrain-steps 3000 --steps 300
@@ -93,20 +94,20 @@ def main() -> None:
         acc = greedy_accuracy(model, task, test, tok, 96)
         report["untuned"][size] = {"params": num_parameters(model), "accuracy": acc,
                                    "eval_wall_s": time.perf_counter() - t0}
-    for optimizer in ("gradient", "dbp"):
-        for kernel in (0, args.kernel):
-            name = f"{optimizer}-kernel{kernel}"
-            request = LearnRequest(method="state-tuning", task=task, split=args.split, problems=test,
-                                   out=Path(args.out) / f"tune-{name}", model_dir=dirs["small"],
-                                   options={"optimizer": optimizer, "kernel": kernel, "steps": args.steps},
-                                   show_progress=False)
-            t0 = time.perf_counter()
-            metrics = METHODS.create("state-tuning", request)
-            report["tuned_small"][name] = {"accuracy": metrics["after"]["accuracy"],
-                                           "before": metrics["before"]["accuracy"],
-                                           "final_loss": metrics["final_loss"],
-                                           "wall_s": time.perf_counter() - t0}
-            print(name, report["tuned_small"][name])
+    variants = {f"{o}-kernel{k}": {"optimizer": o, "kernel": k} for o in ("gradient", "dbp")
+                for k in (0, args.kernel)}
+    variants["observer-dbp-kernel0"] = {"objective": "observer", "teacher": str(dirs["large"])}
+    for name, options in variants.items():
+        request = LearnRequest(method="state-tuning", task=task, split=args.split, problems=test,
+                               out=Path(args.out) / f"tune-{name}", model_dir=dirs["small"],
+                               options={**options, "steps": args.steps}, show_progress=False)
+        t0 = time.perf_counter()
+        metrics = METHODS.create("state-tuning", request)
+        report["tuned_small"][name] = {"accuracy": metrics["after"]["accuracy"],
+                                       "before": metrics["before"]["accuracy"],
+                                       "final_loss": metrics["final_loss"],
+                                       "wall_s": time.perf_counter() - t0}
+        print(name, report["tuned_small"][name])
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"state_tuning{'-' + args.tag if args.tag else ''}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")

@@ -112,3 +112,25 @@ def test_method_is_registered_and_refuses_a_non_rwkv_model(tmp_path):
     with pytest.raises(ValueError, match="optimizer"):
         StateTuningConfig(optimizer="adam")
     assert isinstance(StateTuned, type)
+
+
+def test_observer_tunes_the_small_state_towards_the_teacher(tmp_path):
+    from testtime.learn.state_tuning import observer_loss
+
+    model, examples, cfg, pad = _setup(steps=8)
+    torch.manual_seed(5)
+    teacher = RWKV7(RWKV7Config(vocab_size=model.cfg.vocab_size, dim=16, layers=1, head_size=8, lora_decay=4,
+                                lora_a=4, lora_v=4, lora_gate=4))
+    for p in teacher.parameters():
+        p.data += 0.1 * torch.randn_like(p)
+    hashes = _hash(model), _hash(teacher)
+    tuned = build_tuned(model, examples, cfg, pad)
+    tokens, targets = example_batch(examples, list(range(8)), pad)
+    with torch.no_grad():
+        start = observer_loss(tuned, teacher, tokens, targets).item()
+    tune(tuned, examples, cfg, tmp_path, {"t": 2}, pad, teacher=teacher)
+    with torch.no_grad():
+        assert observer_loss(tuned, teacher, tokens, targets).item() < start
+    assert (_hash(model), _hash(teacher)) == hashes
+    with pytest.raises(ValueError, match="teacher"):
+        StateTuningConfig(objective="observer")

@@ -71,11 +71,13 @@ def train(
     params: list[nn.Parameter] | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     stop_after: int | None = None,
+    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``params`` (default: all of the model's) to ``cfg.steps`` steps, resuming from
     ``out``; returns the log (one row per step). ``identity`` (the model/data config) and
     ``cfg`` pin the run. ``stop_after`` ends the call after that many steps this call
-    (as a kill would, but at a checkpoint), for tests and time-boxed runs."""
+    (as a kill would, but at a checkpoint), for tests and time-boxed runs. ``loss_fn(model,
+    tokens, targets)`` replaces the default cross-entropy of ``model(tokens)``."""
     out = Path(out)
     store = RunStore(out, json.loads(json.dumps({"identity": identity, "train": asdict(cfg)})))
     store.close()
@@ -94,7 +96,7 @@ def train(
             group["lr"] = cfg.lr * schedule(step, cfg)
         t0 = time.perf_counter()
         tokens, targets = batches(step)
-        loss = lm_loss(model(tokens), targets)
+        loss = loss_fn(model, tokens, targets) if loss_fn else lm_loss(model(tokens), targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

@@ -16,7 +16,11 @@ solutions), then the task is answered greedily from the tuned state.
   (``S_0 = W R``); ``W`` follows the gradient (AdamW) and ``R`` the local rule
   ``R <- R - eps (E[z z^T] - diag E[z^2]) R`` after every step. ``optimizer=gradient``
   keeps ``R = I`` (plain gradient on the state), the paper's comparison.
-Not built: the observer model (a smaller model imitating the state dynamics).
+- Observer (``objective=observer``, ``teacher=DIR``): the small model observes a larger
+  one: its state is tuned to minimise KL(teacher || student) of the next-token
+  distributions on the training text, instead of the reference tokens' cross-entropy.
+  Deviation: the paper's observer learns the larger model's state dynamics; states of
+  different sizes are not comparable here, so it imitates the larger model's outputs.
 """
 
 from __future__ import annotations
@@ -35,12 +39,15 @@ from testtime.tasks.base import Problem, Task
 from testtime.tasks.labels import grading
 
 OPTIMIZERS = ("dbp", "gradient")
+OBJECTIVES = ("ce", "observer")
 
 
 @dataclass
 class StateTuningConfig:
     optimizer: str = "dbp"
     kernel: int = 0  # M support vectors of the kernel-upscaled state (0: plain state)
+    objective: str = "ce"  # ce (reference solutions) or observer (imitate the teacher)
+    teacher: str = ""  # model directory of the larger model (objective=observer)
     steps: int = 200
     batch_size: int = 16
     lr: float = 1e-2
@@ -56,6 +63,10 @@ class StateTuningConfig:
         for name in ("steps", "batch_size", "train_problems", "max_tokens", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if (self.objective == "observer") != bool(self.teacher):
+            raise ValueError("objective=observer needs teacher=DIR (and teacher only goes with it)")
         if self.kernel < 0 or self.dbp_lr < 0:
             raise ValueError("kernel and dbp_lr must be >= 0")
 
@@ -199,7 +210,8 @@ def state_tuning(request: LearnRequest) -> dict[str, Any]:
     examples = encode_examples(request.task, train_set, tok, cfg.max_tokens)
     tuned = build_tuned(model, examples, cfg, tok.pad_token_id)
     before = greedy_accuracy(model, request.task, request.problems, tok, cfg.max_tokens)
-    log = tune(tuned, examples, cfg, request.out, request.run_config(cfg), tok.pad_token_id)
+    teacher = load_model(cfg.teacher)[1] if cfg.teacher else None
+    log = tune(tuned, examples, cfg, request.out, request.run_config(cfg), tok.pad_token_id, teacher=teacher)
     after = greedy_accuracy(tuned, request.task, request.problems, tok, cfg.max_tokens)
     torch.save(tuned.state.state_dict(), request.out / "state.pt")
     metrics = {"before": {"accuracy": before}, "after": {"accuracy": after}, "config": asdict(cfg),
@@ -218,8 +230,9 @@ def build_tuned(model: RWKV7, examples: list, cfg: StateTuningConfig, pad: int) 
 
 
 def tune(tuned: StateTuned, examples: list, cfg: StateTuningConfig, out: Any, identity: dict,
-         pad: int, stop_after: int | None = None) -> list[dict[str, float]]:
-    """The resumable tuning loop (only the state's parameters train)."""
+         pad: int, stop_after: int | None = None, teacher: nn.Module | None = None) -> list[dict[str, float]]:
+    """The resumable tuning loop (only the state's parameters train); with a ``teacher`` the
+    loss is the observer's KL to it."""
     def batches(step: int):
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         return example_batch(examples, torch.randint(len(examples), (cfg.batch_size,), generator=g).tolist(), pad)
@@ -230,4 +243,14 @@ def tune(tuned: StateTuned, examples: list, cfg: StateTuningConfig, out: Any, id
 
     tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(10, cfg.steps), checkpoint_every=cfg.checkpoint_every)
     return train(tuned, batches, tc, out, identity, params=[p for p in tuned.state.parameters()],
-                 on_step=after_step, stop_after=stop_after)
+                 on_step=after_step, stop_after=stop_after,
+                 loss_fn=None if teacher is None else lambda m, t, y: observer_loss(m, teacher, t, y))
+
+
+def observer_loss(student: nn.Module, teacher: nn.Module, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean KL(teacher || student) of the next-token distributions at the scored positions."""
+    mask = targets != -100
+    with torch.no_grad():
+        log_t = torch.log_softmax(teacher(tokens)[mask], dim=-1)
+    log_s = torch.log_softmax(student(tokens)[mask], dim=-1)
+    return (log_t.exp() * (log_t - log_s)).sum(-1).mean()
