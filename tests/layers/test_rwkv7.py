@@ -46,3 +46,21 @@ def test_model_forms_agree_and_state_dict_uses_public_names():
         model(tokens, init=[lambda q: q, None], mode="recurrent")
     with pytest.raises(ValueError, match="divisible"):
         RWKV7Config(vocab_size=5, dim=10, head_size=4)
+
+
+def test_cached_token_by_token_equals_the_whole_sequence():
+    torch.manual_seed(3)
+    cfg = RWKV7Config(vocab_size=20, dim=16, layers=2, head_size=8, lora_decay=4, lora_a=4, lora_v=4, lora_gate=4)
+    model = RWKV7(cfg).double()
+    for p in model.parameters():
+        p.data += 0.05 * torch.randn_like(p)
+    tokens = torch.randint(0, 20, (2, 7))
+    s0 = torch.randn(*model.state_shape(), dtype=torch.float64)
+    init = [lambda q: read_matrix(s0, q) + q.tanh(), None]  # any read-out of the propagated query
+    whole = model(tokens, init=init, chunk=3)
+    cache = model.new_cache(2)
+    parts = [model(tokens[:, :4], init=init, chunk=3, cache=cache)]
+    parts += [model(tokens[:, t : t + 1], init=init, cache=cache) for t in range(4, 7)]
+    assert torch.allclose(torch.cat(parts, dim=1), whole, atol=1e-9)
+    with pytest.raises(ValueError, match="chunked"):
+        model(tokens, mode="recurrent", cache=model.new_cache(2))

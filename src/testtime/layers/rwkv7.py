@@ -11,15 +11,17 @@ output gate ``g``, removal key ``kappa = normalise(k * k_k)``, replacement key
 ``W_v``. Parameter names follow public RWKV-7 (x070) checkpoints (``emb``,
 ``blocks.i.att.{x_r,...,w0,w1,w2,a0,...,k_k,k_a,r_k,receptance,key,value,output,ln_x}``,
 ``blocks.i.ffn.{x_k,key,value}``, ``ln_out``, ``head``), so their state dicts load into a
-model of the same shape. Deviations: token-shift states start at zero and are not
-carried between calls (a call sees a whole sequence); no CUDA kernel.
+model of the same shape. A :class:`LayerCache` per layer (``model.new_cache(batch)``) carries
+the token-shift inputs and the wkv map (P, D) between calls, so decoding continues a
+sequence one token at a time (chunked form). Deviations: token-shift states start at
+zero; no CUDA kernel.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -55,9 +57,21 @@ class RWKV7Config:
         return self.dim // self.head_size
 
 
-def token_shift(x: torch.Tensor) -> torch.Tensor:
-    """``x_{t-1} - x_t`` (zeros before the first token)."""
-    return F.pad(x, (0, 0, 1, -1)) - x
+def token_shift(x: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
+    """``x_{t-1} - x_t``; before the first token ``prev`` (B, C), or zeros."""
+    if prev is None:
+        return F.pad(x, (0, 0, 1, -1)) - x
+    return torch.cat([prev.unsqueeze(1), x[:, :-1]], dim=1) - x
+
+
+@dataclass
+class LayerCache:
+    """What a layer carries between calls: last inputs of both token shifts and the
+    wkv map ``S_t = S_0 P + D`` of the tokens so far (updated in place)."""
+
+    att_x: torch.Tensor
+    ffn_x: torch.Tensor
+    wkv: tuple[torch.Tensor, torch.Tensor] = field(default=None)  # type: ignore[assignment]
 
 
 def _lora(rows: int, rank: int, cols: int, scale: float) -> tuple[nn.Parameter, nn.Parameter]:
@@ -90,10 +104,11 @@ class TimeMix(nn.Module):
         self.ln_x = nn.GroupNorm(h, c, eps=64e-5)
 
     def forward(
-        self, x: torch.Tensor, v_first: torch.Tensor | None, init: InitialState, mode: str, chunk: int
+        self, x: torch.Tensor, v_first: torch.Tensor | None, init: InitialState, mode: str, chunk: int,
+        cache: LayerCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         b, t, c = x.shape
-        xx = token_shift(x)
+        xx = token_shift(x, None if cache is None else cache.att_x)
         xr, xw, xk, xv, xa, xg = (x + xx * getattr(self, m) for m in ("x_r", "x_w", "x_k", "x_v", "x_a", "x_g"))
         r, k, v = self.receptance(xr), self.key(xk), self.value(xv)
         w = -F.softplus(-(self.w0 + torch.tanh(xw @ self.w1) @ self.w2)) - 0.5
@@ -107,15 +122,20 @@ class TimeMix(nn.Module):
         kappa = F.normalize(heads(k * self.k_k), dim=-1)
         k = k * (1 + (a - 1) * self.k_a)
         args = (heads(r), heads(torch.exp(-torch.exp(w))), heads(k), heads(v), kappa, heads(a))
-        out = self.wkv(args, init, mode, chunk)
+        out = self.wkv(args, init, mode, chunk, cache)
+        if cache is not None:
+            cache.att_x = x[:, -1]
         out = self.ln_x(out.transpose(1, 2).reshape(b * t, c)).view(b, t, c)
         bonus = (heads(r) * heads(k) * self.r_k.unsqueeze(1)).sum(-1, keepdim=True) * heads(v)
         out = out + bonus.transpose(1, 2).reshape(b, t, c)
         return self.output(out * g), v_first
 
-    def wkv(self, args: tuple[torch.Tensor, ...], init: InitialState, mode: str, chunk: int) -> torch.Tensor:
+    def wkv(self, args: tuple[torch.Tensor, ...], init: InitialState, mode: str, chunk: int,
+            cache: LayerCache | None) -> torch.Tensor:
         b = args[0].shape[0]
         if mode == "recurrent":
+            if cache is not None:
+                raise ValueError("a cache continues the chunked form only")
             if callable(init) and not isinstance(init, torch.Tensor):
                 raise ValueError("the recurrent form takes an initial state matrix, not a read-out")
             s0 = torch.zeros(b, self.heads, self.n, self.n, dtype=args[0].dtype) if init is None else init
@@ -124,7 +144,9 @@ class TimeMix(nn.Module):
             return wkv_recurrent(*args, s0)[0]
         if mode != "chunked":
             raise ValueError(f"mode must be 'chunked' or 'recurrent', got {mode!r}")
-        prop = wkv_chunked(*args, chunk=chunk)
+        prop = wkv_chunked(*args, chunk=chunk, carry=None if cache is None else cache.wkv)
+        if cache is not None:
+            cache.wkv = (prop.p, prop.d)
         if init is None:
             return prop.data
         readout = init if callable(init) and not isinstance(init, torch.Tensor) else (
@@ -140,8 +162,10 @@ class ChannelMix(nn.Module):
         self.value = nn.Linear(cfg.ffn_mult * cfg.dim, cfg.dim, bias=False)
         nn.init.zeros_(self.value.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = x + token_shift(x) * self.x_k
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+        k = x + token_shift(x, None if cache is None else cache.ffn_x) * self.x_k
+        if cache is not None:
+            cache.ffn_x = x[:, -1]
         return self.value(torch.relu(self.key(k)) ** 2)
 
 
@@ -169,7 +193,7 @@ class RWKV7(nn.Module):
 
     def forward(
         self, tokens: torch.Tensor, init: Sequence[InitialState] | None = None,
-        mode: str = "chunked", chunk: int = 16,
+        mode: str = "chunked", chunk: int = 16, cache: list[LayerCache] | None = None,
     ) -> torch.Tensor:
         if init is not None and len(init) != self.cfg.layers:
             raise ValueError(f"init has {len(init)} entries, the model has {self.cfg.layers} layers")
@@ -177,10 +201,16 @@ class RWKV7(nn.Module):
         for i, block in enumerate(self.blocks):
             if i == 0:
                 x = block.ln0(x)
-            dx, v_first = block.att(block.ln1(x), v_first, None if init is None else init[i], mode, chunk)
+            c = None if cache is None else cache[i]
+            dx, v_first = block.att(block.ln1(x), v_first, None if init is None else init[i], mode, chunk, c)
             x = x + dx
-            x = x + block.ffn(block.ln2(x))
+            x = x + block.ffn(block.ln2(x), c)
         return self.head(self.ln_out(x))
+
+    def new_cache(self, batch: int) -> list[LayerCache]:
+        """Empty caches (no tokens seen yet) for ``forward(..., cache=...)``."""
+        z = self.emb.weight.new_zeros(batch, self.cfg.dim)
+        return [LayerCache(z, z) for _ in range(self.cfg.layers)]
 
     def state_shape(self) -> tuple[int, int, int]:
         """Shape of one layer's wkv state: (heads, head_size, head_size)."""

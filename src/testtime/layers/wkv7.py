@@ -70,13 +70,17 @@ def _scan(trans: torch.Tensor, add: torch.Tensor) -> tuple[torch.Tensor, torch.T
 def wkv_chunked(
     r: torch.Tensor, decay: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     kappa: torch.Tensor, a: torch.Tensor, chunk: int = 16,
+    carry: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Propagated:
-    """The parallel form, ``chunk`` tokens per scan (chunk >= T: one scan over everything)."""
+    """The parallel form, ``chunk`` tokens per scan (chunk >= T: one scan over everything).
+    ``carry`` = (P, D) of the tokens before these (a previous call's ``p``, ``d``)."""
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     b, h, t, n = r.shape
-    eye = torch.eye(n, dtype=r.dtype, device=r.device).expand(b, h, n, n)
-    p_c, d_c = eye, torch.zeros_like(eye)
+    if carry is None:
+        eye = torch.eye(n, dtype=r.dtype, device=r.device).expand(b, h, n, n)
+        carry = (eye, torch.zeros_like(eye))
+    p_c, d_c = carry
     datas, queries = [], []
     for start in range(0, t, chunk):
         sl = slice(start, start + chunk)

@@ -129,9 +129,13 @@ class StateTuned(nn.Module):
         for p in model.parameters():
             p.requires_grad_(False)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, cache: list | None = None) -> torch.Tensor:
         self.state.inputs = {"z": [], "zphi": []}  # keep only this call's inputs
-        return self.model(tokens, init=[self.state.readout(i) for i in range(self.model.cfg.layers)])
+        init = [self.state.readout(i) for i in range(self.model.cfg.layers)]
+        return self.model(tokens, init=init, cache=cache)
+
+    def new_cache(self, batch: int) -> list:
+        return self.model.new_cache(batch)
 
 
 @torch.no_grad()
@@ -175,16 +179,19 @@ def example_batch(examples: list[tuple[list[int], list[int]]], idx: list[int], p
 
 @torch.no_grad()
 def greedy_accuracy(model: nn.Module, task: Task, problems: list[Problem], tokenizer: Any, max_tokens: int) -> float:
-    """Share of problems answered correctly by greedy decoding (labels read only here)."""
+    """Share of problems answered correctly by greedy decoding, the prompt read once and
+    each new token fed on through the model's cache (labels read only here)."""
     correct = 0
     for p in problems:
-        ids = tokenizer.encode(p.prompt)
+        cache, out = model.new_cache(1), []
+        logits = model(torch.tensor([tokenizer.encode(p.prompt)]), cache=cache)
         for _ in range(max_tokens):
-            nxt = int(model(torch.tensor([ids]))[0, -1].argmax())
+            nxt = int(logits[0, -1].argmax())
             if nxt == tokenizer.eos_token_id:
                 break
-            ids.append(nxt)
-        text = tokenizer.decode(ids[len(tokenizer.encode(p.prompt)):])
+            out.append(nxt)
+            logits = model(torch.tensor([[nxt]]), cache=cache)
+        text = tokenizer.decode(out)
         with grading():
             correct += task.is_correct(p, text)
     return correct / len(problems)
