@@ -13,7 +13,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from testtime.zoo.tokenizer import build_tokenizer
 
-METHODS = ["dco", "dynamic-cheatsheet", "ettrl", "latentseek", "spine", "tt-si", "ttrl"]
+METHODS = ["dco", "dynamic-cheatsheet", "ettrl", "latentseek", "rerouting", "spine", "tt-si", "ttrl"]
 
 
 class Result:

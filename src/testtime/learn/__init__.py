@@ -5,7 +5,8 @@ majority-vote pseudo-rewards, :mod:`testtime.learn.grpo`), ``dco`` (confidence-
 limiting fine-tuning), ``latentseek`` (policy gradient over hidden states),
 ``tt-si`` (self-improvement with a LoRA adapter per uncertain problem) and
 ``dynamic-cheatsheet`` (a test-time memory); ``state-tuning`` tunes an RWKV-7
-model's initial state (:mod:`testtime.learn.state_tuning`). Importing this package registers them.
+model's initial state (:mod:`testtime.learn.state_tuning`); ``rerouting`` adapts an MoE
+model's router logits on its own context (:mod:`testtime.learn.rerouting`). Importing this package registers them.
 """
 
 from testtime.learn import (  # noqa: F401
@@ -13,6 +14,7 @@ from testtime.learn import (  # noqa: F401
     dco,
     ettrl,
     latentseek,
+    rerouting,
     spine,
     state_tuning,
     ttrl,
