@@ -41,6 +41,16 @@ def _train_reasoner_l(
     return train_reasoner(out, seed=seed, resume=resume, threads=threads, config=config)
 
 
+@TRAINERS.register("reasoner-moe")
+def _train_reasoner_moe(
+    out: Path, steps: int | None, seed: int, resume: bool, threads: int
+) -> dict[str, Any]:
+    """TinyReasoner-MoE: Mixtral format, 8 experts top-2, TinyReasoner's data and recipe."""
+    from testtime.zoo.reasoner_moe import train_moe
+
+    return train_moe(out, steps=steps, seed=seed, resume=resume, threads=threads)
+
+
 @TRAINERS.register("prm")
 def _train_prm(out: Path, steps: int | None, seed: int, resume: bool, threads: int) -> dict[str, Any]:
     from testtime.zoo.reasoner_prm import train_prm
