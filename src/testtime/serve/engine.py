@@ -160,6 +160,14 @@ class Engine:
         generator, verifier = request_views(
             self.generator, shared, gate=self.gate, key=key, cancel=cancel
         )
+        if plan.experts is not None:  # refused before any generation: dense model, bad count
+            from testtime.backends.experts import with_experts
+
+            try:
+                generator = with_experts(generator, plan.experts)
+            except ValueError as err:
+                raise APIError(400, self.redact.public(str(err)), code="invalid_option",
+                               param="testtime.experts") from None
         problems = [
             Problem(
                 id=f"prompt-{i}",

@@ -47,6 +47,8 @@ class Plan:
     task: str | None = None
     # Server-side paths of the resources the options name (never shown to clients).
     paths: dict[str, str] = field(default_factory=dict)
+    # Activated experts per token on an in-process MoE model (testtime.experts; None: its default).
+    experts: int | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class Plan:
             "options": self.options,
             "verifier": self.verifier,
             "task": self.task,
+            **({"experts": self.experts} if self.experts is not None else {}),
         }
 
 
@@ -165,6 +168,10 @@ def make_plan(
         if resolved != name:
             name, options = resolved, {}
     verifier, task = testtime.pop("verifier", None), testtime.pop("task", None)
+    experts = testtime.pop("experts", None)
+    if experts is not None and (isinstance(experts, bool) or not isinstance(experts, int) or experts < 1):
+        raise APIError(400, "testtime.experts must be a positive integer (activated experts per token)",
+                       code="invalid_option", param="testtime.experts")
     for key, value in (("verifier", verifier), ("task", task)):
         if value is not None and not isinstance(value, str):
             raise APIError(400, f"testtime.{key} must be a string", param=f"testtime.{key}")
@@ -195,7 +202,7 @@ def make_plan(
             code="budget_too_large",
             param="n",
         )
-    return Plan(name, options, verifier, task, paths)
+    return Plan(name, options, verifier, task, paths, experts)
 
 
 def sampling_warnings(plan: Plan, choices: int) -> list[str]:
