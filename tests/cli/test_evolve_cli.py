@@ -30,5 +30,5 @@ def test_evolve_runs_reports_and_resumes(tmp_path):
 
 def test_evolve_lists_problems_and_refuses_unknown_ones():
     listed = invoke("--list")
-    assert listed.exit_code == 0 and listed.output.split() == ["autocorrelation", "circle-packing"]
+    assert listed.exit_code == 0 and listed.output.split() == ["autocorrelation", "circle-packing", "countdown-closest"]
     assert isinstance(invoke("no-such-problem").exception, KeyError)

@@ -37,7 +37,7 @@ def test_circle_packing_tolerance_is_zero():
 def test_the_baseline_program_is_valid():
     from testtime.programs.sandbox import Sandbox
 
-    for name in PROBLEMS.names():
+    for name in ("circle-packing", "autocorrelation"):
         problem = PROBLEMS.create(name)
         run = Sandbox().run(problem.baseline, problem.entry)
         assert run.ok, run.reason
@@ -76,4 +76,22 @@ def test_autocorrelation_rejects_bad_solutions(value, message):
 
 
 def test_registry_names_the_problems():
-    assert set(PROBLEMS.names()) == {"circle-packing", "autocorrelation"}
+    assert set(PROBLEMS.names()) == {"circle-packing", "autocorrelation", "countdown-closest"}
+
+
+def test_countdown_closest_knows_its_optimum_and_checks_answers():
+    from testtime.programs.problems.countdown import CountdownClosest, reachable, unreachable_near
+
+    assert reachable((2, 3)) == {1, 2, 3, 5, 6}
+    assert unreachable_near((2, 3), 4) == 4 and unreachable_near((2, 3), 6) == 7
+    problem = CountdownClosest()
+    assert problem.target not in reachable(tuple(sorted(problem.numbers)))
+    assert problem.best_known == -min(abs(v - problem.target) for v in reachable(tuple(sorted(problem.numbers))))
+    assert problem.check(problem.baseline)[0] == -abs(max(problem.numbers) - problem.target)
+    a, b = sorted(problem.numbers)[-2:]
+    score, details = problem.check(f"{a}*{b}={a * b}\nanswer: {a}*{b}")
+    assert details["reached"] == a * b and score == -abs(a * b - problem.target)
+    for bad in ("answer: 1000*1000", f"answer: {a}*{a}*{a}*{a}*{a}", "no answer here"):
+        with pytest.raises(Invalid, match="not an expression"):
+            problem.check(bad)
+    assert problem.read("x=1\nanswer: 2+3\n") == "answer: 2+3" and problem.read("none") is None

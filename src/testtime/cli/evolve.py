@@ -35,7 +35,10 @@ def evolve_command(
     lazy_penalty: Annotated[
         int, Option(help="0 off, 1 child identical to its parent, 2 identical to any program")
     ] = 1,
-    shaping: Annotated[bool, Option(help="ThetaEvolve's reward shaping (recorded rewards)")] = False,
+    shaping: Annotated[bool, Option(help="ThetaEvolve's reward shaping (needed by --rl)")] = False,
+    rl: Annotated[bool, Option(help="test-time RL: one GRPO step per generation on the rewards "
+                                    "(backend embedded or a GPT-2 model directory)")] = False,
+    rl_lr: Annotated[float, Option(help="learning rate of the RL step")] = 1e-4,
     wall_s: Annotated[float, Option(help="wall-clock seconds per candidate run")] = 30.0,
     memory_mb: Annotated[int, Option(help="address-space limit per candidate run (MB)")] = 2048,
     list_: Annotated[bool, Option("--list", help="print the problem names and exit")] = False,
@@ -62,12 +65,24 @@ def evolve_command(
         generations=generations, batch=batch, temperature=temperature, max_tokens=max_tokens,
         seed=seed, workers=workers, shaping=shaping,
         database=replace(DatabaseConfig(), num_islands=islands, lazy_penalty=lazy_penalty))
-    generator = _generator(backend, model, api_key_env, backend_option)
+    generator = (_learner(backend, rl_lr) if rl else
+                 _generator(backend, model, api_key_env, backend_option))
     result = Evolution(task, generator, out, config, limits).run()
     summary = write_report(task, out)
     print(f"best {problem} score {result.best.score:.10g} after {result.generations} generations "
           f"(baseline {summary['baseline_score']:.10g}, best known {task.best_known:g}); "
           f"{out / 'report.md'}, {out / 'best.py'}")
+
+
+def _learner(backend: str, lr: float) -> Any:
+    from testtime.backends import embedded_model_dir
+    from testtime.programs.rl import PolicyLearner, RLConfig
+
+    if backend in ("embedded", "tiny-reasoner"):
+        return PolicyLearner(embedded_model_dir(), RLConfig(lr=lr))
+    if Path(backend).expanduser().is_dir():
+        return PolicyLearner(Path(backend).expanduser(), RLConfig(lr=lr))
+    raise ValueError(f"--rl trains a local model: --backend embedded or a model directory, not {backend!r}")
 
 
 def _generator(backend: str, model: str | None, api_key_env: str | None,

@@ -10,8 +10,10 @@ Rewards follow ThetaEvolve's graded error codes: no program in the answer -0.4, 
 (identical code) -0.3, failed run -0.2, invalid solution -0.1; a valid program gets its
 fitness, or with ``shaping`` ThetaEvolve's ``rl_normalized_reward``: the score clamped to
 the problem's ``[A, B]``, mapped to [0, 1] (flipped when minimising), raised to
-``alpha``. Deviation: the test-time RL step (GRPO on these rewards) is not part of this
-loop; the rewards are recorded per program for it.
+``alpha``. With a generator that learns (:class:`testtime.programs.rl.PolicyLearner`),
+each scored generation is also one GRPO step on these rewards (ThetaEvolve's test-time
+RL; shaping required, since raw fitness can rank a failure above a valid program), and
+the learner's state is checkpointed with the run.
 """
 
 from __future__ import annotations
@@ -84,16 +86,27 @@ class Evolution:
         self.config = config or EvolveConfig()
         self.sandbox = Sandbox(limits)
         self.log = log if log is not None else sys.stderr
+        self.learns = callable(getattr(generator, "learn", None))
+        if self.learns and not self.config.shaping:
+            raise ValueError("the test-time RL step needs reward shaping (--shaping): raw fitness "
+                             "can rank a failed program above a valid one")
 
     # ----- scoring -----------------------------------------------------------------
+    @property
+    def _programs(self) -> bool:
+        return self.problem.language == "python"
+
     def _score(self, program: Program) -> Program:
-        run = self.sandbox.run(program.code, self.problem.entry)
-        program.details = {"wall_s": round(run.wall_s, 3)}
-        if not run.ok:
-            program.reason, program.reward = run.reason, PENALTY["execution"]
-            return program
+        value: Any = program.code  # a problem in another language scores the answer itself
+        if self._programs:
+            run = self.sandbox.run(program.code, self.problem.entry)
+            program.details = {"wall_s": round(run.wall_s, 3)}
+            if not run.ok:
+                program.reason, program.reward = run.reason, PENALTY["execution"]
+                return program
+            value = run.value
         try:
-            score, details = self.problem.check(run.value)
+            score, details = self.problem.check(value)
         except Invalid as err:
             program.reason, program.reward = f"invalid: {err}", PENALTY["invalid"]
             return program
@@ -134,6 +147,8 @@ class Evolution:
                              if saved.get(k) != now[k])
             raise ValueError(f"{self.out} holds an evolve run with other settings ({diff}); "
                              "use another --out")
+        if self.learns and state.get("learner_state"):
+            self.generator.load_state(self.out / state["learner_state"])
         return ProgramDatabase.from_state(state["database"]), state
 
     def _save(self, db: ProgramDatabase, run: dict[str, Any]) -> None:
@@ -150,13 +165,14 @@ class Evolution:
             if base.score is None:
                 raise RuntimeError(f"the {problem.name} baseline fails: {base.reason}")
             db.add_initial(base)
-            run.update(generation=0, curve=[base.score])
+            run.update(generation=0, curve=[base.score], mean_reward=[base.reward])
             self._save(db, run)
             self._line(0, db, [base], 0.0)
         for gen in range(run["generation"] + 1, cfg.generations + 1):
             start = time.monotonic()
             picks = [db.sample() for _ in range(cfg.batch)]
-            prompts = [build_prompt(problem, pick.parent, pick.inspirations) for pick in picks]
+            build = build_prompt if self._programs else type(problem).prompt_for
+            prompts = [build(problem, pick.parent, pick.inspirations) for pick in picks]
             params = SamplingParams(n=1, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                                     seed=_seed(cfg.seed, "generation", gen))
             result = self.generator.generate(prompts, params)
@@ -166,11 +182,12 @@ class Evolution:
                                  f"{len(result.completions)} of {len(prompts)} prompts")
             children, lazy = [], []
             for i, (pick, samples) in enumerate(zip(picks, result.completions, strict=True)):
-                code = extract_code(samples[0].text)
-                child = Program(f"g{gen}-{i}", code or samples[0].text, generation=gen,
+                text = samples[0].text
+                code = extract_code(text) if self._programs else problem.read(text)
+                child = Program(f"g{gen}-{i}", code or text, generation=gen,
                                 island=pick.island, parent_id=pick.parent.id)
                 if code is None:
-                    child.reason, child.reward = "format: no ```python block", PENALTY["format"]
+                    child.reason, child.reward = "format: no program or answer", PENALTY["format"]
                     lazy.append(child)
                 elif (why := db.lazy(code, pick.parent)) is not None:
                     child.reason, child.reward = why, PENALTY["lazy"]
@@ -178,13 +195,24 @@ class Evolution:
                 else:
                     children.append(child)
             scored = self._score_all(children)
-            for child in sorted(scored + lazy, key=lambda p: int(p.id.split("-")[1])):
+            batch = sorted(scored + lazy, key=lambda p: int(p.id.split("-")[1]))
+            for child in batch:
                 db.add(child)
             if gen % cfg.database.migration_interval == 0:
                 db.migrate()
             run["curve"].append(db.best.score)
+            run["mean_reward"] = [*run.get("mean_reward", []), sum(p.reward for p in batch) / len(batch)]
             run.update(generation=gen, usage=asdict(usage))
+            previous = run.get("learner_state")
+            if self.learns:
+                stats = self.generator.learn(prompts, [row[0] for row in result.completions],
+                                             [p.reward for p in batch])
+                run["rl"] = [*run.get("rl", []), {"generation": gen, **stats}]
+                run["learner_state"] = f"learner-{gen}.pt"
+                self.generator.save_state(self.out / run["learner_state"])
             self._save(db, run)
+            if previous and previous != run.get("learner_state"):  # the state now names the new one
+                (self.out / previous).unlink(missing_ok=True)
             self._line(gen, db, scored + lazy, time.monotonic() - start)
         return EvolveResult(db.best, run["curve"], run["generation"], usage)
 

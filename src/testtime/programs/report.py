@@ -33,6 +33,8 @@ def summarise(problem: Problem, state: dict[str, Any]) -> dict[str, Any]:
         "programs": len(programs),
         "outcomes": dict(Counter(_category(p["reason"]) for p in programs)),
         "curve": state["curve"],
+        "mean_reward": state.get("mean_reward", []),  # index 0: the baseline
+        "rl_steps": sum(r.get("updated", 0) for r in state.get("rl", [])),
         "usage": state["usage"],
     }
 
@@ -71,7 +73,8 @@ def write_report(problem: Problem, out: Path) -> dict[str, Any]:
         f"# evolve {problem.name}\n\n"
         f"- best score: {summary['best_score']:.10g} ({summary['direction']}; best known "
         f"{problem.best_known:g}; baseline {summary['baseline_score']:.10g})\n"
-        f"- generations: {summary['generations']}, programs: {summary['programs']}\n"
+        f"- generations: {summary['generations']}, programs: {summary['programs']}, "
+        f"test-time RL steps: {summary['rl_steps']:g}\n"
         f"- best program: best.py ({summary['best_id']}); curve: curve.png\n\n"
         f"| outcome | programs |\n|---|---|\n{outcomes}\n"
     ))

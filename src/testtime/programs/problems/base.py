@@ -2,14 +2,16 @@
 
 A candidate is Python source defining the problem's ``entry`` function; the sandbox
 runs it and returns its JSON value, and :meth:`Problem.check` scores that value in
-the parent process (the candidate never scores itself).
+the parent process (the candidate never scores itself). A problem in another
+``language`` (the embedded model's task language) scores the answer text itself and
+supplies its own prompt (``prompt_for``) and answer reader (``read``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 class Invalid(ValueError):
@@ -18,6 +20,7 @@ class Invalid(ValueError):
 
 @dataclass(frozen=True)
 class Problem(ABC):
+    language: ClassVar[str] = "python"
     name: str
     description: str  # what the program must compute (the prompt's task statement)
     entry: str  # the function the program defines and the sandbox calls
