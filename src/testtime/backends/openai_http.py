@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -58,7 +56,7 @@ from testtime.backends.openai_caps import (
     refused_fields,
     traits_for,
 )
-from testtime.backends.openai_stream import Sample
+from testtime.backends.openai_stream import Job, Sample, StreamCut, read_stream
 from testtime.backends.openai_tokens import TokenCounter
 from testtime.backends.openai_transport import (
     RETRY_STATUS,
@@ -72,20 +70,6 @@ from testtime.backends.openai_transport import (
 MODES = ("completions", "chat")
 PROBE_PROMPT = "1 + 1 ="
 _parse_retry_after = parse_retry_after  # the name tests and older callers import
-
-
-@dataclass
-class _Job:
-    """One HTTP request: ``slots`` are the sample indices of prompt ``prompt`` it fills."""
-
-    prompt: int
-    slots: list[int]
-    sent: bool = False
-    usage_seen: bool = False
-
-
-class _Interrupted(Exception):
-    """The server ended a stream before its samples finished."""
 
 
 class OpenAIGenerator(LoopClient, Generator):
@@ -260,13 +244,13 @@ class OpenAIGenerator(LoopClient, Generator):
         samples = [[Sample() for _ in range(params.n)] for _ in prompts]
         split = self.split_n or self.traits.n is False
         jobs = [
-            _Job(i, [j] if split else list(range(params.n)))
+            Job(i, [j] if split else list(range(params.n)))
             for i in range(len(prompts))
             for j in (range(params.n) if split else [0])
         ]
         usage = Usage()
 
-        def start(job: _Job) -> asyncio.Task:
+        def start(job: Job) -> asyncio.Task:
             return asyncio.create_task(
                 self._run_job(job, prompts[job.prompt], samples[job.prompt], params, usage, on_finish)
             )
@@ -286,7 +270,7 @@ class OpenAIGenerator(LoopClient, Generator):
                     if t.exception() is not None:
                         raise t.exception()
                     for j in t.result():  # samples a server ignoring n did not return
-                        job = _Job(tasks[t].prompt, [j])
+                        job = Job(tasks[t].prompt, [j])
                         jobs.append(job)
                         new = start(job)
                         tasks[new] = job
@@ -340,7 +324,7 @@ class OpenAIGenerator(LoopClient, Generator):
 
     async def _run_job(
         self,
-        job: _Job,
+        job: Job,
         prompt: str,
         samples: list[Sample],
         params: SamplingParams,
@@ -380,13 +364,14 @@ class OpenAIGenerator(LoopClient, Generator):
                                 # Stop strings the server was not told about are watched here.
                                 watch = () if "stop" in body else params.stop
                                 self._watched = self._watched or bool(watch)
-                                return await self._read_stream(
+                                return await read_stream(
                                     resp, url, job, prompt, pending, samples, usage, params,
-                                    watch, on_finish,
+                                    watch, on_finish, traits=self.traits, counter=self.counter,
+                                    chat=self.mode == "chat", model=self.model,
                                 )
                 except httpx.TimeoutException:
                     last_error = f"timed out (timeout {self.timeout.read}s)"
-                except (_Interrupted, httpx.RemoteProtocolError) as err:
+                except (StreamCut, httpx.RemoteProtocolError) as err:
                     self.traits.interrupts = True
                     self.traits.note(f"streams were cut short: requests serialised; {INTERRUPT_HINT}")
                     last_error = f"the server cut the stream short ({err}); {INTERRUPT_HINT}"
@@ -449,112 +434,3 @@ class OpenAIGenerator(LoopClient, Generator):
                 f"is wrong (it usually ends in /v1): {msg}"
             )
         raise BackendError(f"HTTP {code} from {url}: {msg}")
-
-    async def _read_stream(
-        self,
-        resp: httpx.Response,
-        url: str,
-        job: _Job,
-        prompt: str,
-        pending: list[int],
-        samples: list[Sample],
-        usage: Usage,
-        params: SamplingParams,
-        client_stops: Sequence[str],
-        on_finish: FinishCallback | None,
-    ) -> list[int]:
-        t = self.traits
-        seen: set[int] = set()
-        done = cut = False
-        async for line in resp.aiter_lines():
-            # After [DONE] the body is read to its end all the same: a response left
-            # unfinished closes its connection, and the next call pays a new TCP connect.
-            if done or not line.startswith("data:"):
-                continue  # blank separators, comments, event names, pings
-            data = line[5:].strip()
-            if data == "[DONE]":
-                done = True
-                continue
-            chunk = _parse_chunk(data, url)
-            for choice in chunk.get("choices") or []:
-                k = choice.get("index", 0)
-                if not isinstance(k, int) or not 0 <= k < len(pending):
-                    raise BackendError(f"{url} sent a choice index {k!r} beyond n={len(pending)}")
-                seen.add(k)
-                s = samples[pending[k]]
-                if s.reason is not None:  # stopped client-side: the rest is dropped
-                    continue
-                chars = sum(map(len, s.parts))
-                s.absorb(choice, self.mode == "chat")
-                reason = choice.get("finish_reason")
-                if client_stops and s.watch_stops(client_stops, chars):
-                    cut = True
-                elif reason is not None:
-                    s.reason = "length" if reason == "length" else "stop"
-                    t.learn(
-                        "stop_reason", "stop_reason" in choice,
-                        None if "stop_reason" in choice
-                        else "server names no stop_reason: stop strings detected client-side",
-                    )
-                    stop = choice.get("stop_reason")
-                    if isinstance(stop, str) and stop in params.stop:
-                        s.stop_string = stop
-                else:
-                    continue
-                if on_finish is not None:
-                    on_finish(job.prompt, pending[k], s.completion(params.logprobs))
-            u = chunk.get("usage")
-            if isinstance(u, dict) and "completion_tokens" in u:
-                job.usage_seen = True
-                usage.prompt_tokens += int(u.get("prompt_tokens", 0))
-                usage.completion_tokens += int(u["completion_tokens"])
-                self.counter.sources["server usage"] += 1
-                self.counter.remember(prompt, int(u.get("prompt_tokens", 0)))
-            if cut and all(samples[j].reason is not None for j in pending):
-                break  # closing the stream stops the server generating past the stop string
-        if not cut:
-            t.learn("stream_usage", job.usage_seen, None if job.usage_seen else (
-                "server sends no usage in streams: tokens counted from the stream"
-            ))
-        if not seen and not cut:
-            raise _Interrupted("the stream ended before any choice")
-        leftovers: list[int] = []
-        if len(pending) > 1 and seen == {0} and done:
-            t.learn("n", False, "server ignores n: samples asked for one request each")
-            if t.n is False:
-                leftovers = pending[1:]
-        elif len(pending) > 1 and len(seen) == len(pending):
-            t.learn("n", True)
-        if len(seen) + len(leftovers) < len(pending):
-            raise BackendError(
-                f"{url} returned {len(seen)} of the {len(pending)} samples asked for (n); "
-                "use the backend option split_n=true"
-            )
-        got = [pending[k] for k in sorted(seen)]
-        if any(samples[j].reason is None for j in got):
-            raise _Interrupted("a sample got no finish_reason")
-        self._check_logprobs([samples[j] for j in got], params, url)
-        return leftovers
-
-    def _check_logprobs(self, got: list[Sample], params: SamplingParams, url: str) -> None:
-        if not params.logprobs:
-            return
-        missing = any(s.tokens and not s.logprobs for s in got)
-        self.traits.learn("logprobs", not missing)
-        if missing:
-            raise UnsupportedCapability(
-                f"{url} returned no logprobs for model {self.model!r}; strategies that need "
-                "them (e.g. rpc, qalign) cannot run on this server"
-            )
-
-
-def _parse_chunk(data: str, url: str) -> dict:
-    try:
-        chunk = json.loads(data)
-    except json.JSONDecodeError:
-        raise BackendError(f"malformed JSON in the stream from {url}: {data[:80]!r}") from None
-    if not isinstance(chunk, dict):
-        raise BackendError(f"malformed chunk from {url}: {data[:80]!r}")
-    if "error" in chunk:
-        raise BackendError(f"{url} reported an error mid-stream: {str(chunk['error'])[:300]}")
-    return chunk

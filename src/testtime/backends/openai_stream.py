@@ -1,12 +1,28 @@
-"""Assembling streamed choices of an OpenAI-compatible server into samples, with
-stop strings detected on the client when the server cannot say which one it hit."""
+"""Reading an OpenAI-compatible server's streams into samples: choices, usage, stop
+strings detected on the client when the server cannot say which one it hit, and what
+the answers show about the server (:class:`~testtime.backends.openai_caps.ServerTraits`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from testtime.backends.base import Completion
+import httpx
+
+from testtime.backends.base import (
+    BackendError,
+    Completion,
+    FinishCallback,
+    SamplingParams,
+    UnsupportedCapability,
+    Usage,
+)
+from testtime.backends.openai_caps import ServerTraits
+
+if TYPE_CHECKING:
+    from testtime.backends.openai_tokens import TokenCounter
 
 
 @dataclass
@@ -60,3 +76,136 @@ class Sample:
         at, _, stop = min(hits)
         self.cut, self.stop_string, self.reason = at, stop, "stop"
         return True
+
+
+@dataclass
+class Job:
+    """One HTTP request: ``slots`` are the sample indices of prompt ``prompt`` it fills."""
+
+    prompt: int
+    slots: list[int]
+    sent: bool = False
+    usage_seen: bool = False
+
+
+class StreamCut(Exception):
+    """The server ended a stream before its samples finished."""
+
+
+async def read_stream(
+    resp: httpx.Response,
+    url: str,
+    job: Job,
+    prompt: str,
+    pending: list[int],
+    samples: list[Sample],
+    usage: Usage,
+    params: SamplingParams,
+    client_stops: Sequence[str],
+    on_finish: FinishCallback | None,
+    *,
+    traits: ServerTraits,
+    counter: TokenCounter,
+    chat: bool,
+    model: str,
+) -> list[int]:
+    """Read one request's stream into its ``pending`` samples, learning ``traits`` on
+    the way; returns the samples a server ignoring ``n`` left unfilled."""
+    t = traits
+    seen: set[int] = set()
+    done = cut = False
+    async for line in resp.aiter_lines():
+        # After [DONE] the body is read to its end all the same: a response left
+        # unfinished closes its connection, and the next call pays a new TCP connect.
+        if done or not line.startswith("data:"):
+            continue  # blank separators, comments, event names, pings
+        data = line[5:].strip()
+        if data == "[DONE]":
+            done = True
+            continue
+        chunk = parse_chunk(data, url)
+        for choice in chunk.get("choices") or []:
+            k = choice.get("index", 0)
+            if not isinstance(k, int) or not 0 <= k < len(pending):
+                raise BackendError(f"{url} sent a choice index {k!r} beyond n={len(pending)}")
+            seen.add(k)
+            s = samples[pending[k]]
+            if s.reason is not None:  # stopped client-side: the rest is dropped
+                continue
+            chars = sum(map(len, s.parts))
+            s.absorb(choice, chat)
+            reason = choice.get("finish_reason")
+            if client_stops and s.watch_stops(client_stops, chars):
+                cut = True
+            elif reason is not None:
+                s.reason = "length" if reason == "length" else "stop"
+                t.learn(
+                    "stop_reason", "stop_reason" in choice,
+                    None if "stop_reason" in choice
+                    else "server names no stop_reason: stop strings detected client-side",
+                )
+                stop = choice.get("stop_reason")
+                if isinstance(stop, str) and stop in params.stop:
+                    s.stop_string = stop
+            else:
+                continue
+            if on_finish is not None:
+                on_finish(job.prompt, pending[k], s.completion(params.logprobs))
+        u = chunk.get("usage")
+        if isinstance(u, dict) and "completion_tokens" in u:
+            job.usage_seen = True
+            usage.prompt_tokens += int(u.get("prompt_tokens", 0))
+            usage.completion_tokens += int(u["completion_tokens"])
+            counter.sources["server usage"] += 1
+            counter.remember(prompt, int(u.get("prompt_tokens", 0)))
+        if cut and all(samples[j].reason is not None for j in pending):
+            break  # closing the stream stops the server generating past the stop string
+    if not cut:
+        t.learn("stream_usage", job.usage_seen, None if job.usage_seen else (
+            "server sends no usage in streams: tokens counted from the stream"
+        ))
+    if not seen and not cut:
+        raise StreamCut("the stream ended before any choice")
+    leftovers: list[int] = []
+    if len(pending) > 1 and seen == {0} and done:
+        t.learn("n", False, "server ignores n: samples asked for one request each")
+        if t.n is False:
+            leftovers = pending[1:]
+    elif len(pending) > 1 and len(seen) == len(pending):
+        t.learn("n", True)
+    if len(seen) + len(leftovers) < len(pending):
+        raise BackendError(
+            f"{url} returned {len(seen)} of the {len(pending)} samples asked for (n); "
+            "use the backend option split_n=true"
+        )
+    got = [pending[k] for k in sorted(seen)]
+    if any(samples[j].reason is None for j in got):
+        raise StreamCut("a sample got no finish_reason")
+    check_logprobs([samples[j] for j in got], params, url, traits, model)
+    return leftovers
+
+
+def check_logprobs(
+    got: list[Sample], params: SamplingParams, url: str, traits: ServerTraits, model: str
+) -> None:
+    if not params.logprobs:
+        return
+    missing = any(s.tokens and not s.logprobs for s in got)
+    traits.learn("logprobs", not missing)
+    if missing:
+        raise UnsupportedCapability(
+            f"{url} returned no logprobs for model {model!r}; strategies that need "
+            "them (e.g. rpc, qalign) cannot run on this server"
+        )
+
+
+def parse_chunk(data: str, url: str) -> dict:
+    try:
+        chunk = json.loads(data)
+    except json.JSONDecodeError:
+        raise BackendError(f"malformed JSON in the stream from {url}: {data[:80]!r}") from None
+    if not isinstance(chunk, dict):
+        raise BackendError(f"malformed chunk from {url}: {data[:80]!r}")
+    if "error" in chunk:
+        raise BackendError(f"{url} reported an error mid-stream: {str(chunk['error'])[:300]}")
+    return chunk
