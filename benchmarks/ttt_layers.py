@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from testtime.layers.attention import Attention
 from testtime.layers.lact import LaCTConfig, LaCTLayer
 from testtime.layers.lm import LMConfig, TinyLM, matched, num_parameters
 from testtime.layers.recall import RecallSpec, recall_accuracy, recall_batch
@@ -39,24 +40,43 @@ def write(name: str, tag: str, obj: dict) -> Path:
     return path
 
 
+def timed(layer: torch.nn.Module, x: torch.Tensor, repeats: int, backward: bool) -> float:
+    """Seconds per call (forward, or forward + backward of the mean output)."""
+    def call() -> None:
+        if backward:
+            layer(x).mean().backward()
+        else:
+            with torch.no_grad():
+                layer(x)
+
+    call()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - t0) / repeats
+
+
 def throughput(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     rows = []
-    x = torch.randn(args.batch, args.seq, args.dim)
+    x = torch.randn(args.batch, args.seq, args.dim, requires_grad=args.backward)
+    tokens = args.batch * args.seq
+    # fwd+bwd costs about 3x the forward's FLOPs (the usual estimate)
+    factor = 3 if args.backward else 1
     for chunk in args.chunks:
         layer = LaCTLayer(LaCTConfig(dim=args.dim, heads=args.heads, chunk=chunk, window=args.window,
                                      optimizer=args.optimizer))
-        with torch.no_grad():
-            layer(x[:, : min(args.seq, 2 * chunk)])  # warm-up
-            t0 = time.perf_counter()
-            for _ in range(args.repeats):
-                layer(x)
-            wall = (time.perf_counter() - t0) / args.repeats
-        tokens = args.batch * args.seq
-        flops = layer.flops_per_token(args.seq) * tokens
-        rows.append({"chunk": chunk, "tokens_per_s": tokens / wall, "gflop_per_s": flops / wall / 1e9,
-                     "wall_s": wall})
-        print(f"chunk {chunk:5d}: {tokens / wall:10.0f} tok/s  {flops / wall / 1e9:7.2f} GFLOP/s")
+        wall = timed(layer, x, args.repeats, args.backward)
+        flops = factor * layer.flops_per_token(args.seq) * tokens
+        rows.append({"mixer": "lact", "chunk": chunk, "tokens_per_s": tokens / wall,
+                     "gflop_per_s": flops / wall / 1e9, "wall_s": wall})
+        print(f"lact chunk {chunk:5d}: {tokens / wall:10.0f} tok/s  {flops / wall / 1e9:7.2f} GFLOP/s")
+    wall = timed(Attention(args.dim, args.heads), x, args.repeats, args.backward)
+    # projections + causal QK^T and AV (T/2 keys per query on average)
+    flops = factor * tokens * (8 * args.dim * args.dim + 2 * args.dim * args.seq)
+    rows.append({"mixer": "attention", "chunk": None, "tokens_per_s": tokens / wall,
+                 "gflop_per_s": flops / wall / 1e9, "wall_s": wall})
+    print(f"full attention   : {tokens / wall:10.0f} tok/s  {flops / wall / 1e9:7.2f} GFLOP/s")
     write("ttt_layers_throughput", args.tag, {"args": vars(args), "device": "cpu", "rows": rows})
 
 
@@ -109,6 +129,7 @@ def main() -> None:
     t.add_argument("--batch", type=int, default=1)
     t.add_argument("--chunks", type=int, nargs="+", default=[16, 64, 256, 1024])
     t.add_argument("--repeats", type=int, default=2)
+    t.add_argument("--backward", action="store_true", help="time forward + backward (training)")
     q = sub.choices["quality"]
     q.add_argument("--out", required=True)
     q.add_argument("--layers", type=int, default=2)
