@@ -99,3 +99,11 @@ def test_dense_model_and_bad_counts_refused_before_generation(moe, arith, tmp_pa
         get_strategy("dynamic-experts", k_min=5, k_max=3)
     with pytest.raises(ValueError, match="needs a verifier"):
         get_strategy("dynamic-experts", select="score").solve([problem], moe, task)
+
+
+def test_uneven_budgets_favour_the_default_count(moe, arith):
+    task, problem = arith
+    one = get_strategy("dynamic-experts", n=1, max_tokens=6).solve([problem], moe, task)[0]
+    assert one.meta["experts"] == {"1": 0, "2": 1, "3": 0, "4": 0}  # N = 1: plain sampling at k = 2
+    five = get_strategy("dynamic-experts", n=5, max_tokens=6).solve([problem], moe, task)[0]
+    assert five.meta["experts"] == {"1": 1, "2": 2, "3": 1, "4": 1}

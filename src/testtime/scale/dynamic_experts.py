@@ -3,7 +3,8 @@ in Mixture-of-Experts LLMs at Test Time"): the number of activated experts of an
 model becomes a search dimension.
 
 Each path draws an expert count from ``[k_min, k_max]`` (the counts split as evenly as
-the budget allows, :func:`~testtime.scale.common.apportion`) and keeps it to its end
+the budget allows, :func:`~testtime.scale.common.apportion`, extra paths to the counts
+nearest the model's default) and keeps it to its end
 (expert configuration inheritance): in ``mode="sample"`` every candidate is one
 sample at its count; in ``mode="beam"`` (the paper's step-level search) N first steps
 are split over the counts, the PRM keeps the best N/M prefixes over all counts and
@@ -138,7 +139,10 @@ class DynamicExperts(Strategy):
 
     def solve_one(self, problem: Problem, generator: Generator, task: Task, verifier: Verifier | None) -> ProblemResult:
         compute = Compute()
-        counts = self.counts(generator)
+        d = experts_info(generator).default_k
+        # Counts nearest the model's default first: a budget that does not split evenly
+        # gives its extra paths to them (N = 1 is plain sampling at the default count).
+        counts = sorted(self.counts(generator), key=lambda k: (abs(k - d), k))
         views = {k: with_experts(generator, k) for k in counts}
         if self.mode == "beam":
             assert verifier is not None  # check() refused a missing verifier
@@ -159,8 +163,8 @@ class DynamicExperts(Strategy):
             if verifier is not None and self.needs_verifier:
                 score_candidates(pool, problem, verifier, compute, self.aggregation)
         answer, meta = self._choose(pool, problem, task)
-        meta["experts"] = {str(k): sum(c.meta.get("experts") == k for c in pool) for k in counts}
-        meta["active_parameters"] = {str(k): views[k].num_parameters for k in counts}
+        meta["experts"] = {str(k): sum(c.meta.get("experts") == k for c in pool) for k in sorted(counts)}
+        meta["active_parameters"] = {str(k): views[k].num_parameters for k in sorted(counts)}
         return ProblemResult(problem.id, answer, pool, compute, meta=meta)
 
     def _sample(self, problem: Problem, view: Generator, task: Task, n: int, k: int, compute: Compute) -> list[Candidate]:

@@ -1,0 +1,190 @@
+"""Test-time compute inside a mixture-of-experts model: Dynamic Experts Search and
+expert rerouting (issue 16), on TinyReasoner-MoE or any local HF MoE directory.
+
+    python benchmarks/moe_scaling.py [--backend tiny-reasoner-moe] [--levels 4,6,8]
+        [--problems 50] [--max-n 16] [--coverage-samples 12] [--reroute-n 8]
+    python benchmarks/moe_scaling.py --smoke   # a random tiny MoE, 2 problems: the pipeline only
+
+1. DES vs sampling (majority) at equal N, per difficulty: accuracy with a bootstrap CI,
+   the paired difference to majority with its paired-bootstrap CI, generated tokens and
+   policy FLOPs per problem (expert FLOPs at each path's count), at N a multiple of the
+   counts. The default count range ``[d-1, d+1]`` around the model's default ``d`` has
+   mean ``d``: FLOPs per token are then equal (``flops_per_token_ratio`` 1), so equal
+   tokens are equal FLOPs; ``--k-min/--k-max`` move it (the ratios are reported). The
+   harness charges the majority pool's whole prompt to every N (``flops`` includes it).
+2. Complementary solution sets (Han et al. 2025, Fig. 1): per problem, ``m`` samples at
+   each count; coverage (any correct) of each count alone vs the union of ``m/|K|``
+   samples from every count (the same ``m`` samples), with the paired CI of union − best.
+3. Rerouting (Su et al. 2025) alone (n = 1) and with majority@n vs the unadapted model
+   from the same seeds, and its wall-time overhead (``testtime learn rerouting``).
+
+Everything is resumable (run stores under ``--runs``); the summary goes to
+``--results``/moe_scaling[_smoke].json. Grading reads the labels; no method does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scaling_common import RESULTS, RUNS, powers_of_two
+
+from testtime.backends import get_generator
+from testtime.backends.base import SamplingParams
+from testtime.backends.experts import experts_info, with_experts
+from testtime.learn.base import LearnRequest
+from testtime.learn.common import make_problems
+from testtime.learn.rerouting import rerouting
+from testtime.scale.common import derive_seed
+from testtime.scale.harness import scale
+from testtime.scale.summary import bootstrap_ci
+from testtime.store import atomic_write_json
+from testtime.store.runstore import RunStore
+from testtime.tasks import get_task
+from testtime.tasks.labels import grading
+
+
+def des_vs_sampling(task, generator, args, levels, counts) -> list[dict[str, Any]]:
+    options = {"k_min": counts[0], "k_max": counts[-1], "temperature": args.temperature,
+               "max_tokens": args.max_tokens}
+    # N a multiple of the counts: every count gets N/|K| paths, so the mean count is the range's middle.
+    budgets = [len(counts) * p for p in powers_of_two(max(1, args.max_n // len(counts)))]
+    out = scale(task, generator, ["majority", "dynamic-experts"], budgets,
+                args.runs / "des", difficulties=levels, limit=args.problems, seed=args.seed,
+                options=options, backend=args.backend, baseline="majority", show_progress=False)
+    keep = ("strategy", "n", "difficulty", "accuracy", "ci_low", "ci_high", "diff", "diff_low", "diff_high",
+            "generated_tokens", "computed_tokens", "flops", "problems")
+    rows = [{k: r.get(k) for k in keep} for r in out.rows]
+    for r in rows:  # the pool baseline is charged its pool's whole prompt: compare per computed token too
+        r["flops_per_token"] = r["flops"] / r["computed_tokens"] if r["flops"] and r["computed_tokens"] else None
+    base = {(r["n"], r["difficulty"]): r for r in rows if r["strategy"] == "majority"}
+    for r in rows:
+        b = base.get((r["n"], r["difficulty"]))
+        if r["strategy"] != "majority" and b and b["flops"] and b["generated_tokens"]:
+            r["flops_ratio"] = r["flops"] / b["flops"]
+            r["flops_per_token_ratio"] = r["flops_per_token"] / b["flops_per_token"]
+            r["tokens_ratio"] = r["generated_tokens"] / b["generated_tokens"]
+    return rows
+
+
+def coverage(task, generator, args, levels, counts) -> list[dict[str, Any]]:
+    """Per level: coverage of m samples at each count alone vs the union (m/|K| from each)."""
+    m = args.coverage_samples
+    if m % len(counts):
+        raise SystemExit(f"--coverage-samples {m} must be a multiple of the {len(counts)} counts")
+    store = RunStore(args.runs / "coverage", {"counts": counts, "m": m, "seed": args.seed,
+                                               "max_tokens": args.max_tokens, "levels": levels,
+                                               "problems": args.problems, "backend": args.backend})
+    rows = []
+    try:
+        for level in levels:
+            per: dict[str, list[float]] = {str(k): [] for k in counts} | {"union": []}
+            for problem in task.generate(args.problems, level, seed=args.seed):
+                key = f"{level}/{problem.id}"
+                if key not in store:
+                    hits = {}
+                    for k in counts:
+                        params = SamplingParams(n=m, temperature=args.temperature, max_tokens=args.max_tokens,
+                                                seed=derive_seed(args.seed, "coverage", k))
+                        texts = [c.text for c in with_experts(generator, k).generate([problem.prompt], params)
+                                 .completions[0]]
+                        with grading():
+                            hits[str(k)] = [bool(task.is_correct(problem, t)) for t in texts]
+                    store.put(key, hits)
+                hits = store.get(key)
+                for k in counts:
+                    per[str(k)].append(float(any(hits[str(k)])))
+                per["union"].append(float(any(h for k in counts for h in hits[str(k)][: m // len(counts)])))
+            best = max((str(k) for k in counts), key=lambda k: np.mean(per[k]))
+            diffs = np.array(per["union"]) - np.array(per[best])
+            low, high = bootstrap_ci(diffs, seed=args.seed)
+            rows.append({"difficulty": level, "samples": m, **{f"coverage_k{k}": float(np.mean(per[str(k)]))
+                                                               for k in counts},
+                         "coverage_union": float(np.mean(per["union"])), "best_single": int(best),
+                         "union_minus_best": float(diffs.mean()), "ci_low": low, "ci_high": high})
+    finally:
+        store.close()
+    return rows
+
+
+def reroute(task, model_dir: Path, args, levels) -> list[dict[str, Any]]:
+    rows = []
+    for n in sorted({1, args.reroute_n}):
+        problems = make_problems(task, levels, args.problems * len(levels), args.seed)
+        request = LearnRequest("rerouting", task, ",".join(map(str, levels)), problems,
+                               args.runs / f"rerouting-n{n}", model_dir, seed=args.seed,
+                               options={"n": n, "max_tokens": args.max_tokens, "every": args.every,
+                                        "steps": args.steps, "temperature": args.temperature},
+                               show_progress=False, label_free=True)
+        metrics = rerouting(request)
+        rows.append({"n": n, "before": metrics["before"], "after": metrics["after"],
+                     "wall_overhead": metrics["wall_overhead"], "problems": metrics["problems"]})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default="tiny-reasoner-moe", help="tiny-reasoner-moe or an MoE directory")
+    parser.add_argument("--task", default="arith")
+    parser.add_argument("--levels", default="4,6,8")
+    parser.add_argument("--problems", type=int, default=50, help="per level")
+    parser.add_argument("--max-n", type=int, default=16)
+    parser.add_argument("--k-min", type=int, default=None)
+    parser.add_argument("--k-max", type=int, default=None)
+    parser.add_argument("--coverage-samples", type=int, default=12)
+    parser.add_argument("--reroute-n", type=int, default=8)
+    parser.add_argument("--every", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--max-tokens", type=int, default=192)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=Path, default=RUNS / "moe")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="a random tiny MoE, 2 problems, N <= 4")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    levels = [int(x) for x in args.levels.split(",")]
+    if args.smoke:
+        from testtime.zoo.reasoner_moe import MoEConfig, init_moe_dir
+
+        tiny = MoEConfig(n_layer=2, n_embd=32, n_head=2, expert_size=32, n_positions=256)
+        args.backend = str(init_moe_dir(Path(tempfile.mkdtemp()) / "moe", tiny))
+        args.problems, args.max_n, args.coverage_samples, args.reroute_n = 2, 6, 6, 2
+        args.max_tokens, levels, args.runs = 24, levels[:1], Path(tempfile.mkdtemp()) / "runs"
+    task = get_task(args.task)
+    generator = with_experts(get_generator(args.backend, engine="hf"))  # the model's default count
+    info = experts_info(generator)
+    d = info.default_k
+    counts = list(range(args.k_min or max(1, d - 1), (args.k_max or min(d + 1, info.max_k)) + 1))
+    model_dir = Path(generator.inner.model_dir)
+    summary = {
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "model": {"architecture": info.architecture, "experts": info.num_experts, "default_k": d,
+                  "parameters": info.total_parameters, "active_at_default": info.active_parameters(d),
+                  "trained": (model_dir / "training.json").is_file()},
+        "counts": counts,
+        "des_vs_sampling": des_vs_sampling(task, generator, args, levels, counts),
+        "coverage": coverage(task, generator, args, levels, counts),
+        "rerouting": reroute(task, model_dir, args, levels),
+    }
+    path = args.results / ("moe_scaling_smoke.json" if args.smoke else "moe_scaling.json")
+    atomic_write_json(path, summary)
+    for r in summary["des_vs_sampling"]:
+        diff = "" if r["diff"] is None else f" diff {r['diff']:+.3f} [{r['diff_low']:+.2f},{r['diff_high']:+.2f}]"
+        print(f"L{r['difficulty']} {r['strategy']:>16} N={r['n']:<3} acc {r['accuracy']:.3f}{diff}"
+              f" tokens {r['generated_tokens']:.0f} flops {r['flops']:.3g}")
+    for r in summary["coverage"]:
+        print(f"L{r['difficulty']} coverage union {r['coverage_union']:.3f} vs best k={r['best_single']}:"
+              f" {r['union_minus_best']:+.3f} [{r['ci_low']:+.2f},{r['ci_high']:+.2f}]")
+    for r in summary["rerouting"]:
+        print(f"rerouting n={r['n']}: before {r['before']} after {r['after']} overhead {r['wall_overhead']:.2f}x")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
