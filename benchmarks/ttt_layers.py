@@ -99,14 +99,23 @@ def quality(args: argparse.Namespace) -> None:
         log = train(model, lambda s: recall_batch(spec, args.batch, TRAIN_SEED0 + s), tc, out / name,
                     {"model": cfg.__dict__, "spec": spec.__dict__, "batch": args.batch},
                     stop_after=args.stop_after)
-        save_model(out / name / "model", "tiny-lm", model)
+        directory = save_model(out / name / "model", "tiny-lm", model)
+        state = sum(p.numel() for n, p in model.named_parameters() if n.split(".")[-1] in ("w1", "w2", "w3"))
+        (directory / "MODEL_CARD.md").write_text(
+            f"# TinyLM {name} ({num_parameters(model):,} parameters)\n\n"
+            f"testtime.layers.lm.TinyLM, mixer {cfg.mixer} (chunk {cfg.chunk}, window {cfg.window}, "
+            f"fast optimiser {cfg.optimizer}), {cfg.layers} layers, dim {cfg.dim}; fast-weight state "
+            f"{state:,} per sequence. Trained {len(log)} of {args.steps} steps (batch {args.batch}) on "
+            f"MQAR ({spec.pairs} pairs, {spec.queries} queries, gap {spec.gap}; seeds >= {TRAIN_SEED0}). "
+            "For the test-time-memory comparison only.\n")
         accs = {}
         with torch.no_grad():
             for pairs in args.eval_pairs:
                 test = RecallSpec(pairs=pairs, queries=min(args.queries, pairs), gap=args.gap)
                 tok, tgt = recall_batch(test, args.eval_batch, seed=pairs)
                 accs[str(test.length)] = recall_accuracy(model(tok), tgt)
-        report["models"][name] = {"params": num_parameters(model), "steps_done": len(log),
+        report["models"][name] = {"params": num_parameters(model), "fast_weight_state": state,
+                                  "steps_done": len(log),
                                   "final_loss": log[-1]["loss"] if log else None,
                                   "accuracy_by_length": accs, "wall_s_this_call": time.perf_counter() - t0}
         print(name, report["models"][name])

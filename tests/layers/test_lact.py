@@ -5,29 +5,32 @@ from testtime.layers.fast_optim import newton_schulz
 from testtime.layers.lact import LaCTConfig, LaCTLayer, renormalise, swiglu
 
 
-def per_token_reference(layer: LaCTLayer, q, k, v, lr):
-    """Apply-then-update one token at a time, the gradient by autograd (independent of
-    swiglu_grads), the optimisers' maths written out again."""
+def per_token_reference(layer: LaCTLayer, q, k, v, lr, chunk=1):
+    """Apply-then-update, token by token: outputs at the weights of the previous chunks,
+    each token's gradient by autograd (independent of swiglu_grads) summed over its chunk,
+    the optimisers' maths written out again."""
     qn, kn = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
     ws = [w.detach().unsqueeze(0).expand(q.shape[0], *w.shape).clone() for w in (layer.w1, layer.w2, layer.w3)]
     targets = [w.norm(dim=-1, keepdim=True) for w in ws]
     moms = [torch.zeros_like(w) for w in ws]
-    kind, outs = layer.cfg.optimizer, []
-    for t in range(q.shape[2]):
-        outs.append(swiglu(*ws, qn[:, :, t : t + 1]))
+    kind, outs, n = layer.cfg.optimizer, [], q.shape[2]
+    for start in range(0, n, chunk):
+        grads = [torch.zeros_like(w) for w in ws]
         leaf = [w.clone().requires_grad_(True) for w in ws]
-        loss = -(swiglu(*leaf, kn[:, :, t : t + 1]) * v[:, :, t : t + 1]).sum(-1)  # (B, H, 1)
-        grads = []
-        for j in range(3):
-            weighted = (loss.squeeze(-1) * lr[:, :, t, j]).sum()
-            grads.append(torch.autograd.grad(weighted, leaf[j], retain_graph=True)[0])
+        for t in range(start, min(start + chunk, n)):
+            outs.append(swiglu(*ws, qn[:, :, t : t + 1]))
+            loss = -(swiglu(*leaf, kn[:, :, t : t + 1]) * v[:, :, t : t + 1]).sum(-1)  # (B, H, 1)
+            for j in range(3):
+                weighted = (loss.squeeze(-1) * lr[:, :, t, j]).sum()
+                grads[j] += torch.autograd.grad(weighted, leaf[j], retain_graph=True)[0]
+        mean_lr = lr[:, :, start : start + chunk].mean(dim=2)
         for j in range(3):
             step = grads[j]
             if kind in ("momentum", "muon"):
                 moms[j] = 0.9 * moms[j] + grads[j]
                 step = moms[j]
             if kind == "muon":
-                step = newton_schulz(step) * lr[:, :, t, j][..., None, None]
+                step = newton_schulz(step) * mean_lr[..., j][..., None, None]
             ws[j] = renormalise(ws[j] - step, targets[j])
     return torch.cat(outs, dim=2)
 
@@ -42,6 +45,11 @@ def test_chunk_of_one_equals_per_token_reference(optimizer):
         got = layer.ttt(q, k, v, lr)
     want = per_token_reference(layer, q.detach(), k.detach(), v.detach(), lr.detach())
     assert torch.allclose(got, want, atol=1e-10), (got - want).abs().max()
+    layer.cfg.chunk = 4  # a large chunk: the summed gradient of its tokens, one step per chunk
+    with torch.no_grad():
+        got4 = layer.ttt(q, k, v, lr)
+    want4 = per_token_reference(layer, q.detach(), k.detach(), v.detach(), lr.detach(), chunk=4)
+    assert torch.allclose(got4, want4, atol=1e-10) and not torch.allclose(got4, got, atol=1e-4)
     # the fast weights really moved: the first token's output differs from a later one's at fixed W
     frozen = swiglu(*[w.detach().unsqueeze(0).double() for w in (layer.w1, layer.w2, layer.w3)],
                     torch.nn.functional.normalize(q.detach(), dim=-1))

@@ -107,7 +107,7 @@ def test_method_is_registered_and_refuses_a_non_rwkv_model(tmp_path):
     task = get_task("arith")
     request = LearnRequest(method="state-tuning", task=task, split="2", problems=task.generate(2, 2, 0),
                            out=tmp_path / "out", model_dir=tmp_path)
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(ValueError, match="needs --model DIR of an RWKV-7 model.*config.json"):
         method(request)
     with pytest.raises(ValueError, match="optimizer"):
         StateTuningConfig(optimizer="adam")

@@ -207,7 +207,11 @@ def state_tuning(request: LearnRequest) -> dict[str, Any]:
     from testtime.zoo.tokenizer import build_tokenizer
 
     cfg = build_config(StateTuningConfig, {"seed": request.seed}, request.options, "state-tuning")
-    kind, model = load_model(request.model_dir)
+    try:
+        kind, model = load_model(request.model_dir)
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"state-tuning needs --model DIR of an RWKV-7 model (benchmarks/state_tuning.py "
+                         f"pretrains one): {err}") from None
     if kind != "rwkv7":
         raise ValueError(f"state-tuning needs an RWKV-7 model directory, {request.model_dir} holds {kind!r}")
     tok = build_tokenizer()
