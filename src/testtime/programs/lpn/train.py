@@ -1,0 +1,111 @@
+"""Training LPN with gradient search in the loop (Macfarlane & Bonnet 2024, §3.3):
+per task, the example pairs' posterior means (reparameterised samples) are averaged
+into a latent, refined by ``inner_steps`` of gradient ascent on the examples'
+log-likelihood (first order: the step's gradient is not differentiated), and the
+decoder must then produce the held-out query's output; plus ``beta`` x the
+posteriors' KL to N(0, I). Checkpoints (weights, optimizer, step, data stream) are
+written atomically every ``checkpoint_every`` steps; rerunning resumes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from testtime.programs.lpn.grids import sample_tasks
+from testtime.programs.lpn.model import LPN, LPNConfig
+from testtime.programs.lpn.search import search
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000
+    batch: int = 32  # tasks per step
+    examples: int = 3  # pairs shown per task (plus one query)
+    inner_steps: int = 1
+    inner_lr: float = 0.1
+    lr: float = 1e-3
+    beta: float = 1e-3
+    seed: int = 0
+    checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        if min(self.steps, self.batch, self.examples, self.checkpoint_every) < 1 or self.inner_steps < 0:
+            raise ValueError("steps, batch, examples and checkpoint_every must be >= 1, inner_steps >= 0")
+
+
+def _batch(cfg: TrainConfig, model: LPN, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    m = model.config
+    tasks = sample_tasks(cfg.batch, "train", k=cfg.examples, size=m.size, colors=m.colors,
+                         seed=cfg.seed * 1_000_003 + step)
+    return (torch.tensor(np.stack([t.inputs for t in tasks])),
+            torch.tensor(np.stack([t.outputs for t in tasks])))
+
+
+def loss_of(model: LPN, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+            generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of tasks ``x, y`` of shape (B, k + 1, H, W) (last pair: query)."""
+    ex_x, ex_y, q_x, q_y = x[:, :-1], y[:, :-1], x[:, -1:], y[:, -1:]
+    mean, logvar = model.encode(ex_x, ex_y)
+    noise = torch.randn(mean.shape, generator=generator)
+    z = (mean + (0.5 * logvar).exp() * noise).mean(1, keepdim=True)  # (B, 1, L)
+    for _ in range(cfg.inner_steps):
+        probe = z.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model.log_likelihood(ex_x, ex_y, probe).sum(), probe)
+        z = z + cfg.inner_lr * grad
+    recon = -model.log_likelihood(q_x, q_y, z).mean()
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1).mean()
+    return recon + cfg.beta * kl, {"recon": recon.item(), "kl": kl.item()}
+
+
+def train(out: Path, cfg: TrainConfig, model_config: LPNConfig | None = None) -> tuple[LPN, list[dict]]:
+    """Train (or resume) into ``out/checkpoint.pt``; the model and the per-step log."""
+    path = Path(out) / "checkpoint.pt"
+    model = LPN(model_config)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    step, log = 0, []
+    if path.exists():
+        state = torch.load(path, weights_only=False)
+        same = {k: v for k, v in asdict(cfg).items() if k != "steps"}  # more steps: a longer run
+        if ({k: v for k, v in state["config"].items() if k != "steps"} != same
+                or state["model_config"] != asdict(model.config)):
+            raise ValueError(f"{path} was trained with other settings; use another folder")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        step, log = state["step"], state["log"]
+    while step < cfg.steps:
+        x, y = _batch(cfg, model, step)
+        loss, stats = loss_of(model, x, y, cfg, generator)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        log.append({"step": step, "loss": loss.item(), **stats})
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(".checkpoint.pt.tmp")
+            torch.save({"config": asdict(cfg), "model_config": asdict(model.config),
+                        "model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "generator": generator.get_state(), "step": step, "log": log}, tmp)
+            os.replace(tmp, path)
+    return model, log
+
+
+def accuracy(model: LPN, split: str, mode: str, steps: int, n: int = 200, seed: int = 1) -> dict[str, float]:
+    """Exact-match accuracy on ``n`` fresh tasks of ``split`` and the mean search FLOPs."""
+    m = model.config
+    tasks = sample_tasks(n, split, size=m.size, colors=m.colors, seed=seed)
+    right, flops = 0, 0
+    for i, task in enumerate(tasks):
+        x, y = torch.tensor(task.inputs), torch.tensor(task.outputs)
+        found = search(model, x[:-1], y[:-1], mode, steps, seed=i)
+        with torch.no_grad():
+            right += task.correct(model.predict(x[-1], found.z).numpy())
+        flops += found.flops
+    return {"accuracy": right / n, "flops": flops / n}
