@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from testtime.backends.base import Generator, SamplingParams, Usage
-from testtime.programs.database import DatabaseConfig, Program, ProgramDatabase
+from testtime.programs.database import DatabaseConfig, Pick, Program, ProgramDatabase
 from testtime.programs.problems.base import Invalid, Problem
 from testtime.programs.prompt import build_prompt, extract_code
 from testtime.programs.sandbox import Limits, Sandbox
@@ -95,6 +95,11 @@ class Evolution:
     @property
     def _programs(self) -> bool:
         return self.problem.language == "python"
+
+    def _prompt(self, pick: Pick) -> str:
+        if self._programs:
+            return build_prompt(self.problem, pick.parent, pick.inspirations)
+        return self.problem.prompt_for(pick.parent, pick.inspirations)
 
     def _score(self, program: Program) -> Program:
         value: Any = program.code  # a problem in another language scores the answer itself
@@ -171,8 +176,7 @@ class Evolution:
         for gen in range(run["generation"] + 1, cfg.generations + 1):
             start = time.monotonic()
             picks = [db.sample() for _ in range(cfg.batch)]
-            build = build_prompt if self._programs else type(problem).prompt_for
-            prompts = [build(problem, pick.parent, pick.inspirations) for pick in picks]
+            prompts = [self._prompt(pick) for pick in picks]
             params = SamplingParams(n=1, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                                     seed=_seed(cfg.seed, "generation", gen))
             result = self.generator.generate(prompts, params)
