@@ -82,9 +82,11 @@ def os_isolation() -> tuple[str, ...]:
     """The OS layers this machine allows (probed once): all three need root."""
     if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
         return ()
-    with tempfile.TemporaryDirectory() as where:
+    with tempfile.TemporaryDirectory() as where:  # the whole chain, down to the interpreter
         probe = subprocess.run(["unshare", "--net", "--mount", "--", "sh", "-c", MOUNT_SCRATCH,
-                                "sh", where, "64", "true"], capture_output=True)
+                                "sh", where, "64", "setpriv", f"--reuid={NOBODY}",
+                                f"--regid={NOBODY}", "--clear-groups", "--no-new-privs", "--",
+                                sys.executable, "-I", "-c", "pass"], capture_output=True)
     return ("network", "user", "scratch quota") if probe.returncode == 0 else ()
 
 
