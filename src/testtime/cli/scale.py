@@ -179,7 +179,8 @@ def scale_command(
     backend_option: Annotated[
         list[str] | None,
         Option(help="backend option KEY=VALUE (repeatable): split_n=true, tokenizer=DIR, "
-               "num_parameters=N, max_concurrency=N, top_k=40, min_p=0.05, repeat_penalty=1.1"),
+               "num_parameters=N, max_concurrency=N, top_k=40, min_p=0.05, repeat_penalty=1.1, "
+               "experts=K (activated experts per token of an in-process MoE)"),
     ] = None,
     verifier: Annotated[
         str | None, Option(help="verifier for scored strategies: oracle, prm, orm...")
