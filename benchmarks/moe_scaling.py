@@ -56,7 +56,7 @@ def des_vs_sampling(task, generator, args, levels, counts) -> list[dict[str, Any
                 args.runs / "des", difficulties=levels, limit=args.problems, seed=args.seed,
                 options=options, backend=args.backend, baseline="majority", show_progress=False)
     keep = ("strategy", "n", "difficulty", "accuracy", "ci_low", "ci_high", "diff", "diff_low", "diff_high",
-            "generated_tokens", "computed_tokens", "flops", "problems")
+            "generated_tokens", "computed_tokens", "flops", "wall_s", "problems")
     rows = [{k: r.get(k) for k in keep} for r in out.rows]
     for r in rows:  # the pool baseline is charged its pool's whole prompt: compare per computed token too
         r["flops_per_token"] = r["flops"] / r["computed_tokens"] if r["flops"] and r["computed_tokens"] else None
