@@ -16,6 +16,7 @@ from contextlib import redirect_stderr
 from pathlib import Path
 
 from testtime.backends import embedded_model_dir
+from testtime.programs.database import DatabaseConfig
 from testtime.programs.evolve import Evolution, EvolveConfig
 from testtime.programs.problems import PROBLEMS
 from testtime.programs.rl import PolicyLearner
@@ -26,9 +27,10 @@ RESULTS = Path(__file__).parent / "results"
 
 def arm(learning: bool, seed: int, args: argparse.Namespace) -> dict:
     problem = PROBLEMS.create("countdown-closest")
-    out = args.out / f"{'rl' if learning else 'inference'}-seed{seed}"
+    out = args.out / f"{'rl' if learning else 'inference'}-lazy{args.lazy_penalty}-seed{seed}"
     config = EvolveConfig(generations=args.generations, batch=args.batch, max_tokens=96,
-                          seed=seed, shaping=True)
+                          seed=seed, shaping=True,
+                          database=DatabaseConfig(lazy_penalty=args.lazy_penalty))
     start = time.monotonic()
     with redirect_stderr(io.StringIO()):
         result = Evolution(problem, PolicyLearner(embedded_model_dir(), learning=learning),
@@ -53,6 +55,8 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--lazy-penalty", type=int, default=1,
+                        help="1: a repeat of the parent, 2: a repeat of any program is lazy")
     parser.add_argument("--out", type=Path, default=Path("runs/evolve-rl"))
     args = parser.parse_args()
     rows = []
@@ -64,17 +68,20 @@ def main() -> None:
                   f"valid {row['valid_rate']:.2f} (last 10 generations {row['valid_rate_last10']:.2f}), "
                   f"mean reward last 10 {row['mean_reward_last10']:.3f}, {row['seconds']} s", flush=True)
     problem = PROBLEMS.create("countdown-closest")
-    atomic_write_json(RESULTS / "evolve_rl.json", {
+    stem = "evolve_rl" if args.lazy_penalty == 1 else f"evolve_rl-lazy{args.lazy_penalty}"
+    atomic_write_json(RESULTS / f"{stem}.json", {
         "problem": problem.description, "generations": args.generations, "batch": args.batch,
+        "lazy_penalty": args.lazy_penalty,
         "model": "embedded TinyReasoner", "threads": 1, "rows": rows})
     lines = ["| arm | seed | best (optimum) | generation reaching the optimum | valid | valid, last 10 gens "
              "| mean shaped reward, last 10 gens | seconds |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['arm']} | {r['seed']} | {r['best']:g} ({r['optimum']:g}) | "
               f"{r['first_generation_at_optimum']} | {r['valid_rate']:.2f} | {r['valid_rate_last10']:.2f} | "
               f"{r['mean_reward_last10']:.3f} | {r['seconds']} |" for r in rows]
-    atomic_write_text(RESULTS / "evolve_rl.md", (
+    atomic_write_text(RESULTS / f"{stem}.md", (
         f"# evolve + test-time RL vs inference-only ({problem.description}; TinyReasoner, "
-        f"{args.generations} generations x {args.batch} samples, 1 thread)\n\n" + "\n".join(lines) + "\n"))
+        f"{args.generations} generations x {args.batch} samples, lazy penalty level "
+        f"{args.lazy_penalty}, 1 thread)\n\n" + "\n".join(lines) + "\n"))
 
 
 if __name__ == "__main__":
