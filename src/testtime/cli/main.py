@@ -63,7 +63,7 @@ def main() -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: no partial results were written", file=sys.stderr)
+        print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
 
 
