@@ -214,7 +214,10 @@ class OpenAIGenerator(LoopClient, Generator):
             "prompt_tokens_from": dict(self.counter.sources),
             "num_parameters": self._num_parameters,
             "flops": "from num_parameters" if self._num_parameters else "unknown (no num_parameters)",
-            "sampling_fields": {k: v for k, v in self.sampling.items() if k not in t.refused},
+            "sampling_fields": {
+                k: v for k, v in {**self.sampling, **t.values, **self._explicit}.items()
+                if k not in t.refused or k in self._explicit
+            },
             "serialised": t.interrupts or self.max_concurrency == 1,
             "server": t.to_dict(),
         }
@@ -407,8 +410,8 @@ class OpenAIGenerator(LoopClient, Generator):
             return False
         for name in sorted(names):
             other = NEUTRAL_FALLBACKS.get(name)
-            if other is not None and self.traits.values.get(name) != other:
-                self.traits.values[name] = other
+            if other is not None and body[name] != other:  # (a concurrent request may
+                self.traits.values[name] = other  # have switched it already)
                 self.traits.note(f"server refused {name}={body[name]!r}: sent as {other!r}")
             else:
                 self.traits.refused.add(name)
