@@ -43,6 +43,13 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_a_resume_may_change_the_length(tmp_path):
+    train_moe(tmp_path / "c", config=toy(), threads=1, stop_after=2)
+    info = train_moe(tmp_path / "c", config=toy(), steps=6, threads=1, resume=True)
+    assert info["steps_trained"] == 6 and info["schedule_changes"] == [{"at_step": 2, "from": 4, "to": 6}]
+    assert "Resumed at step 2 with `--steps 6`" in (tmp_path / "c" / "README.md").read_text()
+
+
 def test_bad_configs_and_mismatched_resumes_are_refused(tmp_path):
     with pytest.raises(ValueError, match="top_k must be in"):
         MoEConfig(n_experts=8, top_k=9)

@@ -76,6 +76,8 @@ class _State:
     loss_ema: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     selected: dict[str, float] | None = None
+    # Runs resumed with another --steps: {"at_step", "from", "to"} (the cosine is restretched).
+    schedule_changes: list[dict[str, int]] = field(default_factory=list)
 
 
 def build_model(config: MoEConfig, tokenizer: PreTrainedTokenizerBase) -> MixtralForCausalLM:
@@ -148,6 +150,8 @@ def train_moe(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         state, selected = _State(**ckpt["state"]), ckpt["selected_weights"]
+        if ckpt["config"]["steps"] != config.steps:
+            state.schedule_changes.append({"at_step": state.step, "from": ckpt["config"]["steps"], "to": config.steps})
 
     data = config.reasoner()
     model.train()
@@ -190,7 +194,8 @@ def train_moe(
         "model": "tiny-reasoner-moe", "seed": seed, "config": _jsonable(asdict(config)),
         "parameters": sum(p.numel() for p in model.parameters()),
         "steps_trained": state.step, "complete": state.step == config.steps, "selected": state.selected,
-        "history": state.history, "wall_s": round(state.wall_s, 1), "threads": threads,
+        "history": state.history, "schedule_changes": state.schedule_changes,
+        "wall_s": round(state.wall_s, 1), "threads": threads,
         "mixture": {"families": {k: {"share": w, "difficulties": list(d)} for k, (w, d) in MIXTURE.items()},
                     "kinds": KINDS},
     }
@@ -233,6 +238,8 @@ def model_card(info: dict[str, Any]) -> str:
         "- Families: " + "; ".join(f"{k} {v['share']:.0%}" for k, v in info["mixture"]["families"].items())
         + "; kinds: " + ", ".join(f"{k} {w:.0%}" for k, w in info["mixture"]["kinds"].items()) + ".",
         f"- Problem seeds: training >= 1,000,000; validation seed {VALID_SEED}; held-out test seed {TEST_SEED}.",
+        *(f"- Resumed at step {ch['at_step']} with `--steps {ch['to']}` (was {ch['from']}): the cosine restretched."
+          for ch in info.get("schedule_changes", [])),
         "",
         "## Checkpoint selection (validation seed only)",
         f"pass@1 at T=1 on arith level {c['valid_level']}; the most capable checkpoint with pass@1 in"
