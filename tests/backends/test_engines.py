@@ -122,3 +122,22 @@ def test_llama_cpp_learnt_traits(engine):
         BackendError, match="refuses.*top_k"
     ):
         gen.generate(PROMPTS[:1], SamplingParams(max_tokens=2))
+
+
+def test_llama_cpp_default_interrupts_are_explained_then_adapted_to(engine, tmp_path):
+    if engine[1] != "tiny":
+        pytest.skip("llama.cpp specifics")
+    from testtime.zoo.gguf_export import export_gguf
+
+    export_gguf(WEIGHTS, tmp_path / "m.gguf")
+    params = SamplingParams(n=6, temperature=0.8, max_tokens=64, seed=1)
+    with LlamaServer(tmp_path / "m.gguf", interrupt_requests=True) as url:
+        opts = dict(model="tiny", split_n=True, backoff_base=0.05, tokenizer=str(WEIGHTS))
+        with get_generator(f"openai:{url}", max_attempts=1, **opts) as gen, pytest.raises(
+            BackendError, match="--interrupt_requests false"
+        ):
+            gen.generate(PROMPTS[:1], params)  # concurrent streams cut each other short
+        with get_generator(f"openai:{url}", **opts) as gen:  # learnt: one request at a time
+            res = gen.generate(PROMPTS[:1], params)
+            assert gen.describe()["serialised"]
+    assert all(c.finish_reason in ("stop", "length") for c in res.completions[0])

@@ -39,6 +39,7 @@ class LlamaServer:
         n_ctx: int = 512,
         threads: int = 1,
         start_timeout: float = 60.0,
+        interrupt_requests: bool = False,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         if not llama_cpp_available():
@@ -47,6 +48,7 @@ class LlamaServer:
             )
         self.gguf, self.alias, self.n_ctx, self.threads = Path(gguf), alias, n_ctx, threads
         self.start_timeout, self.extra_args = start_timeout, extra_args
+        self.interrupt_requests = interrupt_requests  # True: the server's own default
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -59,7 +61,8 @@ class LlamaServer:
             sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf),
             "--model_alias", self.alias, "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
-            "--n_threads_batch", str(self.threads), "--interrupt_requests", "false",
+            "--n_threads_batch", str(self.threads),
+            "--interrupt_requests", str(self.interrupt_requests).lower(),
             *self.extra_args,
         ]
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
