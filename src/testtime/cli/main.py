@@ -43,6 +43,7 @@ def _root(
 
 # Sub-command modules register themselves on `app` at import time.
 from testtime.cli import adapt as _adapt  # noqa: E402,F401
+from testtime.cli import agent as _agent  # noqa: E402,F401
 from testtime.cli import evolve as _evolve  # noqa: E402,F401
 from testtime.cli import learn as _learn  # noqa: E402,F401
 from testtime.cli import run as _run  # noqa: E402,F401
