@@ -5,6 +5,7 @@ tokenizer, the server's tokenize endpoint, or an estimate (noted as such)."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -45,10 +46,14 @@ class TokenCounter:
         else:
             count, source = await self._server_tokenize(client, prompt), "server tokenize endpoint"
             if count is None:
-                self.traits.note(
-                    "prompt tokens ESTIMATED at 4 bytes/token (no usage, no tokenize endpoint): "
-                    "pass the backend option tokenizer=<model dir or name>"
+                note = (
+                    f"{self.base_url}: prompt tokens ESTIMATED at 4 bytes/token (the server "
+                    "sends no usage and has no tokenize endpoint): pass the backend option "
+                    "tokenizer=<model dir or name>"
                 )
+                if note not in self.traits.notes:  # said once per server, and in the run config
+                    warnings.warn(note, stacklevel=2)
+                self.traits.note(note)
                 self.sources["estimate (4 bytes/token)"] += 1
                 return math.ceil(len(prompt.encode()) / 4)
         self.sources[source] += 1
