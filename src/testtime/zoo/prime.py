@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from testtime.zoo.behaviours import check_mix, sample_trace, step_task
 from testtime.zoo.reasoner import (
     LOG_EVERY,
     ReasonerConfig,
+    TrainState,
     _preference,
     training_batch,
     validate,
@@ -76,17 +77,6 @@ class PrimeConfig:
     lora: bool = False
     lora_rank: int = 8
     bf16: bool = False  # autocast: faster only on CPUs with bf16 units (~14x slower without)
-
-
-@dataclass
-class _State:
-    step: int = 0
-    wall_s: float = 0.0
-    loss_ema: float | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
-    selected: dict[str, float] | None = None
-    # Runs resumed with another --steps: {"at_step", "from", "to"} (the cosine is restretched).
-    schedule_changes: list[dict[str, int]] = field(default_factory=list)
 
 
 def parse_mix(text: str | None) -> dict[str, float]:
@@ -167,7 +157,7 @@ def prime(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     run = {"model": str(source), "mix": mix, "families": {k: list(v) for k, v in families.items()},
            "config": asdict(config), "seed": seed}
-    state, selected = _State(), None
+    state, selected = TrainState(), None
     if resume:
         ckpt = torch.load(ckpt_path, weights_only=False)
         def same(r: dict[str, Any]) -> dict[str, Any]:  # only the length may change (cosine restretched)
@@ -178,7 +168,7 @@ def prime(
         net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        state, selected = _State(**ckpt["state"]), ckpt["selected_weights"]
+        state, selected = TrainState(**ckpt["state"]), ckpt["selected_weights"]
         if ckpt["run"]["config"]["steps"] != config.steps:
             state.schedule_changes.append({"at_step": state.step, "from": ckpt["run"]["config"]["steps"],
                                            "to": config.steps})

@@ -69,7 +69,10 @@ def bf16_supported() -> bool:
 
 
 @dataclass
-class _State:
+class TrainState:
+    """A training run's progress, checkpointed with the weights (TinyReasoner, its
+    primed and MoE variants share it)."""
+
     step: int = 0
     wall_s: float = 0.0
     loss_ema: float | None = None
@@ -201,7 +204,7 @@ def train_reasoner(
         return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    state, selected_weights = _State(), None
+    state, selected_weights = TrainState(), None
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
         # Only the length may change (the cosine schedule stretches to the new end).
@@ -215,7 +218,7 @@ def train_reasoner(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        state, selected_weights = _State(**ckpt["state"]), ckpt["selected_weights"]
+        state, selected_weights = TrainState(**ckpt["state"]), ckpt["selected_weights"]
         if ckpt["config"]["steps"] != config.steps:
             state.schedule_changes.append(
                 {"at_step": state.step, "from": ckpt["config"]["steps"], "to": config.steps}
@@ -279,7 +282,7 @@ def export_checkpoint(out: str | Path, to: str | Path | None = None) -> dict[str
     out = Path(out)
     ckpt = torch.load(out / "checkpoints" / CHECKPOINT, weights_only=False)
     config = ReasonerConfig(**{**ckpt["config"], "window": tuple(ckpt["config"]["window"])})
-    state = _State(**ckpt["state"])
+    state = TrainState(**ckpt["state"])
     weights = ckpt["selected_weights"]
     last = state.history[-1] if state.history else None
     if last is not None and last["step"] == state.step and state.selected is not None and _preference(
@@ -293,7 +296,7 @@ def export_checkpoint(out: str | Path, to: str | Path | None = None) -> dict[str
 def _export(
     model: GPT2LMHeadModel,
     weights: dict[str, torch.Tensor],
-    state: _State,
+    state: TrainState,
     config: ReasonerConfig,
     seed: int,
     out: Path,
@@ -327,7 +330,7 @@ def _save_checkpoint(
     model: GPT2LMHeadModel,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    state: _State,
+    state: TrainState,
     selected_weights: dict[str, torch.Tensor] | None,
     config: ReasonerConfig,
     seed: int,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,14 @@ import torch
 from transformers import MixtralConfig, MixtralForCausalLM, PreTrainedTokenizerBase
 
 from testtime.store.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from testtime.zoo.reasoner import LOG_EVERY, ReasonerConfig, _preference, training_batch, validate
+from testtime.zoo.reasoner import (
+    LOG_EVERY,
+    ReasonerConfig,
+    TrainState,
+    _preference,
+    training_batch,
+    validate,
+)
 from testtime.zoo.reasoner_data import KINDS, MIXTURE, TEST_SEED, VALID_SEED
 from testtime.zoo.tokenizer import build_tokenizer, save_tokenizer
 
@@ -67,17 +74,6 @@ class MoEConfig:
             n_positions=self.n_positions, batch_size=self.batch_size, valid_level=self.valid_level,
             valid_problems=self.valid_problems, valid_samples=self.valid_samples,
         )
-
-
-@dataclass
-class _State:
-    step: int = 0
-    wall_s: float = 0.0
-    loss_ema: float | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
-    selected: dict[str, float] | None = None
-    # Runs resumed with another --steps: {"at_step", "from", "to"} (the cosine is restretched).
-    schedule_changes: list[dict[str, int]] = field(default_factory=list)
 
 
 def build_model(config: MoEConfig, tokenizer: PreTrainedTokenizerBase) -> MixtralForCausalLM:
@@ -136,7 +132,7 @@ def train_moe(
         return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    state, selected = _State(), None
+    state, selected = TrainState(), None
     if resume:
         ckpt = torch.load(ckpt_path, weights_only=False)
         if {**ckpt["config"], "steps": config.steps} != _jsonable(asdict(config)) or ckpt["seed"] != seed or (
@@ -149,7 +145,7 @@ def train_moe(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        state, selected = _State(**ckpt["state"]), ckpt["selected_weights"]
+        state, selected = TrainState(**ckpt["state"]), ckpt["selected_weights"]
         if ckpt["config"]["steps"] != config.steps:
             state.schedule_changes.append({"at_step": state.step, "from": ckpt["config"]["steps"], "to": config.steps})
 
