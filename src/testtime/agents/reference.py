@@ -33,12 +33,15 @@ class BFSPolicy(Policy):
         self.queue: deque[str] = deque()
         self.seen = {"/"}
         self.serial: str | None = None
+        self.code: str | None = None  # kept, so a "check again" cue gets the same answer
 
     def act(self, trajectory: Trajectory, seed: int) -> Decision:
         obs = trajectory.observation
-        code = CODE.search(obs)
-        if code:
-            return Decision("found the code", f"answer {code.group(1)}")
+        found = CODE.search(obs)
+        if found:
+            self.code = found.group(1)
+        if self.code is not None:
+            return Decision("found the code", f"answer {self.code}")
         item = ITEM.search(obs)
         if item and (item.group(1), item.group(2)) == self.want:
             self.serial = item.group(3)

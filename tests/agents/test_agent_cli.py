@@ -1,0 +1,28 @@
+import json
+
+from typer.testing import CliRunner
+
+from testtime.cli.main import app
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["agent", "run", *args])
+
+
+def test_agent_run_with_the_bfs_policy_reports_success_and_resumes(tmp_path):
+    args = ("web", "--backend", "bfs", "--episodes", "4", "--horizon", "60",
+            "--env-option", "depth=2", "--out", str(tmp_path))
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert "success 1.000 [1.000, 1.000] over 4 episodes" in first.output
+    again = invoke(*args)
+    assert again.exit_code == 0 and "stored" in again.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["summary"]["episodes"] == 4 and summary["config"]["env"]["depth"] == 2
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    result = invoke("moon", "--backend", "bfs", "--out", str(tmp_path))
+    assert result.exit_code != 0 and "unknown environment 'moon'" in str(result.exception)
+    result = invoke("web", "--backend", "bfs", "--env-option", "depth=0", "--out", str(tmp_path))
+    assert "depth must be >= 1" in str(result.exception)

@@ -1,0 +1,61 @@
+from conftest import FunctionGenerator
+
+from testtime.agents import BFSPolicy, GeneratorPolicy, LoopOptions, run_episode
+from testtime.agents.policy import Trajectory, Turn, extract_action
+from testtime.agents.site import generate_site
+from testtime.agents.web import WebEnv
+
+
+def test_extract_action_takes_the_last_action_line_else_the_first_line():
+    assert extract_action("hmm\nAction: click 2\nmore\naction:  back ") == "back"
+    assert extract_action("\n  click 3\nAction") == "click 3"
+    assert extract_action("") == ""
+
+
+def test_unparseable_output_is_a_counted_step_never_a_crash():
+    gen = FunctionGenerator(lambda prompt: "I like turtles very much")
+    episode = run_episode(WebEnv(), GeneratorPolicy(gen, step_tokens=3), 0, LoopOptions(horizon=4))
+    assert episode.ended == "horizon" and not episode.success
+    assert episode.ledger.steps == 4 and episode.ledger.invalid_steps == 4
+    assert episode.ledger.step_tokens == [3, 3, 3, 3]  # the per-step budget caps reasoning
+    assert all(t["observation"].startswith("invalid action") for t in episode.turns)
+    assert episode.ledger.compute.generated_tokens == 12 and episode.ledger.compute.model_calls == 4
+
+
+def test_a_generator_policy_that_follows_the_format_solves_the_task():
+    """The model's replies come from the BFS script, so only the loop/prompt/parse path is tested."""
+    site, bfs = generate_site(2, depth=2), BFSPolicy()
+
+    def reply(prompt: str) -> str:
+        first = prompt.split("Start:\n", 1)[1].split("\n\nThought:")[0]
+        if "\nObservation:\n" not in prompt:
+            bfs.start(first)
+        last = prompt.rsplit("Observation:\n", 1)[-1].rsplit("\n\nThought:", 1)[0]
+        t = Trajectory(first, "", [Turn("", "", last)] if "\nObservation:\n" in prompt else [])
+        return f"thinking\nAction: {bfs.act(t, 0).action}"
+
+    gen = FunctionGenerator(reply)
+    episode = run_episode(WebEnv(depth=2), GeneratorPolicy(gen, window=1), 2, LoopOptions(horizon=60))
+    assert episode.success and episode.answer == site.answer
+    assert episode.ledger.steps == len(gen.prompts) and episode.ledger.reasoning_tokens > 0
+
+
+def test_check_again_intercepts_answers_and_costs_steps():
+    plain = run_episode(WebEnv(), BFSPolicy(), 1, LoopOptions(horizon=60))
+    cued = run_episode(WebEnv(), BFSPolicy(), 1, LoopOptions(horizon=60, check_again=2))
+    assert cued.success and cued.cues == 2 and cued.ledger.steps == plain.ledger.steps + 2
+    assert "check again" in cued.turns[-2]["observation"]
+
+
+def test_the_horizon_cuts_an_episode_and_announce_shows_steps_left():
+    assert run_episode(WebEnv(depth=3), BFSPolicy(), 0, LoopOptions(horizon=3)).ended == "horizon"
+    gen = FunctionGenerator(lambda prompt: "Action: back")
+    run_episode(WebEnv(), GeneratorPolicy(gen), 0, LoopOptions(horizon=3, announce=True))
+    assert "(3 step(s) left)" in gen.prompts[0] and "(1 step(s) left)" in gen.prompts[2]
+
+
+def test_episodes_are_deterministic_given_the_seed():
+    gen = FunctionGenerator(lambda prompt: f"Action: click {len(prompt) % 3 + 1}")
+    a = run_episode(WebEnv(), GeneratorPolicy(gen), 4, LoopOptions(horizon=6)).to_dict()
+    b = run_episode(WebEnv(), GeneratorPolicy(gen), 4, LoopOptions(horizon=6)).to_dict()
+    assert a == b and a["ledger"]["steps"] == 6
