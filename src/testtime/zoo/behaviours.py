@@ -239,7 +239,7 @@ def revise(task: SyntheticTask, problem: Problem, rng: random.Random) -> Segment
     return [*_prompt(problem), (context, False), *_lines(review(ref, attempt, answer))]
 
 
-INNER = ("plain", "verify", "backtrack", "subgoal")
+INNER = ("plain",)  # the solution after the examples: plain (the default mode stays unchanged)
 
 
 @BEHAVIOURS.register("incontext")
