@@ -1,3 +1,4 @@
+import pytest
 from conftest import FunctionGenerator
 
 from testtime.agents import BFSPolicy, GeneratorPolicy, LoopOptions, run_episode
@@ -59,3 +60,20 @@ def test_episodes_are_deterministic_given_the_seed():
     a = run_episode(WebEnv(), GeneratorPolicy(gen), 4, LoopOptions(horizon=6)).to_dict()
     b = run_episode(WebEnv(), GeneratorPolicy(gen), 4, LoopOptions(horizon=6)).to_dict()
     assert a == b and a["ledger"]["steps"] == 6
+
+
+def test_prompts_are_fitted_to_the_context_oldest_turns_first():
+    gen = FunctionGenerator(lambda prompt: "Action: click 1")
+    policy = GeneratorPolicy(gen, step_tokens=8, window=4, context=150)
+    run_episode(WebEnv(depth=3), policy, 0, LoopOptions(horizon=5))
+    assert all(gen.count_tokens(p) <= 150 - 8 - 1 for p in gen.prompts)
+    assert "Task:" in gen.prompts[-1] and "not shown" in gen.prompts[-1]  # the task stays
+    roomy = FunctionGenerator(lambda prompt: "Action: click 1")
+    run_episode(WebEnv(depth=3), GeneratorPolicy(roomy, window=4), 0, LoopOptions(horizon=5))
+    assert roomy.prompts[-1].count("Observation:") == 4  # no context: the whole window
+    tight = FunctionGenerator(lambda prompt: "Action: click 1")
+    run_episode(WebEnv(depth=3), GeneratorPolicy(tight, step_tokens=8, context=60), 0,
+                LoopOptions(horizon=2))
+    assert all(p.startswith("(cut to fit") and len(p.split()) <= 51 for p in tight.prompts)
+    with pytest.raises(ValueError, match="no room"):
+        GeneratorPolicy(gen, step_tokens=64, context=70)

@@ -6,7 +6,10 @@ policy: the prompt is the action grammar, the task, the last ``window`` turns
 and the current observation; the model thinks within ``step_tokens`` tokens
 (the per-step reasoning budget) and ends with ``Action: ...``. The action is
 the last such line; without one, the output's first line goes to the
-environment as is (it will answer ``invalid action: ...``).
+environment as is (it will answer ``invalid action: ...``). A prompt longer than
+the model's context (``context``: the backend's ``n_positions`` when it has one)
+is fitted by showing fewer turns, then only the task paragraph of the first
+observation, then by cutting its oldest characters (marked in the prompt).
 """
 
 from __future__ import annotations
@@ -74,11 +77,13 @@ def extract_action(text: str) -> str:
     return lines[0] if lines else ""
 
 
-def build_prompt(trajectory: Trajectory, window: int) -> str:
-    """The policy prompt: grammar, task, the last ``window`` turns, the current observation."""
+def build_prompt(trajectory: Trajectory, window: int, *, brief: bool = False) -> str:
+    """The policy prompt: grammar, task, the last ``window`` turns, the current observation
+    (``brief``: of the first observation only its first paragraph, the task)."""
+    first = trajectory.first.split("\n\n")[0] if brief and trajectory.turns else trajectory.first
     parts = ["You are a web agent. Explore the site step by step.", trajectory.action_help,
              "Reply with a short thought, then one line 'Action: <action>'.", "",
-             "Start:", trajectory.first]
+             "Start:", first]
     shown = trajectory.turns[-window:] if window > 0 else []
     skipped = len(trajectory.turns) - len(shown)
     if skipped:
@@ -94,9 +99,13 @@ def build_prompt(trajectory: Trajectory, window: int) -> str:
 
 class GeneratorPolicy(Policy):
     def __init__(self, generator: Generator, *, step_tokens: int = 64, temperature: float = 0.0,
-                 window: int = 4) -> None:
+                 window: int = 4, context: int | None = None) -> None:
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")
+        self.context = context if context is not None else getattr(generator, "n_positions", None)
+        if self.context is not None and self.context <= step_tokens + 16:
+            raise ValueError(f"a context of {self.context} tokens leaves no room for a prompt "
+                             f"and {step_tokens} step tokens")
         self.generator = generator
         self.name = f"generator:{generator.name}"
         self.params = SamplingParams(temperature=temperature, max_tokens=step_tokens,
@@ -105,12 +114,32 @@ class GeneratorPolicy(Policy):
 
     def act(self, trajectory: Trajectory, seed: int) -> Decision:
         assert self.generator is not None
-        result = self.generator.generate([build_prompt(trajectory, self.window)],
+        result = self.generator.generate([self.prompt(trajectory)],
                                          replace(self.params, seed=seed))
         text = result.completions[0][0].text
         thought = ACTION_LINE.split(text)[0].strip() if ACTION_LINE.search(text) else text.strip()
         return Decision(thought, extract_action(text), result.usage)
 
+    def prompt(self, trajectory: Trajectory) -> str:
+        """The prompt for this step, fitted to the context (see the module docstring)."""
+        assert self.generator is not None
+        if self.context is None:
+            return build_prompt(trajectory, self.window)
+        limit = self.context - self.params.max_tokens - 1
+
+        def fits(text: str) -> bool:
+            return self.generator.count_tokens(text) <= limit  # type: ignore[union-attr]
+
+        for window in range(min(self.window, len(trajectory.turns)), -1, -1):
+            prompt = build_prompt(trajectory, window)
+            if fits(prompt):
+                return prompt
+        body = prompt = build_prompt(trajectory, 0, brief=True)
+        while not fits(prompt):
+            body = body[max(1, len(body) // 10):]
+            prompt = "(cut to fit the context) " + body
+        return prompt
+
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "step_tokens": self.params.max_tokens,
+        return {"name": self.name, "context": self.context, "step_tokens": self.params.max_tokens,
                 "temperature": self.params.temperature, "window": self.window}
