@@ -57,6 +57,9 @@ def test_n_ignored_is_split_into_single_requests(llama, lean_gen):
         assert [b["n"] for b in bodies] == [4, 1, 1, 1]
         assert sorted(b["seed"] for b in bodies) == [7, 8, 9, 10]
         assert gen.traits.n is False and "split" in gen.describe()["requests"]
+        # Every sample's tokens counted once (the n=4 request filled sample 0 only).
+        assert res.usage.completion_tokens == sum(c.num_tokens for c in res.completions[0])
+        assert res.usage.calls == 4
         again = gen.generate([PROMPT], params)  # learnt: split from the start
         assert [b["n"] for b in llama.stats.bodies[-4:]] == [1, 1, 1, 1]
     want = [c.text for c in local_split(lean_gen, params)]

@@ -272,7 +272,9 @@ class OpenAIGenerator(LoopClient, Generator):
                         continue
                     if t.exception() is not None:
                         raise t.exception()
-                    for j in t.result():  # samples a server ignoring n did not return
+                    missing = t.result()  # samples a server ignoring n did not return
+                    tasks[t].slots = [j for j in tasks[t].slots if j not in missing]
+                    for j in missing:  # each in its own request (counted there)
                         job = Job(tasks[t].prompt, [j])
                         jobs.append(job)
                         new = start(job)
