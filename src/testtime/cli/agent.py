@@ -23,6 +23,7 @@ def run_command(
                                         "embedded, openai:<base_url>, vllm:<model> or a model "
                                         "directory")] = "embedded",
     model: Annotated[str | None, Option(help="model name for openai/vllm backends")] = None,
+    api_key_env: Annotated[str | None, Option(help="environment variable holding the API key")] = None,
     backend_option: Annotated[
         list[str] | None, Option(help="backend option KEY=VALUE (repeatable)")] = None,
     env_option: Annotated[
@@ -60,6 +61,8 @@ def run_command(
         backend_options = parse_options(backend_option)
         if model is not None:
             backend_options["model"] = model
+        if api_key_env is not None:
+            backend_options["api_key_env"] = api_key_env
         policy = GeneratorPolicy(limit_upstream(get_generator(backend, **backend_options)),
                                  step_tokens=step_tokens, temperature=temperature, window=window)
     seeds = list(range(seed, seed + episodes))
