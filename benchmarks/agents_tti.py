@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--check-again", type=ints, default=[1])
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--window", type=int, default=4)
+    parser.add_argument("--context", type=int, default=None,
+                        help="the model's context in tokens (prompts are fitted to it)")
     parser.add_argument("--tag", default=None, help="results file suffix (default: the backend)")
     parser.add_argument("--note", default="", help="a line for the results file (what to read it as)")
     parser.add_argument("--out", type=Path, default=Path("runs/agents-tti"))
@@ -86,7 +88,8 @@ def main() -> None:
         if key not in runs:
             start = time.monotonic()
             policy = (BFSPolicy() if generator is None else GeneratorPolicy(
-                generator, step_tokens=step_tokens, temperature=args.temperature, window=args.window))
+                generator, step_tokens=step_tokens, temperature=args.temperature, window=args.window,
+                context=args.context))
             env = ENVIRONMENTS.create(args.env, **env_knobs)
             out = args.out / f"h{horizon}-t{step_tokens}-c{cues}"
             runs[key] = run_episodes(env, policy, seeds, LoopOptions(horizon, cues), out)

@@ -77,3 +77,13 @@ def test_prompts_are_fitted_to_the_context_oldest_turns_first():
     assert all(p.startswith("(cut to fit") and len(p.split()) <= 51 for p in tight.prompts)
     with pytest.raises(ValueError, match="no room"):
         GeneratorPolicy(gen, step_tokens=64, context=70)
+
+
+def test_a_context_without_token_counts_is_a_clear_error():
+    class Uncounted(FunctionGenerator):
+        def count_tokens(self, text: str) -> int:
+            raise NotImplementedError("no tokenizer")
+
+    with pytest.raises(ValueError, match="needs token counts: no tokenizer"):
+        GeneratorPolicy(Uncounted(lambda p: ""), context=512)
+    GeneratorPolicy(Uncounted(lambda p: ""))  # no context: nothing to count

@@ -106,6 +106,11 @@ class GeneratorPolicy(Policy):
         if self.context is not None and self.context <= step_tokens + 16:
             raise ValueError(f"a context of {self.context} tokens leaves no room for a prompt "
                              f"and {step_tokens} step tokens")
+        if self.context is not None:
+            try:
+                generator.count_tokens("x")
+            except NotImplementedError as err:
+                raise ValueError(f"fitting prompts to a context needs token counts: {err}") from None
         self.generator = generator
         self.name = f"generator:{generator.name}"
         self.params = SamplingParams(temperature=temperature, max_tokens=step_tokens,

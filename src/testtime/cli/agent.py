@@ -35,6 +35,9 @@ def run_command(
     step_tokens: Annotated[int, Option(help="reasoning tokens per step (the per-step budget)")] = 64,
     temperature: Annotated[float, Option(help="sampling temperature")] = 0.0,
     window: Annotated[int, Option(help="past turns shown in the prompt")] = 4,
+    context: Annotated[int | None, Option(help="the model's context in tokens: prompts are fitted "
+                                               "to it (default: the backend's, when it knows)")
+                       ] = None,
     check_again: Annotated[int, Option(help="answers intercepted by a 'check again' cue")] = 0,
     announce: Annotated[bool, Option(help="show the steps left in the prompt")] = False,
     out: Annotated[Path, Option(help="run directory (rerun the same command to resume)")] = Path(
@@ -64,7 +67,8 @@ def run_command(
         if api_key_env is not None:
             backend_options["api_key_env"] = api_key_env
         policy = GeneratorPolicy(limit_upstream(get_generator(backend, **backend_options)),
-                                 step_tokens=step_tokens, temperature=temperature, window=window)
+                                 step_tokens=step_tokens, temperature=temperature, window=window,
+                                 context=context)
     seeds = list(range(seed, seed + episodes))
     done = [0]
 
