@@ -26,3 +26,13 @@ def test_bad_input_is_a_clear_error(tmp_path):
     assert result.exit_code != 0 and "unknown environment 'moon'" in str(result.exception)
     result = invoke("web", "--backend", "bfs", "--env-option", "depth=0", "--out", str(tmp_path))
     assert "depth must be >= 1" in str(result.exception)
+
+
+def test_agent_demos_writes_the_bfs_steps(tmp_path):
+    path = tmp_path / "demos.jsonl"
+    result = CliRunner().invoke(app, ["agent", "demos", "web", "--episodes", "3",
+                                      "--out", str(path), "--env-option", "depth=1"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert {r["seed"] for r in rows} == {10_000, 10_001, 10_002}
+    assert rows[-1]["completion"].startswith(" found the code\nAction: answer ")

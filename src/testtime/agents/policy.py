@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -97,6 +98,20 @@ def build_prompt(trajectory: Trajectory, window: int, *, brief: bool = False) ->
     return "\n".join(parts)
 
 
+def fit_prompt(trajectory: Trajectory, window: int, limit: int, count: Callable[[str], int]) -> str:
+    """The prompt with the most of the last ``window`` turns that is at most ``limit`` tokens
+    by ``count``; then the task only; then cut from the left (marked)."""
+    for shown in range(min(window, len(trajectory.turns)), -1, -1):
+        prompt = build_prompt(trajectory, shown)
+        if count(prompt) <= limit:
+            return prompt
+    body = prompt = build_prompt(trajectory, 0, brief=True)
+    while count(prompt) > limit:
+        body = body[max(1, len(body) // 10):]
+        prompt = "(cut to fit the context) " + body
+    return prompt
+
+
 class GeneratorPolicy(Policy):
     def __init__(self, generator: Generator, *, step_tokens: int = 64, temperature: float = 0.0,
                  window: int = 4, context: int | None = None) -> None:
@@ -131,19 +146,7 @@ class GeneratorPolicy(Policy):
         if self.context is None:
             return build_prompt(trajectory, self.window)
         limit = self.context - self.params.max_tokens - 1
-
-        def fits(text: str) -> bool:
-            return self.generator.count_tokens(text) <= limit  # type: ignore[union-attr]
-
-        for window in range(min(self.window, len(trajectory.turns)), -1, -1):
-            prompt = build_prompt(trajectory, window)
-            if fits(prompt):
-                return prompt
-        body = prompt = build_prompt(trajectory, 0, brief=True)
-        while not fits(prompt):
-            body = body[max(1, len(body) // 10):]
-            prompt = "(cut to fit the context) " + body
-        return prompt
+        return fit_prompt(trajectory, self.window, limit, self.generator.count_tokens)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "context": self.context, "step_tokens": self.params.max_tokens,

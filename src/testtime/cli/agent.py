@@ -86,3 +86,39 @@ def run_command(
     print(f"success {summary['success']:.3f} [{summary['ci_low']:.3f}, {summary['ci_high']:.3f}] "
           f"over {len(played)} episodes, {summary['steps']:.1f} steps and "
           f"{summary['reasoning_tokens']:.0f} reasoning tokens per episode; {out / 'episodes.jsonl'}")
+
+
+@agent_app.command("demos")
+def demos_command(
+    env: Annotated[str, Argument(help="environment name (web)")],
+    out: Annotated[Path, Option(help="JSONL file of {seed, step, prompt, completion}")],
+    episodes: Annotated[int, Option(help="episodes (seeds seed..seed+N-1)")] = 100,
+    seed: Annotated[int, Option(help="first seed (keep them apart from evaluation seeds)")] = 10_000,
+    env_option: Annotated[list[str] | None, Option(help="environment knob KEY=VALUE")] = None,
+    fit_to: Annotated[str | None, Option(help="a backend (embedded, a model directory) whose "
+                                              "tokenizer and context the prompts are fitted to")
+                      ] = None,
+    step_tokens: Annotated[int, Option(help="room left for the completion when fitting")] = 64,
+    window: Annotated[int, Option(help="past turns shown in the prompt")] = 4,
+) -> None:
+    """Write the BFS reference policy's steps on ENV as (prompt, completion) pairs in the
+    agent loop's own prompt format: data to teach a model the action format."""
+    from testtime.agents import ENVIRONMENTS
+    from testtime.agents.demos import demonstrations
+    from testtime.cli.scale import parse_options
+    from testtime.store import atomic_write_text
+
+    environment = ENVIRONMENTS.create(env, **parse_options(env_option))
+    limit = count = None
+    if fit_to is not None:
+        from testtime.backends import get_generator
+
+        generator = get_generator(fit_to)
+        context = getattr(generator, "n_positions", None)
+        if context is None:
+            raise ValueError(f"backend {fit_to!r} does not say its context; fit to a local model")
+        limit, count = context - step_tokens - 1, generator.count_tokens
+    rows = list(demonstrations(environment, range(seed, seed + episodes), window=window,
+                               limit=limit, count=count))
+    atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
+    print(f"{len(rows)} steps from {len({r['seed'] for r in rows})} solved episodes; {out}")
