@@ -82,7 +82,7 @@ def main() -> None:
         generator = get_generator(args.backend, **options)
     seeds = list(range(args.episodes))
     runs: dict[tuple[int, int, int], list[Any]] = {}
-    rows = []
+    rows, firsts = [], {}
     for sweep, horizon, step_tokens, cues in settings(args):
         key = (horizon, step_tokens, cues)
         if key not in runs:
@@ -95,13 +95,11 @@ def main() -> None:
             runs[key] = run_episodes(env, policy, seeds, LoopOptions(horizon, cues), out)
             print(f"h{horizon} t{step_tokens} c{cues}: {time.monotonic() - start:.1f} s",
                   file=sys.stderr, flush=True)
-        first = next(r for r in rows if r["sweep"] == sweep) if any(
-            r["sweep"] == sweep for r in rows) else None
         row = {"sweep": sweep, "horizon": horizon, "step_tokens": step_tokens,
                "check_again": cues, "token_cap": horizon * step_tokens, **summarise(runs[key])}
-        if first is not None:
-            base = runs[(first["horizon"], first["step_tokens"], first["check_again"])]
-            row["diff"], row["diff_low"], row["diff_high"] = paired_success(runs[key], base)
+        if sweep in firsts:  # paired (same seeds) against the sweep's first setting
+            row["diff"], row["diff_low"], row["diff_high"] = paired_success(runs[key], runs[firsts[sweep]])
+        firsts.setdefault(sweep, key)
         rows.append(row)
         print(f"{sweep:11s} H={horizon:3d} T={step_tokens:4d} cue={cues}: success "
               f"{row['success']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}], "

@@ -4,7 +4,8 @@ Interaction scaling by prompting, after TTI (Shen et al., "Thinking vs. Doing",
 2025): ``horizon`` caps the interaction steps; ``announce`` shows the steps left
 in the prompt (a horizon budget the policy can plan with); ``check_again``
 intercepts the first k final answers with a cue to re-check and explore more
-(each cue costs a step; the answer after the last cue is final). Deviations:
+(each cue costs a step, so a cue at the last step leaves none to answer again;
+the answer after the last cue is final). Deviations:
 the cue is a loop option for any environment with an answer action, not a
 browser prompt; TTI's curriculum RL over horizons is not here.
 """

@@ -3,7 +3,7 @@
 Each finished episode is one item of a :class:`~testtime.store.RunStore` under
 ``out`` (keyed by seed; the run's config — environment, policy, loop options —
 is fingerprinted, so a rerun resumes and a changed config is refused), and
-``episodes.jsonl`` is re-exported after every episode. Success is summarised
+``episodes.jsonl`` is exported when the run ends or is interrupted. Success is summarised
 with a percentile bootstrap over episodes; two runs on the same seeds compare
 with a paired bootstrap of their per-seed difference.
 """
@@ -36,18 +36,20 @@ def run_episodes(
     """Play every seed (skipping those stored in ``out``); ``on_episode(ep, resumed)`` reports."""
     with RunStore(out, run_config(env, policy, options)) as store:
         episodes = []
-        for seed in seeds:
-            key = store.key("episode", seed)
-            stored = store.get(key)
-            if stored is not None:
-                episode, resumed = Episode.from_dict(stored), True
-            else:
-                episode, resumed = run_episode(env, policy, seed, options), False
-                store.put(key, episode.to_dict())
-                store.export_jsonl(Path(out) / "episodes.jsonl")
-            episodes.append(episode)
-            if on_episode is not None:
-                on_episode(episode, resumed)
+        try:
+            for seed in seeds:
+                key = store.key("episode", seed)
+                stored = store.get(key)
+                if stored is not None:
+                    episode, resumed = Episode.from_dict(stored), True
+                else:
+                    episode, resumed = run_episode(env, policy, seed, options), False
+                    store.put(key, episode.to_dict())
+                episodes.append(episode)
+                if on_episode is not None:
+                    on_episode(episode, resumed)
+        finally:  # also when interrupted: the file shows every episode stored so far
+            store.export_jsonl(Path(out) / "episodes.jsonl")
     return episodes
 
 
