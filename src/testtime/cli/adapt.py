@@ -53,7 +53,8 @@ def adapt(
         None, "--method", "-m", help="comma-separated method names, or 'all' (see --list)"
     ),
     setting: str = typer.Option(
-        "continual", help="continual | reset | mixed | gradual | correlated | label-shift"
+        "continual", help="continual | reset | mixed | gradual | correlated (Dirichlet, as the"
+        " literature) | correlated-slots (our earlier order) | label-shift"
     ),
     severity: int = typer.Option(5, help="corruption severity 1..5"),
     batch_size: int = typer.Option(200, help="test batch size (1 for SAR's wild setting)"),
@@ -69,7 +70,7 @@ def adapt(
     ),
     imbalance_ratio: float = typer.Option(500_000.0, help="label-shift setting: SAR's IR"),
     delta: float | None = typer.Option(
-        None, help="correlated setting: Dirichlet delta (default: sorted by label)"
+        None, help="correlated settings: Dirichlet delta (default: sorted by label)"
     ),
     source_images: int = typer.Option(
         2000, help="clean train images for methods that need source data"
