@@ -13,7 +13,6 @@ a shipped model's. Deviation: a LoRA run exports the merged model (plain HF form
 from __future__ import annotations
 
 import io
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from testtime.zoo.reasoner import (
     _preference,
     training_batch,
     validate,
+    warmup_cosine,
     write_model_card,
 )
 from testtime.zoo.reasoner_data import TRAIN_SEED_BASE
@@ -148,13 +148,7 @@ def prime(
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
 
-    def lr_factor(step: int) -> float:
-        if step < config.warmup:
-            return (step + 1) / config.warmup
-        t = (step - config.warmup) / max(1, config.steps - config.warmup)
-        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = warmup_cosine(optimizer, config)
     run = {"model": str(source), "mix": mix, "families": {k: list(v) for k, v in families.items()},
            "config": asdict(config), "seed": seed}
     state, selected = TrainState(), None

@@ -64,6 +64,19 @@ class ReasonerConfig:
 LARGE = {"n_layer": 8, "n_embd": 288, "n_head": 8, "window": (0.0, 1.0)}
 
 
+def warmup_cosine(optimizer: torch.optim.Optimizer, config: Any) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay to ``min_lr_ratio``; reads ``config.steps`` at each
+    step, so a run resumed with another ``--steps`` restretches the cosine."""
+
+    def lr_factor(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        t = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
 def bf16_supported() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
@@ -197,13 +210,7 @@ def train_reasoner(
         model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay
     )
 
-    def lr_factor(step: int) -> float:
-        if step < config.warmup:
-            return (step + 1) / config.warmup
-        t = (step - config.warmup) / max(1, config.steps - config.warmup)
-        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = warmup_cosine(optimizer, config)
     state, selected_weights = TrainState(), None
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
