@@ -54,22 +54,6 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}
 
 
-def harness_rows(
-    task: Task,
-    generator: Generator,
-    verifier: Verifier | None,
-    strategies: list[str],
-    budgets: list[int],
-    run: str,
-    args: argparse.Namespace,
-    options: dict[str, Any],
-    **extra: Any,
-) -> list[dict[str, Any]]:
-    """Rows of the scaling harness (accuracy with a bootstrap CI, the paired difference to
-    ``--baseline``, labels, both token ledgers and FLOPs per problem)."""
-    return harness(task, generator, verifier, strategies, budgets, run, args, options, **extra).rows
-
-
 def harness(
     task: Task,
     generator: Generator,

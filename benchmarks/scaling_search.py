@@ -20,7 +20,7 @@ import statistics
 import time
 from typing import Any
 
-from scaling_common import brief, common_args, harness_rows, settings, setup
+from scaling_common import brief, common_args, harness, settings, setup
 
 from testtime.scale import get_strategy
 from testtime.scale.common import mark_correct
@@ -31,7 +31,7 @@ def run_search(args: argparse.Namespace) -> None:
     task, generator, verifier = setup(args)
     budgets = [int(b) for b in args.budgets.split(",")]
     start = time.time()
-    rows = harness_rows(
+    rows = harness(
         task,
         generator,
         verifier,
@@ -40,7 +40,7 @@ def run_search(args: argparse.Namespace) -> None:
         f"search-{args.task}-{args.level}-{args.verifier}",
         args,
         {"width": args.width, "aggregation": "last", "temperature": 0.8},
-    )
+    ).rows
     brief(rows)
     config = {**settings(args), "wall_s": time.time() - start}
     atomic_write_json(args.results / "scaling_search.json", {"config": config, "rows": rows})
@@ -80,7 +80,7 @@ def run_qalign(args: argparse.Namespace) -> None:
         )
     acceptance = statistics.mean(c["acceptance"] for c in chains)
     budgets = [r["n"] for r in qalign_rows]
-    bon_rows = harness_rows(
+    bon_rows = harness(
         task,
         generator,
         verifier,
@@ -89,7 +89,7 @@ def run_qalign(args: argparse.Namespace) -> None:
         f"qalign-bon-{args.task}-{args.level}-{args.verifier}",
         args,
         {"aggregation": "last", "temperature": 1.0},  # QAlign proposes at T = 1
-    )
+    ).rows
     for r in qalign_rows:
         print(
             f"{'qalign':>20} N={r['n']:<4} acc={r['accuracy']:.3f} gen_tokens={r['generated_tokens']:.0f}"

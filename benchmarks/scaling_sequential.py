@@ -21,7 +21,7 @@ import json
 import time
 from typing import Any
 
-from scaling_common import brief, common_args, harness_rows, settings, setup
+from scaling_common import brief, common_args, harness, settings, setup
 
 from testtime.store import atomic_write_json
 
@@ -61,7 +61,7 @@ def main() -> None:
 
     if "budget" in parts:
         for label, waits in (("fill", None), ("truncate", 0)):
-            rows = harness_rows(
+            rows = harness(
                 task,
                 generator,
                 None,
@@ -70,10 +70,10 @@ def main() -> None:
                 f"budget-{label}-{tag}",
                 args,
                 {"waits": waits},
-            )
+            ).rows
             part(f"budget_forcing_{label}", rows, peak=peak(rows))
     if "deepening" in parts:
-        rows = harness_rows(
+        rows = harness(
             task,
             generator,
             None,
@@ -82,18 +82,18 @@ def main() -> None:
             f"deepening-{tag}",
             args,
             {"initial": 16},
-        )
+        ).rows
         part("iterative_deepening", rows, peak=peak(rows))
     if "refine" in parts:
         for label, v in (("verifier_feedback", verifier), ("no_feedback", None)):
-            rows = harness_rows(
+            rows = harness(
                 task, generator, v, ["self-refine"], turns, f"refine-{label}-{tag}", args, {}
-            )
+            ).rows
             part(f"self_refine_{label}", rows)
     if "3d" in parts:
         for t in (1, 2):
             for b in (64, 256):
-                rows = harness_rows(
+                rows = harness(
                     task,
                     generator,
                     verifier,
@@ -102,7 +102,7 @@ def main() -> None:
                     f"3d-t{t}-b{b}-{tag}",
                     args,
                     {"turns": t, "budget": b, "waits": 1},
-                )
+                ).rows
                 part(f"scaling_3d_turns{t}_budget{b}", rows)
     summary["config"]["wall_s"] = time.time() - start
     atomic_write_json(out, summary)
