@@ -6,7 +6,7 @@ from PIL import Image
 from scipy import ndimage
 
 from testtime.data import corruptions as C
-from testtime.data.corruptions import ALL, EXTRA, STANDARD, corrupt, image_rngs
+from testtime.data.corruptions import ALL, EXTRA, STANDARD, corrupt, digital, image_rngs, ops
 from testtime.data.demo import load_demo_subset
 from testtime.registry import UnknownName
 
@@ -78,7 +78,7 @@ def test_glass_blur_matches_the_sequential_reference(images):
     """The vectorised gather equals the original per-pixel loop (with its view-aliasing 'swap')."""
     x = images[:3]
     sigma, delta, iterations = C.CORRUPTIONS.create("glass_blur").params[4]
-    ref = np.floor(np.clip(C._gaussian(x.astype(np.float32) / 255, sigma), 0, 1) * 255) / 255
+    ref = np.floor(np.clip(ops.gaussian(x.astype(np.float32) / 255, sigma), 0, 1) * 255) / 255
     rngs = image_rngs(0, "glass_blur", 5, np.arange(3))
     for n, rng in enumerate(rngs):
         d = rng.integers(-delta, delta, size=(iterations, 30, 30, 2))
@@ -88,7 +88,7 @@ def test_glass_blur_matches_the_sequential_reference(images):
                 for b, w in enumerate(range(31, 1, -1)):
                     dx, dy = d[it, a, b]
                     img[h, w], img[h + dy, w + dx] = img[h + dy, w + dx], img[h, w]
-    expected = np.clip(np.rint(C._gaussian(ref, sigma) * 255), 0, 255).astype(np.uint8)
+    expected = np.clip(np.rint(ops.gaussian(ref, sigma) * 255), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(corrupt(x, "glass_blur", 5, seed=0), expected)
 
 
@@ -102,7 +102,7 @@ def test_clipped_zoom_matches_scipy_zoom(factor):
     )
     trim = (ref.shape[1] - 32) // 2
     np.testing.assert_allclose(
-        C._clipped_zoom(x, factor), ref[:, trim : trim + 32, trim : trim + 32], atol=1e-5
+        ops.clipped_zoom(x, factor), ref[:, trim : trim + 32, trim : trim + 32], atol=1e-5
     )
 
 
@@ -141,7 +141,7 @@ def test_hsv_corruptions_match_colorsys(images, name, severity):
 def test_motion_blur_kernel_is_a_one_sided_line():
     x = np.zeros((2, 32, 32, 1), dtype=np.float32)
     x[:, 16, 8] = 1
-    out = C._line_blur(x, radius=3, sigma=2.0, angles_deg=np.array([0.0, 90.0]))
+    out = ops.line_blur(x, radius=3, sigma=2.0, angles_deg=np.array([0.0, 90.0]))
     np.testing.assert_allclose(out.sum(axis=(1, 2, 3)), 1, atol=1e-6)
     # tap i of pixel p reads p + i·(cos a, sin a): the trail extends left of / above the dot
     row = out[0, 16, :, 0]
@@ -150,7 +150,7 @@ def test_motion_blur_kernel_is_a_one_sided_line():
 
 
 def test_plasma_is_normalised_and_differs_per_image():
-    p = C._plasma(image_rngs(0, "fog", 5, np.arange(3)), decay=2.0)
+    p = ops.plasma(image_rngs(0, "fog", 5, np.arange(3)), decay=2.0)
     assert p.shape == (3, 32, 32)
     np.testing.assert_allclose(p.min(axis=(1, 2)), 0)
     np.testing.assert_allclose(p.max(axis=(1, 2)), 1)
@@ -165,7 +165,9 @@ def test_frost_uses_the_photos_at_cifar_scale():
     assert means[2] > means[1] > means[0]  # the photos are bluish
     # one image: c0·x + c1·(a 32×32 crop of one photo), hand-checked against all crops
     x = np.full((1, 32, 32, 3), 0.5, np.float32)
-    out = C._frost(x, C.image_rngs(0, "frost", 5, np.arange(1)), (0.75, 0.45))
+    out = C.CORRUPTIONS.create("frost").fn(
+        x, C.image_rngs(0, "frost", 5, np.arange(1)), (0.75, 0.45)
+    )
     crop = (out[0] - 0.75 * 0.5) / 0.45
     found = any(
         np.allclose(crop, a[r : r + 32, c : c + 32], atol=1e-5)
@@ -213,8 +215,8 @@ def test_result_does_not_depend_on_internal_chunking(images, monkeypatch, name):
 def test_zoom_blur_operator_is_the_mean_of_the_zooms(images):
     x = images[:3].astype(np.float32) / 255
     factors = np.arange(1, 1.26, 0.01)
-    ref = (x + sum(C._clipped_zoom(x, f) for f in factors)) / (len(factors) + 1)
-    np.testing.assert_allclose(C._zoom_blur(x, [], 1.26), ref, atol=1e-5)
+    ref = (x + sum(ops.clipped_zoom(x, f) for f in factors)) / (len(factors) + 1)
+    np.testing.assert_allclose(C.CORRUPTIONS.create("zoom_blur").fn(x, [], 1.26), ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["mirror", "reflect"])
@@ -235,4 +237,4 @@ def test_bilinear_sampler_matches_map_coordinates(mode):
             for img, r, k in zip(x, rows, cols, strict=True)
         ]
     )
-    np.testing.assert_allclose(C._sample(x, rows, cols, mode), ref, atol=1e-5)
+    np.testing.assert_allclose(digital.sample(x, rows, cols, mode), ref, atol=1e-5)
