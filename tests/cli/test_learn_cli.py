@@ -45,17 +45,20 @@ def cli(capsys):
     return run
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("tiny")
+def save_tiny(path: Path, n_positions: int) -> Path:
     tok = build_tokenizer()
     torch.manual_seed(0)
     GPT2LMHeadModel(
-        GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=16, n_layer=1, n_head=2,
+        GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=16, n_layer=1, n_head=2,
                    bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     ).save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return save_tiny(tmp_path_factory.mktemp("tiny"), 128)
 
 
 def test_list_prints_exactly_the_method_names(cli):
@@ -121,3 +124,27 @@ def test_dry_run_resolves_the_options_and_runs_nothing(cli, model_dir, tmp_path)
     assert "steps=5" in lines[1] and "rollout='tree'" in lines[1] and "n_votes=16" in lines[1]
     res = cli("ettrl", "--steps", "0", "--model", str(model_dir), "--dry-run")
     assert res.returncode == 2 and "steps must be a positive integer" in res.stderr
+
+
+def test_backend_options_reach_the_curators_generator_and_in_process_methods_refuse_them(
+    cli, model_dir, tmp_path
+):
+    out = tmp_path / "dc"
+    long_model = save_tiny(tmp_path / "long", 1024)  # room for the curator's prompt
+    args = ("dynamic-cheatsheet", "--split", "2", "--problems", "1", "--out", str(out), "--model",
+            str(long_model), "--quiet", "-o", "mode=curator", "-o", "max_tokens=4",
+            "-o", "curator_tokens=4")
+    res = cli(*args, "--backend-option", "engine=nope")  # fails before DIR exists
+    assert res.returncode == 2 and "unknown engine 'nope'" in res.stderr, res.stderr
+    assert not out.exists()
+    res = cli(*args, "--backend-option", "engine=hf", "--backend-option", "max_batch=8")
+    assert res.returncode == 0, res.stderr
+    res = cli(*args, "--backend-option", "engine=lean")  # the options are in the run's config
+    assert res.returncode == 2 and "another run" in res.stderr
+    res = cli(*args, "--backend-option", "engine=hf", "--dry-run")
+    assert "backend options: engine='hf'" in res.stdout
+    res = cli("ttrl", "--out", str(tmp_path / "t"), "--backend-option", "split_n=true")
+    assert res.returncode == 2 and "runs its model in-process" in res.stderr
+    res = cli("dynamic-cheatsheet", "--out", str(tmp_path / "e"), "--model", str(model_dir),
+              "--backend-option", "engine=hf")  # mode=examples
+    assert res.returncode == 2 and "apply to mode=curator" in res.stderr

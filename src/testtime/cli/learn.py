@@ -68,6 +68,11 @@ def learn(
         list[str] | None,
         typer.Option("--option", "-o", help="method option KEY=VALUE (repeatable), e.g. -o steps=20"),
     ] = None,
+    backend_option: Annotated[
+        list[str] | None,
+        typer.Option(help="backend option KEY=VALUE (repeatable) of methods that take a "
+                     "backend (dynamic-cheatsheet -o mode=curator), e.g. split_n=true, model=NAME"),
+    ] = None,
     seed: int = typer.Option(0, help="seed of the method (the problems use the held-out seed)"),
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's own)"),
     list_: bool = typer.Option(False, "--list", help="print the method names, one per line"),
@@ -102,6 +107,11 @@ def learn(
         raise ValueError("give a method name (see `testtime learn --list`)")
     METHODS.get(method)  # unknown names fail before anything loads
     pairs = [*(option or []), *extra_options(ctx.args)]
+    if backend_option and not takes_backend(method):
+        raise ValueError(
+            f"learn method {method} runs its model in-process: --backend-option applies to "
+            "methods with a backend option (dynamic-cheatsheet -o mode=curator -o backend=SPEC)"
+        )
     if out is None and not dry_run:
         raise ValueError("give --out DIR for the adapted weights and results")
     import torch
@@ -125,6 +135,7 @@ def learn(
         model_dir=model if model is not None else embedded_model_dir(),
         seed=seed,
         options=parse_options(pairs),
+        backend_options=parse_options(backend_option),
         show_progress=not quiet,
         label_free=label_free,
     )
@@ -134,6 +145,16 @@ def learn(
     with optional_session(ray, tasks=ray_tasks):
         metrics = METHODS.create(method, request)
     _report(method, metrics, out)
+
+
+def takes_backend(name: str) -> bool:
+    """Whether learn method ``name`` samples from a backend (its config has ``backend``)."""
+    import dataclasses
+
+    from testtime.learn import METHODS
+
+    kind = getattr(METHODS.get(name), "config", None)
+    return kind is not None and any(f.name == "backend" for f in dataclasses.fields(kind))
 
 
 def plan(request: LearnRequest) -> str:
@@ -156,6 +177,9 @@ def plan(request: LearnRequest) -> str:
     if kind is not None:
         cfg = build_config(kind, {"seed": request.seed, **method.preset}, request.options, request.method)
         lines.append("  options: " + ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(cfg).items()))
+    if request.backend_options:
+        shown = {k: "***" if k == "api_key" else v for k, v in request.backend_options.items()}
+        lines.append("  backend options: " + ", ".join(f"{k}={v!r}" for k, v in shown.items()))
     lines.append("time: not estimated for learn methods; the progress line shows the time left "
                  "after the first step")
     return "\n".join(lines) + "\n"

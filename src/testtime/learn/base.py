@@ -37,6 +37,8 @@ class LearnRequest:
     options: dict[str, Any] = field(default_factory=dict)
     show_progress: bool = True
     label_free: bool = False
+    # Generator options of methods that take a backend (dynamic-cheatsheet mode=curator).
+    backend_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.label_free and not isinstance(self.task, SealedTask):
@@ -47,7 +49,7 @@ class LearnRequest:
         """What identifies the run (a DIR holding a different one is refused)."""
         with grading():  # the answers pin the problems' identity; no method reads them here
             answers = fingerprint([(p.prompt, p.answer) for p in self.problems])
-        return {
+        config = {
             "method": self.method,
             "task": self.task.name,
             "split": self.split,
@@ -62,6 +64,10 @@ class LearnRequest:
             if dataclasses.is_dataclass(method_config)
             else method_config,
         }
+        backend = {k: v for k, v in self.backend_options.items() if k != "api_key"}
+        if backend:  # (absent when empty: runs made before the option keep resuming)
+            config["backend_options"] = backend
+        return config
 
 
 def takes_options(kind: type, preset: dict[str, Any] | None = None) -> Callable[[F], F]:

@@ -193,6 +193,16 @@ def dynamic_cheatsheet(request: LearnRequest) -> dict[str, Any]:
             f"dynamic-cheatsheet admit=oracle admits solutions verified by a step checker; "
             f"task {task.name!r} has none (use admit=prm or admit=consistency)"
         )
+    generator = None
+    if cfg.mode == "curator":  # built first: bad backend options fail before DIR exists
+        from testtime.backends import get_generator
+
+        generator = get_generator(cfg.backend or str(request.model_dir), **request.backend_options)
+    elif request.backend_options:
+        raise ValueError(
+            "dynamic-cheatsheet mode=examples samples its own policy in-process; "
+            "backend options apply to mode=curator"
+        )
     run = RunDir(request.out, request.run_config(cfg), request.model_dir)
     try:
         loop: ExampleMemory | CuratorLoop
@@ -201,9 +211,7 @@ def dynamic_cheatsheet(request: LearnRequest) -> dict[str, Any]:
 
             loop = ExampleMemory(Policy(request.model_dir), task, cfg)
         else:
-            from testtime.backends import get_generator
-
-            loop = CuratorLoop(get_generator(cfg.backend or str(request.model_dir)), task, cfg)
+            loop = CuratorLoop(generator, task, cfg)
         results = []
         with progress_bar("dynamic-cheatsheet", len(request.problems), enabled=request.show_progress) as bar:
             for i, problem in enumerate(request.problems):
