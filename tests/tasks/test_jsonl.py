@@ -57,7 +57,7 @@ def test_duplicate_ids_and_missing_file(tmp_path):
 
 
 def test_unknown_task_lists_valid_names():
-    with pytest.raises(KeyError, match="valid: arith, countdown, jsonl, mul"):
+    with pytest.raises(KeyError, match="valid: arith, countdown, jsonl, mul, social"):
         get_task("sudoku")
 
 

@@ -1,4 +1,5 @@
-"""Task families: generated arithmetic (``arith``, ``countdown``, ``mul``) and the
+"""Task families: generated arithmetic (``arith``, ``countdown``, ``mul``), generated
+false-belief and temporal stories (``social``) and the
 user's own problems (``jsonl``). ``get_task("arith")``, ``get_task("jsonl", path=...)``
 or simply ``get_task("my_problems.jsonl")``."""
 
@@ -10,6 +11,7 @@ from testtime.tasks.base import Problem, Task
 from testtime.tasks.countdown import CountdownTask
 from testtime.tasks.jsonl import JsonlTask
 from testtime.tasks.mul import MulTask
+from testtime.tasks.social import SocialTask
 from testtime.tasks.synthetic import SyntheticTask
 
 TASKS: Registry[Task] = Registry("task")
@@ -17,6 +19,7 @@ TASKS.register("arith")(ArithTask)
 TASKS.register("countdown")(CountdownTask)
 TASKS.register("mul")(MulTask)
 TASKS.register("jsonl")(JsonlTask)
+TASKS.register("social")(SocialTask)
 
 # The generated families TinyReasoner is trained on.
 SYNTHETIC_TASKS = ("arith", "countdown", "mul")
