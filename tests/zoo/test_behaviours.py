@@ -3,7 +3,7 @@ import random
 import pytest
 
 from testtime.tasks import get_task
-from testtime.tasks.base import REVISE_PREFIX, WAIT_CUE
+from testtime.tasks.base import ANSWER_PREFIX, REVISE_PREFIX, WAIT_CUE
 from testtime.tasks.synthetic import parse_step
 from testtime.tasks.trace import parse_line
 from testtime.zoo.behaviours import (
@@ -51,9 +51,10 @@ def test_traces_are_checker_consistent(behaviour):
         solution = solution_of(trace, problem)
         assert task.is_correct(problem, solution), trace.text
         tracked = task.track_steps(problem, solution)
-        assert tracked[-1], (trace.text, tracked)
-        # every trained line is valid; a line the checker rejects is never trained
         valid = task.check_steps(problem, solution)
+        # the derivation in effect at the last valid line (a budget cut leaves a partial one after it)
+        assert tracked[max(i for i, ok in enumerate(valid) if ok)], (trace.text, tracked)
+        # every trained line is valid; a line the checker rejects is never trained
         flags = trained_flags(trace, problem)
         assert len(flags) == len(valid) + 1  # + the answer line
         assert all(ok or not keep for ok, keep in zip(valid, flags, strict=False)), trace.text
@@ -99,6 +100,8 @@ def test_injected_errors_fail_the_step_checker_and_cover_the_measured_kinds():
 def test_wait_keeps_a_right_attempt_and_fixes_a_wrong_one():
     kept = fixed = 0
     for _, _, trace in traces("wait", 20):
+        if trace.segments[-2][0].endswith(ANSWER_PREFIX):
+            continue  # a cut review (below)
         context, target = trace.segments[-2][0], trace.segments[-1][0]
         assert context.endswith(WAIT_CUE)
         verdicts = [parse_line(x).verdict for x in target.split("\n") if parse_line(x) is not None]
@@ -109,6 +112,26 @@ def test_wait_keeps_a_right_attempt_and_fixes_a_wrong_one():
             kept += 1
             assert all(parse_step(x) is None for x in target.split("\n")[:-2])  # nothing re-derived
     assert kept and fixed
+    assert kept > 2 * fixed  # most attempts before wait are right, as the model's are
+
+
+def test_a_cut_review_answers_with_the_checked_attempt():
+    cuts = partial = 0
+    for task, problem, trace in traces("wait", 30):
+        forced, answer = trace.segments[-2], trace.segments[-1]
+        if not forced[0].endswith(ANSWER_PREFIX):
+            continue
+        cuts += 1
+        partial += forced[0] != ANSWER_PREFIX
+        assert not forced[1] and answer[1]  # the forced answer: and a cut line are context
+        assert task.equivalent(problem, answer[0].strip()) and answer[0].endswith("\n")
+        attempt = trace.segments[1][0]
+        assert task.is_correct(problem, attempt.replace(WAIT_CUE, f"{ANSWER_PREFIX} {answer[0].strip()}\n"))
+        checks = [parse_line(x) for t, keep in trace.segments[2:-2] if keep for x in t.strip().split("\n")]
+        assert all(c is not None and c.verdict == "ok" for c in checks)
+        # the same answer line as a plain solution
+        assert (forced[0] + answer[0]).split("\n")[-2] == task.solve(problem).strip().split("\n")[-1]
+    assert cuts >= 5 and partial >= 1
 
 
 def test_revision_uses_feedback_and_keeps_a_right_attempt():

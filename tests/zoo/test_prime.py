@@ -7,7 +7,8 @@ from testtime.cli.main import app
 from testtime.zoo import WEIGHTS_DIR, reasoner_path
 from testtime.zoo.prime import PrimeConfig, parse_mix, prime
 
-TINY = dict(steps=2, batch_size=2, warmup=1, eval_every=1, valid_problems=2, valid_samples=1, valid_tokens=32)
+TINY = dict(steps=2, batch_size=2, warmup=1, eval_every=1, valid=(("plain", 2), ("wait", 2)), valid_problems=2,
+            valid_samples=1, valid_tokens=32)
 
 
 def test_parse_mix():

@@ -65,9 +65,10 @@ def prime(
     behaviours: Annotated[str | None, typer.Option(help="mix, e.g. verify=0.3,backtrack=0.7 (default: TinyReasoner 2's)")] = None,
     task: Annotated[str | None, typer.Option(help="one task family with a step checker (default: arith 80%, countdown, mul)")] = None,
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 1500,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-4,
+    eval_every: Annotated[int, typer.Option(help="steps between validation + checkpoint")] = 100,
     lora: Annotated[bool, typer.Option(help="train LoRA adapters (peft) instead of all weights; merged on export")] = False,
-    window: Annotated[str, typer.Option(help="checkpoint selection: most capable with valid pass@1 in LO,HI")] = "0.3,0.7",
+    window: Annotated[str, typer.Option(help="checkpoint selection: best mean validation with plain pass@1 in LO,HI")] = "0.25,0.75",
     name: Annotated[str, typer.Option(help="the model card's title")] = "Primed model",
     seed: Annotated[int, typer.Option(help="seed of the trace stream and the initialisation")] = 0,
     out: Annotated[Path, typer.Option(help="output directory (never a shipped model's)")] = Path("runs/zoo/primed"),
@@ -84,7 +85,7 @@ def prime(
         mix = parse_mix(behaviours)
         families = dict(FAMILIES) if task is None else {step_task(task).name: (1.0, FAMILIES[task][1])}
         lo, hi = (float(x) for x in window.split(","))
-        config = PrimeConfig(steps=steps, lr=lr, lora=lora, window=(lo, hi))
+        config = PrimeConfig(steps=steps, lr=lr, eval_every=eval_every, lora=lora, window=(lo, hi))
         info = run_prime(out, model, mix, families, config, seed, resume, threads, name=name)
     except (ValueError, FileNotFoundError) as err:
         raise typer.BadParameter(str(err)) from None

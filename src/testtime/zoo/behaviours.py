@@ -9,12 +9,14 @@ with solved examples in the prompt. The line grammar is :mod:`testtime.tasks.tra
 A trace is a list of segments ``(text, trained)``; the prompt, a first attempt,
 cues, in-context examples and every injected wrong step are context (no loss),
 so a model primed on traces learns to notice and redo a wrong step, never to
-make one. Injected errors are the kinds TinyReasoner v1 really makes (measured
+make one; every trace ends in the same ``answer: X`` line as a plain solution. Injected errors are the kinds TinyReasoner v1 really makes (measured
 on 400 of its arith level-6 samples: result slips 67%, operand lookup slips
 18%, dropped steps 14%); every injected step fails the task's step checker.
 
-Deviation from the paper: traces are generated from the checker, not written
-by a larger model, and the behaviours are in the task's compact line format.
+Deviations from the paper: traces are generated from the checker, not written
+by a larger model (Claude there), and the behaviours are in the task's compact line
+format; the paper trains on whole traces, mistakes included, while here injected
+mistakes are context (no loss), so priming does not teach the plain mode to err.
 """
 
 from __future__ import annotations
@@ -37,10 +39,17 @@ from testtime.tasks.trace import (
     undo_line,
     undo_value,
 )
+from testtime.zoo.reasoner_data import TRAIN_SEED_BASE
 
 Segments = list[tuple[str, bool]]
 ERROR_KINDS = {"result": 0.67, "lookup": 0.19, "dropped": 0.14}
 VERIFY_RATE = 0.3  # share of steps re-checked in a verification trace
+# Most derivations before a ``wait`` or ``revise`` are right (v1: pass@1 0.6-0.7 at the mid
+# levels, higher below), so most reviews confirm and keep: a review that rewrites right work
+# is what broke budget forcing and self-refine on v1.
+WAIT_RIGHT = 0.8
+REVISE_RIGHT = 0.6
+CUT_SHARE = 0.3  # right-attempt wait traces whose review the budget cuts (answer forced)
 
 
 @dataclass(frozen=True)
@@ -214,23 +223,40 @@ def backward(task: SyntheticTask, problem: Problem, rng: random.Random) -> Segme
 
 @BEHAVIOURS.register("wait")
 def wait(task: SyntheticTask, problem: Problem, rng: random.Random) -> Segments:
-    """After an attempt (right 60% of the time, as often as the model is) and ``wait``:
-    check it step by step, keep it when right; sometimes a second ``wait`` round."""
+    """After an attempt and ``wait``: check it step by step, keep it when right (most
+    attempts: ``WAIT_RIGHT``, as at the mid levels), redo only from the injected error;
+    sometimes a second ``wait`` round. ``CUT_SHARE`` of the right ones are cut mid-review
+    by the budget and answered at once (budget forcing forces ``answer:`` there): the
+    answer is the checked attempt's."""
     ref, answer = task.derive(problem)
-    attempt = ref if rng.random() < 0.6 else flawed_attempt(task, problem, rng)[0]
+    right = rng.random() < WAIT_RIGHT
+    attempt = ref if right else flawed_attempt(task, problem, rng)[0]
     context = [*map(str, attempt), WAIT_CUE.strip()]
+    if right and rng.random() < CUT_SHARE:
+        return [*_prompt(problem), *_lines(context, False), *cut_review(ref, answer, rng)]
     if rng.random() < 0.25:  # budget forcing with more than one extension
         context += [*review(ref, attempt, answer)[:-1], WAIT_CUE.strip()]
         attempt = ref
     return [*_prompt(problem), *_lines(context, False), *_lines(review(ref, attempt, answer))]
 
 
+def cut_review(ref: list[Step], answer: str, rng: random.Random) -> Segments:
+    """A review of a right derivation cut after ``k`` confirmed lines, inside the next one
+    (the cut part is context), then the forced ``answer:`` (context) and the answer."""
+    checks = [check_line(s, True) for s in ref]
+    k = rng.randrange(len(checks))
+    partial = checks[k][: rng.randrange(len(checks[k]))]
+    forced = (f"{partial}\n" if partial else "") + ANSWER_PREFIX
+    return [*_lines(checks[:k]), (forced, False), (f" {answer}\n", True)]
+
+
 @BEHAVIOURS.register("revise")
 def revise(task: SyntheticTask, problem: Problem, rng: random.Random) -> Segments:
     """After a complete attempt and ``revise`` / ``revise step j`` (feedback): check it,
-    keep what is right (a right attempt stays right, even under a false alarm)."""
+    keep what is right (a right attempt, ``REVISE_RIGHT`` of them, stays right, even under
+    a false alarm)."""
     ref, answer = task.derive(problem)
-    if rng.random() < 0.4:
+    if rng.random() < REVISE_RIGHT:
         attempt, given, j = ref, answer, rng.randrange(len(ref))  # right; feedback a false alarm
     else:
         attempt, given, j = flawed_attempt(task, problem, rng)
@@ -249,7 +275,8 @@ def incontext(task: SyntheticTask, problem: Problem, rng: random.Random) -> Segm
     level = problem.difficulty or 1
     examples: Segments = []
     for _ in range(rng.choice((1, 2, 2))):
-        other = task.generate(1, max(_min_level(task), level + rng.randint(-2, 2)), seed=rng.randrange(10**9))[0]
+        seed = rng.randrange(TRAIN_SEED_BASE, 10**9)  # never a validation or test seed
+        other = task.generate(1, max(_min_level(task), level + rng.randint(-2, 2)), seed=seed)[0]
         examples.append((other.prompt + task.solve(other), False))
     return [*examples, *BEHAVIOURS.get(rng.choice(INNER))(task, problem, rng)]
 

@@ -3,9 +3,11 @@
 embedded TinyReasoner fully, or a user's Hugging Face causal LM with LoRA (peft).
 
 The loop is TinyReasoner's (:mod:`testtime.zoo.reasoner`): AdamW, warm-up + cosine,
-deterministic batches per (seed, step), validation pass@1 on arith level 6
-(validation seed only), checkpoint selection inside a pass@1 window, and an
-atomic checkpoint every ``eval_every`` steps, so a killed run resumes with
+deterministic batches per (seed, step), and an atomic checkpoint every ``eval_every``
+steps; validation is per behaviour (:mod:`testtime.zoo.prime_valid`: plain solving at
+arith levels 6 and 10, checking after ``wait``, in-context examples; validation seed
+only) and selects the checkpoint that keeps plain pass@1 in a window and is best on
+average, so a killed run resumes with
 ``resume=True``. The source model is only read; the output directory may never be
 a shipped model's. Deviation: a LoRA run exports the merged model (plain HF format).
 """
@@ -23,23 +25,24 @@ import torch
 from testtime.store.atomic import atomic_write_bytes, atomic_write_json
 from testtime.zoo import WEIGHTS_DIR, reasoner_path
 from testtime.zoo.behaviours import check_mix, sample_trace, step_task
+from testtime.zoo.prime_valid import VALID, preference, validate_behaviours
 from testtime.zoo.reasoner import (
     LOG_EVERY,
     ReasonerConfig,
     TrainState,
-    _preference,
     training_batch,
-    validate,
     warmup_cosine,
     write_model_card,
 )
 from testtime.zoo.reasoner_data import TRAIN_SEED_BASE
 
 CHECKPOINT = "checkpoints/prime.pt"
-# The mix TinyReasoner 2 was primed on: the behaviours, the sequential strategies'
-# contracts (wait, revise, in-context examples) and plain solutions against forgetting.
-DEFAULT_MIX = {"plain": 0.3, "verify": 0.12, "backtrack": 0.15, "subgoal": 0.05, "backward": 0.05,
-               "wait": 0.13, "revise": 0.1, "incontext": 0.1}
+# The mix TinyReasoner 2 is primed on: the sequential strategies' contracts (wait, revise,
+# in-context examples) with plain solutions as the largest share, the default mode kept
+# plain. Verification/backtracking/subgoal/backward traces in the default mode broke plain
+# solving (valid pass@1 0.695 -> 0.16-0.23 at steps 125-250, benchmarks/results/testbed_shapes.md);
+# they are for priming experiments (--behaviours).
+DEFAULT_MIX = {"plain": 0.5, "wait": 0.2, "revise": 0.1, "incontext": 0.2}
 FAMILIES = {"arith": (0.8, tuple(range(1, 13))), "countdown": (0.1, (2, 3, 4, 5, 6)), "mul": (0.1, (1, 2, 3, 4, 5))}
 PRIME_SEED_OFFSET = 10**9  # problem seeds disjoint from the from-scratch stream, validation and test
 
@@ -63,17 +66,17 @@ def _problem_seed(seed: int, index: int) -> int:
 class PrimeConfig:
     steps: int = 1500
     batch_size: int = 32
-    lr: float = 1e-3
-    warmup: int = 50
+    lr: float = 2e-4  # v1 ended at 3e-4; 5e-4 lost L10 pass@1 0.36 -> 0.16 in 240 steps
+    warmup: int = 100
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
-    eval_every: int = 125
+    eval_every: int = 100
     n_positions: int = 512
-    valid_level: int = 6
+    valid: tuple[tuple[str, int], ...] = VALID
     valid_problems: int = 64
     valid_samples: int = 4
     valid_tokens: int = 256  # behaviour traces are longer than plain solutions
-    window: tuple[float, float] = (0.3, 0.7)
+    window: tuple[float, float] = (0.25, 0.75)  # plain pass@1 (valid[0]): the issue's band
     lora: bool = False
     lora_rank: int = 8
     bf16: bool = False  # autocast: faster only on CPUs with bf16 units (~14x slower without)
@@ -168,9 +171,7 @@ def prime(
                                            "to": config.steps})
 
     stream = TraceStream(tuple(mix.items()), tuple(families.items()))
-    batch_config = ReasonerConfig(batch_size=config.batch_size, n_positions=config.n_positions,
-                                  valid_level=config.valid_level, valid_problems=config.valid_problems,
-                                  valid_samples=config.valid_samples)
+    batch_config = ReasonerConfig(batch_size=config.batch_size, n_positions=config.n_positions)
     net.train()
     started = time.time() - state.wall_s
     for step in range(state.step, config.steps):
@@ -187,14 +188,19 @@ def prime(
         if done % progress_every == 0:
             print(f"step {done}: loss {state.loss_ema:.4f} ({time.time() - started:.0f}s)", flush=True)
         if done % config.eval_every == 0 or done == config.steps:
-            pass1 = validate(net, tokenizer, batch_config, seed, max_new_tokens=config.valid_tokens)
-            record = {"step": done, "loss": round(state.loss_ema, 5), "valid_pass1": pass1}
+            scores = validate_behaviours(net, tokenizer, config.valid, config.valid_problems,
+                                         config.valid_samples, seed, config.valid_tokens)
+            mean = sum(scores.values()) / len(scores)
+            record = {"step": done, "loss": round(state.loss_ema, 5), "valid_pass1": mean, "valid": scores}
             state.history.append(record)
             best = state.selected
-            if best is None or _preference(pass1, config.window) >= _preference(best["valid_pass1"], config.window):
+            # ">=": among equally good checkpoints the later, more trained one wins.
+            if best is None or preference(scores, config.window) >= preference(best["valid"], config.window):
                 state.selected = record
                 selected = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            print(f"step {done}: loss {state.loss_ema:.4f}, valid pass@1 {pass1:.3f}", flush=True)
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+            print(f"step {done}: loss {state.loss_ema:.4f}, valid pass@1 {shown} ({time.time() - started:.0f}s)",
+                  flush=True)
             state.step, state.wall_s = done, time.time() - started
             buffer = io.BytesIO()
             torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),

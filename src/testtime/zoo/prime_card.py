@@ -8,7 +8,9 @@ from typing import Any
 def card(info: dict[str, Any]) -> str:
     c = info["config"]
     sel = info["selected"]
-    rows = [f"| {h['step']} | {h['loss']:.4f} | {h['valid_pass1']:.3f} |" for h in info["history"]]
+    keys = list(info["history"][0].get("valid", {})) if info["history"] else []
+    rows = [f"| {h['step']} | {h['loss']:.4f} | " + "".join(f"{h['valid'][k]:.3f} | " for k in keys)
+            + f"{h['valid_pass1']:.3f} |" for h in info["history"]]
     return "\n".join([
         f"# {info.get('name', 'Primed model')}",
         "",
@@ -20,13 +22,14 @@ def card(info: dict[str, Any]) -> str:
         f"- {info['steps_trained']} steps of {c['batch_size']} traces, AdamW lr {c['lr']} (warm-up {c['warmup']},"
         f" cosine to {c['min_lr_ratio']}x); seed {info['seed']}; {info['parameters']:,} parameters;"
         f" wall time {info['wall_s'] / 60:.1f} min on {info['threads']} CPU thread(s).",
-        f"- Selected step {sel['step']} (validation pass@1 {sel['valid_pass1']:.3f} on arith level"
-        f" {c['valid_level']}, {c['valid_problems']} problems x {c['valid_samples']} samples, window {c['window']}).",
+        f"- Selected step {sel['step']} (mean validation pass@1 {sel['valid_pass1']:.3f}; arith, validation seed,"
+        f" {c['valid_problems']} problems x {c['valid_samples']} samples per behaviour@level, T 1; the first"
+        f" one's pass@1 kept in {c['window']}).",
         *(f"- Resumed at step {ch['at_step']} with `--steps {ch['to']}` (was {ch['from']}):"
           " the cosine schedule restretched to the new end." for ch in info.get("schedule_changes", [])),
         "",
-        "| step | train loss | valid pass@1 |",
-        "|---|---|---|",
+        "| step | train loss | " + "".join(f"{k} | " for k in keys) + "mean |",
+        "|---|---|" + "---|" * (len(keys) + 1),
         *rows,
         "",
     ])
