@@ -3,12 +3,14 @@ with the numbers of an uninterrupted run (CoTTA: teacher, anchor, RNG included).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from testtime.adapt.benchmark import BenchConfig, run_benchmark
+from testtime.adapt.benchmark import BenchConfig, markdown_table, run_benchmark
 from testtime.data.corruptions import corrupt
 
 N = 20
@@ -38,8 +40,8 @@ def _source():
     return (lambda d, s, idx: corrupt(base[idx], d, s, 0, idx)), np.arange(N) % 10
 
 
-def _run(out, method):
-    cfg = BenchConfig(methods=[method], batch_size=10, domains=DOMAINS,
+def _run(out, method, setting="continual"):
+    cfg = BenchConfig(methods=[method], batch_size=10, domains=DOMAINS, setting=setting,
                       method_options={"cotta": {"n_augs": 2}})  # fmt: skip
     return run_benchmark(cfg, out, model_factory=Killable, domain_source=_source(),
                          progress=False, log=lambda s: None)["methods"][method]  # fmt: skip
@@ -62,3 +64,43 @@ def test_kill_inside_the_stream_resumes_to_identical_numbers(tmp_path, method):
     for key in ("per_domain_error", "mean_error", "images", "batches", "forwards", "backwards"):
         assert resumed[key] == whole[key], key
     assert not (tmp_path / "killed" / "methods" / f"{method}.partial.pt").exists()
+
+
+def test_mixed_stream_is_checkpointed_every_domain_worth_of_images(tmp_path):
+    # A mixed stream has no domain boundaries: it is saved every N images instead, and
+    # the unfinished method's errors so far are readable (partial/<key>.json, a results row).
+    calls.update(n=0, limit=None)
+    whole = _run(tmp_path / "whole", "tent", "mixed")
+    calls.update(n=0, limit=int(calls["n"] * 0.8))
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "killed", "tent", "mixed")
+    summary = json.loads((tmp_path / "killed" / "partial" / "tent.json").read_text())
+    assert summary["images"] == 2 * N and summary["total_images"] == 3 * N
+    assert sum(summary["images_seen"].values()) == 2 * N
+    calls.update(n=0, limit=None)
+    resumed = _run(tmp_path / "killed", "tent", "mixed")
+    assert resumed["resumed_at_batch"] == 4
+    for key in ("per_domain_error", "mean_error", "images", "batches", "forwards", "backwards"):
+        assert resumed[key] == whole[key], key
+    assert not (tmp_path / "killed" / "partial" / "tent.json").exists()
+
+
+def test_unfinished_method_is_a_row_of_the_report(tmp_path):
+    calls.update(n=0, limit=None)
+    _run(tmp_path / "whole", "tent")
+    calls.update(n=0, limit=int(calls["n"] * 0.8))
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "run", "tent")
+    calls.update(n=0, limit=None)
+    results = _run_all_done(tmp_path / "run")
+    assert "tent" in results["partial"] and "tent" not in results["methods"]
+    row = next(line for line in markdown_table(results).splitlines() if "unfinished" in line)
+    assert row.startswith("| tent (unfinished: 40/60 images) | – | ") and row.count("–") >= 2
+
+
+def _run_all_done(out):
+    # A run whose method list is finished (source) writes the report, partial rows included.
+    cfg = BenchConfig(methods=["source"], batch_size=10, domains=DOMAINS,
+                      method_options={"cotta": {"n_augs": 2}})  # fmt: skip
+    return run_benchmark(cfg, out, model_factory=Killable, domain_source=_source(),
+                         progress=False, log=lambda s: None)  # fmt: skip

@@ -13,6 +13,9 @@ methods; every file is written atomically, so it is complete or absent):
 
 - ``config.json`` — the benchmark configuration (a rerun with another one is refused);
 - ``methods/<method>[+guard].json`` — one result per finished method;
+- ``methods/<key>.partial.pt`` and ``partial/<key>.json`` — an unfinished method's
+  checkpoint (at each domain boundary; every domain's worth of images in ``mixed``) and
+  its errors so far; a kill loses at most the domain in flight;
 - ``results.json``, ``results.md``, ``heatmap.png`` — the aggregate, rewritten after
   each method.
 """
@@ -21,14 +24,9 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import os
-import re
-import resource
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,252 +34,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from testtime.adapt import ADAPT_METHODS, get_method
+from testtime.adapt import ADAPT_METHODS
+from testtime.adapt.bench_config import BenchConfig, result_key
+from testtime.adapt.bench_data import Materialised, default_domain_source, load_source_data
+from testtime.adapt.bench_loop import build_method, run_method
+from testtime.adapt.bench_report import collect, markdown_table, plot_heatmap, write_reports
 from testtime.adapt.checkpoint import DomainCheckpoint
 from testtime.adapt.guard import CollapseGuard
 from testtime.cluster import active_session, parallel_map
-from testtime.data.corruptions import STANDARD
-from testtime.data.streams import SETTINGS, Stream, make_stream
-from testtime.store.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from testtime.store.resultset import result_set
+from testtime.data.streams import Stream, make_stream
+from testtime.store.atomic import atomic_write_json
 
-
-@dataclass
-class BenchConfig:
-    """What to run. ``limit``: images per domain (a seeded subset, the same for every
-    method; ``None`` = all). ``source_images``: clean CIFAR-10 *train* images handed to
-    methods that take ``source_data`` (EATA's Fisher, CAFA's class statistics, ...)."""
-
-    methods: list[str]
-    setting: str = "continual"
-    severity: int = 5
-    batch_size: int = 200
-    limit: int | None = None
-    model: str = "resnet-bn"
-    seed: int = 0
-    guard: bool = False
-    guard_options: dict[str, Any] = field(default_factory=dict)
-    domains: list[str] = field(default_factory=lambda: list(STANDARD))
-    source_images: int = 2000
-    imbalance_ratio: float = 500_000.0
-    delta: float | None = None
-    device: str = "cpu"
-    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if not self.methods:
-            raise ValueError("no methods given")
-        for name in self.methods:
-            ADAPT_METHODS.get(name)  # UnknownName lists the valid ones
-        if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"a method is listed twice: {', '.join(self.methods)}")
-        if self.setting not in SETTINGS:
-            raise ValueError(f"unknown setting {self.setting!r}; valid: {', '.join(SETTINGS)}")
-        if self.severity not in (1, 2, 3, 4, 5):
-            raise ValueError(f"severity must be 1..5, got {self.severity}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
-        if self.source_images < 0:
-            raise ValueError(f"source_images must be >= 0, got {self.source_images}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r} requested but CUDA is not available")
-
-    def fingerprint(self) -> dict[str, Any]:
-        """Everything that changes a method's numbers (the method list does not)."""
-        d = asdict(self)
-        del d["methods"]
-        return d
-
-
-def result_key(method: str, guard: bool) -> str:
-    return f"{method}+guard" if guard else method
-
-
-# ---------------------------------------------------------------------------------------------
-# Data
-
-
-class _Materialised:
-    """The corrupted images a stream will ask for, generated once and shared by all methods."""
-
-    def __init__(
-        self, stream: Stream, source: Callable[[str, int, np.ndarray], np.ndarray]
-    ) -> None:
-        self.images: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
-        needed: dict[tuple[str, int], set[int]] = {}
-        for seg in stream.segments:
-            names = (
-                seg.sample_domains
-                if seg.sample_domains is not None
-                else np.full(len(seg.indices), seg.domain, dtype=object)
-            )
-            for d in dict.fromkeys(names):
-                needed.setdefault((str(d), seg.severity), set()).update(
-                    seg.indices[names == d].tolist()
-                )
-        self.plan = {k: np.array(sorted(v), dtype=np.int64) for k, v in needed.items()}
-        self._source = source
-
-    def generate(self, on_domain: Callable[[str], None] | None = None) -> None:
-        for (domain, severity), idx in self.plan.items():
-            self.images[domain, severity] = (idx, self._source(domain, severity, idx))
-            if on_domain:
-                on_domain(domain)
-
-    def __call__(self, domain: str, severity: int, indices: np.ndarray) -> np.ndarray:
-        idx, images = self.images[domain, severity]
-        return images[np.searchsorted(idx, indices)]
-
-
-def default_domain_source(seed: int) -> tuple[Callable, np.ndarray]:
-    """CIFAR-10-C from a cached build or generated on the fly (full test set, else the demo subset)."""
-    from testtime.data.cifar10c import CIFAR10C
-
-    c10c = CIFAR10C(seed=seed)
-    return c10c, c10c.labels
-
-
-def load_source_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``n`` clean CIFAR-10 train images (seeded subset) as a float [0,1] NCHW tensor pair."""
-    if n == 0:
-        return None
-    from testtime.data.cifar10 import load_cifar10
-    from testtime.data.streams import to_tensor
-
-    try:
-        images, labels = load_cifar10("train")
-    except FileNotFoundError:
-        return None  # methods that need it then fail with their own clear message
-    idx = np.sort(np.random.default_rng([seed, 7]).permutation(len(images))[:n])
-    return to_tensor(images[idx]), torch.from_numpy(labels[idx].astype(np.int64))
-
-
-# ---------------------------------------------------------------------------------------------
-# Measurement
-
-
-class _PeakMemory:
-    """Peak memory of one method run, in MB.
-
-    CUDA: ``torch.cuda.max_memory_allocated``. CPU: the rise of the process's peak
-    resident set (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) above its
-    level at the start, i.e. what the method added on top of the data already loaded.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    @staticmethod
-    def _status(key: str) -> float | None:
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith(key + ":"):
-                    return float(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return None
-
-    def __enter__(self) -> _PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device) / 2**20
-            return self
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-        except OSError:
-            pass
-        self.base = self._status("VmRSS") or 0.0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            self.peak = torch.cuda.max_memory_allocated(self.device) / 2**20 - self.base
-            return
-        hwm = self._status("VmHWM")
-        if hwm is None:  # not Linux: lifetime peak (kB on Linux, bytes on macOS)
-            scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024
-            hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-        self.peak = max(0.0, hwm - self.base)
-
-
-def build_method(
-    name: str, model: nn.Module, options: dict[str, Any], source_data: Any
-) -> nn.Module:
-    """``get_method`` with ``source_data`` passed only to methods that declare it."""
-    opts = dict(options)
-    params = inspect.signature(ADAPT_METHODS.get(name)).parameters
-    if "source_data" in params and "source_data" not in opts:
-        opts["source_data"] = source_data
-    return get_method(name, model, **opts)
-
-
-def run_method(
-    method: nn.Module,
-    stream: Stream,
-    device: torch.device,
-    progress: Callable[[int], None] | None = None,
-    checkpoint: DomainCheckpoint | None = None,
-) -> dict[str, Any]:
-    """Online error of ``method`` on ``stream`` and the cost of the adaptation loop;
-    with ``checkpoint``, saved at every new domain and resumed from."""
-    errors: dict[str, list[int]] = {d: [0, 0] for d in stream.domains}  # wrong, seen
-    batches = images = 0
-    loop_s = 0.0
-    resumed = checkpoint.load() if checkpoint else None
-    if resumed is not None:
-        DomainCheckpoint.restore(method, resumed)
-        errors, batches, images, loop_s = (resumed[k] for k in ("errors", "batches", "images", "loop_s"))
-    skip = batches
-    with _PeakMemory(device) as mem:
-        for i, batch in enumerate(stream):
-            if i < skip:  # seen before the resume
-                if progress:
-                    progress(len(batch.y))
-                continue
-            if checkpoint and batch.new_domain and i > skip:
-                checkpoint.save(method, {"errors": errors, "batches": batches, "images": images,
-                                         "loop_s": loop_s})  # fmt: skip
-            if batch.reset:
-                method.reset()
-            # Streams give NHWC-backed (channels-last strided) tensors; torch 2.13's CPU
-            # GroupNorm backward segfaults on such an input at batch size 1.
-            x, y = batch.x.to(device).contiguous(), batch.y.to(device)
-            t0 = time.perf_counter()
-            logits = method(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            loop_s += time.perf_counter() - t0
-            wrong = (logits.argmax(1) != y).cpu().numpy()
-            who = np.asarray(batch.sample_domains, dtype=object)
-            for d in dict.fromkeys(batch.sample_domains):
-                m = who == d
-                errors[d][0] += int(wrong[m].sum())
-                errors[d][1] += int(m.sum())
-            batches += 1
-            images += len(y)
-            if progress:
-                progress(len(y))
-    per_domain = {d: 100.0 * w / n for d, (w, n) in errors.items() if n}
-    return {
-        "mean_error": float(np.mean(list(per_domain.values()))),
-        "per_domain_error": per_domain,
-        "images": images,
-        "batches": batches,
-        "images_per_s": images / loop_s if loop_s > 0 else math.inf,
-        "forwards": method.forwards,
-        "backwards": method.backwards,
-        "forwards_per_batch": method.forwards / max(batches, 1),
-        "backwards_per_batch": method.backwards / max(batches, 1),
-        "peak_mem_mb": round(mem.peak, 1),
-        "loop_s": round(loop_s, 2),
-        **({"resumed_at_batch": skip} if skip else {}),
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Driver
+__all__ = [
+    "BenchConfig", "build_method", "collect", "default_domain_source", "load_source_data",
+    "markdown_table", "plot_heatmap", "result_key", "run_benchmark", "run_method", "write_reports",
+]  # fmt: skip
 
 
 def run_benchmark(
@@ -341,7 +108,7 @@ def run_benchmark(
         )  # fmt: skip
         # How class-correlated the planned stream is (labels only; written with the config).
         atomic_write_json(out / "stream.json", stream.class_statistics())
-        data = _Materialised(stream, source)
+        data = Materialised(stream, source)
         if source_data is None and any(
             "source_data" in inspect.signature(ADAPT_METHODS.get(m)).parameters for m in todo
         ):
@@ -354,7 +121,7 @@ def _run_all(
     config: BenchConfig,
     todo: Sequence[str],
     stream: Stream,
-    data: _Materialised,
+    data: Materialised,
     model_factory: Callable[[], nn.Module],
     source_data: Any,
     device: torch.device,
@@ -396,8 +163,17 @@ def _run_all(
                 method = CollapseGuard(method, **config.guard_options)
             setup_s = time.perf_counter() - t0
             tick = (lambda _n: None) if live is None else (lambda n: live.advance(task, n))
-            partial = DomainCheckpoint(out / "methods" / f"{result_key(name, config.guard)}.partial.pt")
-            res = run_method(method, planned, device, tick, partial)
+            key = result_key(name, config.guard)
+
+            def saved(summary: dict[str, Any]) -> None:
+                # Readable progress of the unfinished method (reported as a partial row).
+                atomic_write_json(out / "partial" / f"{key}.json", summary)
+                done = ", ".join(f"{d} {e:.1f}" for d, e in summary["per_domain_error"].items())
+                log(f"{key}: {summary['images']}/{summary['total_images']} images, "
+                    f"{summary['images_per_s']:.1f} img/s; online error so far: {done}")  # fmt: skip
+
+            partial = DomainCheckpoint(out / "methods" / f"{key}.partial.pt")
+            res = run_method(method, planned, device, tick, partial, on_save=saved)
             res.update(method=name, guard=config.guard, setup_s=round(setup_s, 2),
                        wall_s=round(time.perf_counter() - t0, 2))  # fmt: skip
             if isinstance(method, CollapseGuard):
@@ -411,108 +187,7 @@ def _run_all(
             key = result_key(res["method"], config.guard)
             atomic_write_json(out / "methods" / f"{key}.json", res)
             DomainCheckpoint(out / "methods" / f"{key}.partial.pt").clear()
+            (out / "partial" / f"{key}.json").unlink(missing_ok=True)
             log(f"{key}: mean error {res['mean_error']:.2f}%  {res['images_per_s']:.0f} img/s  "
                 f"{res['forwards_per_batch']:.1f} fwd + {res['backwards_per_batch']:.1f} bwd per batch")  # fmt: skip
             write_reports(out, config)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reports
-
-
-def collect(out: Path) -> dict[str, dict[str, Any]]:
-    """All finished per-method results in ``out/methods``, by key, in finishing order."""
-    files = sorted((out / "methods").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    return {p.stem: json.loads(p.read_text()) for p in files}
-
-
-def write_reports(out: Path, config: BenchConfig) -> dict[str, Any]:
-    """(Re)write ``results.json``, ``results.md`` and ``heatmap.png`` from the finished
-    methods, as one set (see :func:`testtime.store.result_set`)."""
-    methods = collect(out)
-    results = {"config": config.fingerprint(), "methods": methods}
-    if (out / "stream.json").exists():
-        results["stream"] = json.loads((out / "stream.json").read_text())
-    with result_set(out) as stage:
-        atomic_write_json(stage / "results.json", results)
-        atomic_write_text(stage / "results.md", markdown_table(results))
-        if methods:
-            plot_heatmap(results, stage / "heatmap.png")
-    return results
-
-
-def _domains(results: dict[str, Any]) -> list[str]:
-    # The configured order (CoTTA's), whatever order a mixed stream first met them in.
-    seen = {d for r in results["methods"].values() for d in r["per_domain_error"]}
-    return [d for d in results["config"]["domains"] if d in seen]
-
-
-_SHORT = re.compile(r"_(noise|blur|transform|compression)$")
-
-
-def markdown_table(results: dict[str, Any]) -> str:
-    """One row per method: mean online error, per-domain errors and the cost columns."""
-    cfg, methods = results["config"], results["methods"]
-    domains = _domains(results)
-    limit = "all" if cfg["limit"] is None else cfg["limit"]
-    lines = [
-        f"# Online error (%) — {cfg['model']}, setting {cfg['setting']}, severity {cfg['severity']}, "
-        f"batch {cfg['batch_size']}, images per domain: {limit}, seed {cfg['seed']}"
-        + (", collapse guard on" if cfg["guard"] else "")
-        + (f", {results['stream']['distinct_classes_per_batch']:.2f} distinct classes per batch"
-           if "stream" in results else ""),
-        "",
-        "| method | mean | "
-        + " | ".join(_SHORT.sub("", d) for d in domains)
-        + " | img/s | fwd/batch | bwd/batch | peak MB | wall s |",
-        "|---|---|" + "---|" * len(domains) + "---|---|---|---|---|",
-    ]
-    for key, r in methods.items():
-        cells = [f"{r['per_domain_error'].get(d, float('nan')):.1f}" for d in domains]
-        lines.append(
-            f"| {key} | **{r['mean_error']:.2f}** | " + " | ".join(cells)
-            + f" | {r['images_per_s']:.0f} | {r['forwards_per_batch']:.2f} | "
-            f"{r['backwards_per_batch']:.2f} | {r['peak_mem_mb']:.0f} | {r['wall_s']:.0f} |"
-        )  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
-def plot_heatmap(results: dict[str, Any], path: Path) -> None:
-    """Methods × domains heat map of the online error, with the mean as the last column."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = results["methods"]
-    domains = _domains(results)
-    keys = list(methods)
-    grid = np.array(
-        [[methods[k]["per_domain_error"].get(d, np.nan) for d in domains] + [methods[k]["mean_error"]]
-         for k in keys]
-    )  # fmt: skip
-    cols = [_SHORT.sub("", d) for d in domains] + ["MEAN"]
-    # Wide enough for the title at any number of columns; tight_layout keeps it unclipped.
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.6 + 0.55 * len(cols)), 1.6 + 0.42 * len(keys)))
-    im = ax.imshow(
-        grid, cmap="viridis_r", vmin=0, vmax=max(50.0, float(np.nanmax(grid))), aspect="auto"
-    )
-    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(keys)), keys, fontsize=8)
-    for i in range(len(keys)):
-        for j in range(len(cols)):
-            if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=6,
-                        color="white" if grid[i, j] > 35 else "black")  # fmt: skip
-    cfg = results["config"]
-    limit = "all" if cfg["limit"] is None else cfg["limit"]
-    ax.set_title(f"CIFAR-10-C online error % — {cfg['model']}, {cfg['setting']}, sev {cfg['severity']}, "
-                 f"batch {cfg['batch_size']}, {limit} images/domain", fontsize=9, wrap=True)  # fmt: skip
-    fig.colorbar(im, ax=ax, fraction=0.03).set_label("error %", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
