@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from testtime.adapt.sar import default_exclude
-from testtime.zoo.cifar import _config_for, build_model, load_cifar_model, train_cifar
+from testtime.zoo.cifar import build_model, config_for, load_cifar_model, train_cifar
 from testtime.zoo.cifar_fast import Lookahead, calibration, lr_factor, translate
 
 TINY = {"widths": [8, 16, 16], "batch_size": 50, "eval_every": 1}
@@ -27,7 +27,7 @@ def _data(n: int = 200, m: int = 40, seed: int = 0):
 
 
 def test_whitening_init_decorrelates_patches():
-    model = build_model(_config_for("airnet-bn"))
+    model = build_model(config_for("airnet-bn"))
     images = torch.rand(64, 3, 32, 32) ** 2
     model.init_whitening(images)
     with torch.no_grad():
@@ -39,7 +39,7 @@ def test_whitening_init_decorrelates_patches():
 
 
 def test_head_scale_folds_into_a_plain_linear_head():
-    model = build_model(_config_for("airnet-bn")).eval()
+    model = build_model(config_for("airnet-bn")).eval()
     x = torch.rand(4, 3, 32, 32)
     before = model(x)
     model.fold_head_scale()
@@ -125,7 +125,7 @@ def test_training_resumes_from_a_mid_epoch_step_bit_for_bit(tmp_path, name):
 
 
 def test_vit_names_match_sar_defaults_and_classify():
-    model = build_model(_config_for("vit-ln")).eval()
+    model = build_model(config_for("vit-ln")).eval()
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
     assert default_exclude(model) == ["blocks.3", "blocks.4", "blocks.5", "norm"]
     assert any(isinstance(m, nn.LayerNorm) for m in model.modules())

@@ -21,7 +21,6 @@ is written atomically every ``ckpt_every`` steps and at each epoch end; every ra
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -33,6 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from testtime.store.atomic import atomic_write_json
+from testtime.zoo.cifar_cards import fast_model_card
+from testtime.zoo.cifar_config import CifarConfig, bf16_supported
+from testtime.zoo.cifar_eval import calibration, evaluate, to_float
+from testtime.zoo.cifar_weights import build_model, export_model, save_checkpoint
 
 
 def lr_factor(step: int, total: int, warmup_frac: float, start: float, end: float) -> float:
@@ -74,39 +77,7 @@ def translate(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-@torch.no_grad()
-def calibration(
-    model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 500
-) -> dict[str, float]:
-    """Clean accuracy, ECE (15 equal-width confidence bins), NLL, mean max-softmax and
-    the fraction of images whose prediction entropy is below EATA/SAR's E0 = 0.4·ln C."""
-    from testtime.zoo.cifar import to_float
-
-    model.eval()
-    logits = torch.cat(
-        [model(to_float(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
-    ).float()
-    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    probs = logits.softmax(1)
-    conf, pred = probs.max(1)
-    correct = (pred == y).float()
-    bins = torch.clamp((conf * 15).long(), max=14)
-    ece = sum(
-        (bins == b).float().mean() * (correct[bins == b].mean() - conf[bins == b].mean()).abs()
-        for b in range(15)
-        if (bins == b).any()
-    )
-    entropy = -(probs * logits.log_softmax(1)).sum(1)
-    return {
-        "accuracy": float(correct.mean()),
-        "ece": float(ece),
-        "nll": float(F.cross_entropy(logits, y)),
-        "mean_max_softmax": float(conf.mean()),
-        "frac_below_e0": float((entropy < 0.4 * math.log(logits.shape[1])).float().mean()),
-    }
-
-
-def _optimizer(model: nn.Module, cfg, batch_size: int) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, cfg: CifarConfig, batch_size: int) -> torch.optim.Optimizer:
     if cfg.recipe == "adamw":
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
         rest = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
@@ -132,7 +103,7 @@ def _optimizer(model: nn.Module, cfg, batch_size: int) -> torch.optim.Optimizer:
 
 def train_fast(
     name: str,
-    cfg,
+    cfg: CifarConfig,
     out: Path,
     *,
     resume: bool,
@@ -148,8 +119,6 @@ def train_fast(
     ``max_steps`` stops early after that many steps in this call (a checkpoint is
     written; ``resume`` continues) — for timing and trials. Returns the model card dict
     (clean accuracy, ECE, NLL, mean confidence, fraction below E0, wall time)."""
-    from testtime.zoo.cifar import bf16_supported, build_model, export_model, to_float
-
     tx, ty = train
     train_x = torch.from_numpy(np.ascontiguousarray(tx)).permute(0, 3, 1, 2).contiguous()
     train_y = torch.from_numpy(np.asarray(ty, dtype=np.int64))
@@ -187,9 +156,7 @@ def train_fast(
     loss_fn = "sum" if cfg.recipe == "airbench" else "mean"
 
     def save() -> None:
-        from testtime.zoo.cifar import _save_checkpoint
-
-        _save_checkpoint(ckpt_path, {
+        save_checkpoint(ckpt_path, {
             "config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(),
             "lookahead": None if look is None else look.ema, "step": step,
             "history": history, "wall_s": wall, "loss_sum": loss_sum, "seen": seen,
@@ -233,8 +200,6 @@ def train_fast(
             entry = {"epoch": step // steps_per_epoch, "train_loss": loss_sum / seen,
                      "wall_s": round(wall, 1)}  # fmt: skip
             if entry["epoch"] % cfg.eval_every == 0 and step < total:
-                from testtime.zoo.cifar import evaluate
-
                 entry["test_acc"] = evaluate(model, *test)
                 model.train()
             history.append(entry)
@@ -268,47 +233,3 @@ def train_fast(
     export_model(model, out, name, card, readme=fast_model_card(name, cfg, card))
     atomic_write_json(out / "card.json", card)
     return card
-
-
-def fast_model_card(name: str, cfg, card: dict) -> str:
-    """The model card (README.md) of a fast-recipe model: what it is, how it was
-    trained, and its clean accuracy and calibration on the CIFAR-10 test split."""
-    arch = (
-        f"airbench94 convnet, {'BatchNorm' if cfg.norm == 'bn' else f'GroupNorm ({cfg.groups} groups)'}, "
-        f"widths {list(cfg.widths)}"
-        if cfg.arch == "airnet"
-        else f"LayerNorm ViT, dim {cfg.widths[0]}, depth {cfg.depth}, {cfg.heads} heads, patch {cfg.patch}"
-    )
-    opt = (
-        f"Nesterov SGD (momentum {cfg.momentum}), lr {cfg.lr} / wd {cfg.weight_decay} per 1,024 "
-        f"examples (decoupled), norm-bias lr x{cfg.bias_scaler:g}, Lookahead, whitening init"
-        if cfg.recipe == "airbench"
-        else f"AdamW lr {cfg.lr}, weight decay {cfg.weight_decay}"
-    )
-    hist = "\n".join(
-        f"| {h['epoch']} | {h['train_loss']:.3f} | "
-        + (f"{h['test_acc'] * 100:.2f} |" if "test_acc" in h else "– |")
-        for h in card.get("history", [])
-    )
-    return f"""# {name}-cifar10
-
-A CIFAR-10 source model for test-time adaptation in `testtime`: {arch};
-{card.get("params", 0):,} parameters; input float [0, 1] NCHW, normalisation inside; a plain
-linear head (no logit scaling at inference).
-
-- Training: {cfg.epochs} epochs, batch {cfg.batch_size}, plain cross-entropy (label smoothing
-  {cfg.label_smoothing}), {opt}; warm-up {cfg.warmup_frac:.0%}, lr factor {cfg.lr_ends[0]} -> 1 -> {cfg.lr_ends[1]};
-  random translation {cfg.translate} px, {"alternating" if cfg.alternate_flip else "random"} flips;
-  seed {cfg.seed}{", bfloat16 autocast" if cfg.bf16 else ""}. Wall time {card.get("wall_s", 0) / 60:.1f} min.
-- Data: CIFAR-10 train split ({card.get("train_images", 0):,} images, the project's JPEG copy).
-- Clean CIFAR-10 test accuracy: **{card["accuracy"] * 100:.2f}%** ({card.get("test_images", 0):,} test
-  images, measured once at the end, never used for choices); ECE {card["ece"] * 100:.2f}%, NLL {card["nll"]:.3f},
-  mean max-softmax {card["mean_max_softmax"]:.3f}, fraction of images with prediction entropy
-  below E0 = 0.4·ln 10: {card["frac_below_e0"] * 100:.1f}%.
-- Reproduce: `testtime zoo train {name} --steps {cfg.epochs} --seed {cfg.seed}` (resumable: `--resume`)
-- Load: `testtime.zoo.load_cifar_model("{name}")`
-
-| epoch | train loss | test acc % |
-|---|---|---|
-{hist}
-"""
