@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from testtime.programs.sandbox import Limits, Sandbox, os_isolation
+from testtime.programs.sandbox import OS_LAYERS, Limits, Sandbox, os_isolation
 
 LIMITS = Limits(wall_s=3, cpu_s=2, memory_mb=512, output_kb=256, processes=8)
+# Deep in scratch, a descriptor of scratch itself, then "../../x" from it: /tmp/x for the
+# kernel, scratch/x for a check that resolves against the working directory.
+DIR_FD_ESCAPE = ("import os\ndef run():\n    top = os.getcwd()\n    os.makedirs('a/b')\n"
+                 "    os.chdir('a/b')\n    fd = os.open(top, os.O_RDONLY)\n"
+                 "    os.close(os.open('../../testtime-escaped', os.O_WRONLY | os.O_CREAT, dir_fd=fd))\n")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +42,14 @@ def test_a_good_program_returns_its_value(sandbox):
     ("def nothing():\n    pass\n", ("crashed: NameError",)),
     ("def run():\n    return {1, 2}\n", ("crashed: TypeError: the returned value is not JSON",)),
     ("def run(:\n", ("crashed: SyntaxError",)),
+    ("import time\ndef run():\n    time.sleep(60)\n", ("timeout",)),  # no CPU spent
+    # relative to a folder the guard does not resolve against (here: two up from scratch)
+    (DIR_FD_ESCAPE, ("blocked: SandboxViolation: sandbox: os.open of a relative path",)),
+    ("import os\ndef run():\n    fd = os.open(os.getcwd(), os.O_RDONLY)\n"
+     "    os.mkdir('../../testtime-escaped', dir_fd=fd)\n", ("blocked: SandboxViolation: sandbox: os.mkdir with a dir_fd",)),
+    ("import os\ndef run():\n    os.makedirs('a/b')\n"
+     "    os.symlink('../../../testtime-escaped', '/'.join([os.getcwd(), 'link']))\n", ("blocked",)),
+    ("import os, signal\ndef run():\n    os.kill(os.getppid(), signal.SIGKILL)\n", ("blocked",)),
 ])
 def test_hostile_programs_fail_with_their_reason(sandbox, source, reason):
     r = sandbox.run(source)
@@ -58,20 +71,56 @@ def test_scratch_is_writable_and_fresh(sandbox):
     assert second.value == first.value  # nothing carried over from the first run
 
 
-@pytest.mark.skipif("network" not in os_isolation() or "user" not in os_isolation(),
-                    reason="needs root (network namespace, unprivileged user)")
+@pytest.mark.skipif(os_isolation() != OS_LAYERS, reason="needs root (namespaces, nobody)")
 def test_os_layers_hold_without_the_python_guard():
     bare = Sandbox(LIMITS, python_guard=False)
     net = bare.run("import socket\ndef run():\n    socket.create_connection(('1.1.1.1', 80), timeout=1)\n")
     assert not net.ok and "unreachable" in net.reason.lower(), net.reason
-    write = bare.run(f"def run():\n    open({str(Path(__file__).parent / 'escaped')!r}, 'w')\n")
-    assert not write.ok and "Permission denied" in write.reason, write.reason
+    here = Path(__file__).resolve()
+    read = bare.run(f"def run():\n    return open({str(here)!r}).read()\n")
+    assert not read.ok and "No such file" in read.reason, read.reason  # not in its root
+    escape = bare.run(DIR_FD_ESCAPE)
+    assert not escape.ok and "Read-only file system" in escape.reason, escape.reason
+    fifo = bare.run("import os\ndef run():\n    os.mkfifo('/testtime-escaped')\n")  # no audit event
+    assert not fifo.ok and "Read-only file system" in fifo.reason, fifo.reason
+    listing = bare.run("import os\ndef run():\n    return sorted(os.listdir('/'))\n")
+    assert listing.ok and "tmp" not in listing.value and "proc" not in listing.value, listing.value
     bomb = bare.run("import os\ndef run():\n    while True: os.fork()\n")
     assert not bomb.ok
-    deadline = time.monotonic() + 2  # SIGKILLed members turn zombie within moments
-    while _live_members(bomb.pid) and time.monotonic() < deadline:
+    _assert_group_ends(bomb.pid)  # NPROC bounded the bomb, the group kill ended it
+
+
+@pytest.mark.skipif(os_isolation() != OS_LAYERS, reason="needs root (PID namespace)")
+def test_a_daemon_that_leaves_the_group_ends_with_the_run():
+    token = f"{time.time() % 1000:.6f}"  # a sleep nobody else runs: finds the daemon
+    src = ("import os\ndef run():\n    if os.fork() == 0:\n        os.setsid()\n"
+           f"        os.execv('/usr/bin/sleep', ['sleep', '{token}'])\n    return 'left'\n")
+    r = Sandbox(LIMITS, python_guard=False).run(src)
+    assert r.ok and r.value == "left", r.reason
+    deadline = time.monotonic() + 2
+    while _running(token) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _live_members(bomb.pid) == []  # NPROC bounded the bomb, the group kill ended it
+    assert _running(token) == []  # its PID namespace ended with the run
+
+
+def _running(token: str) -> list[int]:
+    """Live (not zombie) processes whose command line holds ``token``."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if token.encode() in (proc / "cmdline").read_bytes() and \
+                    (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def _assert_group_ends(pgid: int) -> None:
+    deadline = time.monotonic() + 2  # SIGKILLed members turn zombie within moments
+    while _live_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _live_members(pgid) == []
 
 
 def _live_members(pgid: int) -> list[int]:
@@ -87,7 +136,7 @@ def _live_members(pgid: int) -> list[int]:
     return live
 
 
-@pytest.mark.skipif("scratch quota" not in os_isolation(), reason="needs root (mount namespace)")
+@pytest.mark.skipif("filesystem" not in os_isolation(), reason="needs root (mount namespace)")
 def test_scratch_is_a_quota_not_the_disk(sandbox):
     src = ("def run():\n    for i in range(100):\n"
            "        open(f'f{i}', 'wb').write(b'x' * 200_000)\n")

@@ -6,9 +6,11 @@ Started as ``python -I runner.py SOURCE ENTRY RESULT_FD RLIMITS_JSON`` by
 (PEP 578 audit hooks) is the Python-level layer on top of the OS limits: files
 are written only inside the scratch folder (the working directory), read only
 there and in the interpreter's library folders; sockets, new processes, ctypes
-foreign calls and the gc's object walks are refused. Audit hooks cannot be
-removed from Python; the OS layer (no network namespace, unprivileged user,
-rlimits) holds even if this layer is bypassed.
+foreign calls and the gc's object walks are refused; paths relative to a
+``dir_fd`` too (the guard resolves against the working directory). Audit hooks
+cannot be removed from Python, but not every call raises one (``os.mkfifo``): the
+OS layers (network namespace, a root of its own, unprivileged user, rlimits) are
+the boundary and hold when this layer is bypassed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ WRITE_EVENTS = frozenset({"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.
                           "os.link", "os.chmod", "os.chown", "os.truncate", "os.utime",
                           "shutil.rmtree", "shutil.move", "shutil.copyfile", "os.chflags"})
 READ_EVENTS = frozenset({"os.listdir", "os.scandir", "os.chdir", "glob.glob", "os.walk"})
+# Where an event's arguments carry a dir_fd (-1 when absent): a path relative to some
+# other folder than the one the guard resolves against, so refused.
+DIR_FD_AT = {"os.mkdir": (2,), "os.remove": (1,), "os.rmdir": (1,), "os.rename": (2, 3),
+             "os.symlink": (2,), "os.link": (2, 3), "os.chmod": (2,), "os.chown": (3,),
+             "os.utime": (3,)}
 DEVICES = ("/dev/null", "/dev/urandom", "/dev/random", "/dev/zero")
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
@@ -55,14 +62,23 @@ def make_guard(scratch: str, library_roots: tuple[str, ...]):
             raise SandboxViolation(f"sandbox: {event} is not allowed")
         if event == "import" and args[0] in BLOCKED_IMPORTS:
             raise ImportError(f"sandbox: importing {args[0]} is not allowed")
+        if any(args[i] not in (None, -1) for i in DIR_FD_AT.get(event, ())):
+            raise SandboxViolation(f"sandbox: {event} with a dir_fd is not allowed")
         if event == "open":
             path, mode, flags = args
+            if mode is None and isinstance(path, (str, bytes)) and not os.path.isabs(path):
+                # os.open: its dir_fd is not in the event, so only absolute paths are sure
+                raise SandboxViolation(f"sandbox: os.open of a relative path ({path!r}) is not allowed")
             writing = (mode is not None and any(c in str(mode) for c in "wax+")) or (
                 mode is None and flags & WRITE_FLAGS)
             if path is not None and not inside(path, (scratch,) if writing else readable):
                 raise SandboxViolation(f"sandbox: {'writing' if writing else 'reading'} {path!r} is not allowed")
         elif event in WRITE_EVENTS:
-            for path in args:
+            paths = list(args)
+            if event == "os.symlink" and isinstance(args[0], (str, bytes)):
+                # a relative link target is relative to the link's folder, not the cwd
+                paths[0] = os.path.join(os.path.dirname(os.fsdecode(args[1])), os.fsdecode(args[0]))
+            for path in paths:
                 if isinstance(path, (str, bytes, os.PathLike)) and not inside(path, (scratch,)):
                     raise SandboxViolation(f"sandbox: {event} on {path!r} is not allowed")
         elif event in READ_EVENTS:

@@ -5,26 +5,33 @@ Layers (the OS ones first; ``Sandbox.isolation`` lists those in force here):
 
 * **network**: a fresh network namespace (``unshare --net``, root only): no interface
   but a downed loopback, so no connection of any kind leaves the child;
+* **filesystem**: the child runs in a root of its own (a mount namespace): read-only
+  binds of ``/usr``, the interpreter and the virtual environment, four devices, the
+  program, and the scratch folder, a private tmpfs of ``scratch_mb`` (so no candidate
+  fills the disk). Nothing else exists there: not the project, not ``/tmp``, ``/etc``
+  or ``/proc``, and the one writable place is the scratch;
+* **processes**: a PID namespace whose end (the group kill) ends every process in it,
+  daemons that left the process group included;
 * **user**: as root the child drops to ``nobody`` (``setpriv``, no new privileges): it
   cannot write root's files and ``RLIMIT_NPROC`` bounds fork bombs;
 * **rlimits**: CPU seconds, address space, file size (the output cap: stdout and
   stderr are files), open files, processes; no core dumps;
 * **wall clock**: the whole process group is killed past ``wall_s``;
-* **scratch**: a fresh folder as the working directory, removed afterwards; as root
-  it is a private tmpfs of ``scratch_mb`` (a mount namespace), so no candidate fills
-  the disk; the environment is cleared and the interpreter runs isolated (``-I``);
+* **scratch**: a fresh folder as the working directory, removed afterwards; the
+  environment is cleared and the interpreter runs isolated (``-I``);
 * **Python guard** (:mod:`testtime.programs.runner`): audit hooks refuse writes
   outside the scratch folder, reads outside it and the interpreter's libraries,
   sockets, subprocesses and ctypes calls.
 
-Without root the network, user and scratch-quota layers are absent (recorded in
-``isolation``); the rest hold.
+Without root the network, filesystem, processes and user layers are absent (recorded
+in ``isolation``); the rest hold.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -38,9 +45,8 @@ from typing import Any
 
 RUNNER = Path(__file__).with_name("runner.py")
 NOBODY = 65534
-# Run inside the new mount namespace: a size-capped tmpfs over the scratch folder.
-MOUNT_SCRATCH = ('mount -t tmpfs -o "size=$2k,uid=65534,gid=65534,mode=0700" tmpfs "$1" '
-                 '&& cd "$1" && shift 2 && exec "$@"')
+DEVICES = ("null", "zero", "random", "urandom")
+OS_LAYERS = ("network", "filesystem", "processes", "user")
 
 
 @dataclass(frozen=True)
@@ -77,17 +83,59 @@ class RunResult:
     isolation: tuple[str, ...] = field(default_factory=tuple)
 
 
+def _system_paths() -> list[str]:
+    """What the child's root shows of the machine (read-only): ``/usr`` (and the
+    top-level links into it), the interpreter's prefix and the virtual environment."""
+    paths = ["/usr", *(p for p in ("/bin", "/lib", "/lib64", "/sbin") if os.path.islink(p))]
+    for prefix in (sys.base_prefix, sys.prefix):
+        if not any(prefix == p or prefix.startswith(p + os.sep) for p in paths):
+            paths.append(prefix)
+    return paths
+
+
+def confine(job: Path, child: list[str], scratch_mb: int) -> list[str]:
+    """``child`` (paths as seen inside: the program and runner under ``/job``) run in
+    network, mount and PID namespaces, in a root built under ``job/root``, as nobody."""
+    q = shlex.quote
+    root = q(str(job / "root"))
+    steps = [f"mount -t tmpfs -o mode=0755,size=1024k tmpfs {root}"]
+    for path in _system_paths():
+        at = q(f"{job / 'root'}{path}")
+        if os.path.islink(path):  # /bin -> usr/bin on merged-/usr systems
+            steps.append(f"ln -s {q(os.readlink(path))} {at}")
+        else:
+            steps.append(f"mkdir -p {at} && mount --bind {q(path)} {at} && mount -o remount,bind,ro {at}")
+    steps.append(f"mkdir {root}/dev")
+    steps += [f"touch {root}/dev/{d} && mount --bind /dev/{d} {root}/dev/{d}" for d in DEVICES]
+    steps.append(f"mkdir {root}/job && mount --bind {q(str(job / 'job'))} {root}/job "
+                 f"&& mount -o remount,bind,ro {root}/job")
+    steps.append(f"mkdir {root}/scratch && mount -t tmpfs -o size={scratch_mb * 1024}k,uid={NOBODY},"
+                 f"gid={NOBODY},mode=0700 tmpfs {root}/scratch")
+    steps.append(f"mount -o remount,ro {root}")
+    # Not exec'd: this shell stays the namespace's first process (the kernel shields that
+    # one from default signals: an exec'd child would outlive its CPU limit) and passes on
+    # the child's end as 128 + signal (``unshare --fork`` cannot re-raise a signal).
+    steps.append(f'unshare --root={root} --wd=/scratch -- "$@"; exit $?')
+    return ["unshare", "--net", "--mount", "--pid", "--kill-child", "--", "sh", "-c",
+            " && ".join(steps), "sh", "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+            "--clear-groups", "--no-new-privs", "--", *child]
+
+
 @cache
 def os_isolation() -> tuple[str, ...]:
-    """The OS layers this machine allows (probed once): all three need root."""
+    """The OS layers this machine allows (probed once, the whole chain down to the
+    interpreter): all need root."""
     if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
         return ()
-    with tempfile.TemporaryDirectory() as where:  # the whole chain, down to the interpreter
-        probe = subprocess.run(["unshare", "--net", "--mount", "--", "sh", "-c", MOUNT_SCRATCH,
-                                "sh", where, "64", "setpriv", f"--reuid={NOBODY}",
-                                f"--regid={NOBODY}", "--clear-groups", "--no-new-privs", "--",
-                                sys.executable, "-I", "-c", "pass"], capture_output=True)
-    return ("network", "user", "scratch quota") if probe.returncode == 0 else ()
+    job = Path(tempfile.mkdtemp(prefix="testtime-sandbox-probe-"))
+    try:
+        (job / "root").mkdir()
+        (job / "job").mkdir()
+        probe = subprocess.run(confine(job, [sys.executable, "-I", "-c", "import numpy"], 1),
+                               capture_output=True)
+    finally:
+        shutil.rmtree(job, ignore_errors=True)
+    return OS_LAYERS if probe.returncode == 0 else ()
 
 
 def _tail(path: Path, keep: int = 2048) -> str:
@@ -107,21 +155,18 @@ class Sandbox:
         self.isolation = (*layers, "rlimits", "wall clock", "scratch",
                           *(("python guard",) if python_guard else ()))
 
-    def _command(self, source: Path, entry: str, result_fd: int) -> list[str]:
+    def _command(self, job: Path, entry: str, result_fd: int) -> list[str]:
+        confined = "filesystem" in self.isolation
+        where = Path("/job") if confined else job / "job"
+        runner, source = str(where / "runner.py"), str(where / "candidate.py")
         if self.python_guard:
-            child = [sys.executable, "-I", str(RUNNER), str(source), entry, str(result_fd),
-                     self._rlimits()]
+            child = [sys.executable, "-I", runner, source, entry, str(result_fd), self._rlimits()]
         else:  # the same runner with its guard left out: the OS layers only
             code = ("import runpy,sys; sys.argv=sys.argv[1:]; m=runpy.run_path(sys.argv[0],"
                     " run_name='runner_unguarded'); sys.addaudithook=lambda h: None; m['main']()")
-            child = [sys.executable, "-I", "-c", code, str(RUNNER), str(source), entry,
-                     str(result_fd), self._rlimits()]
-        if "network" not in self.isolation:
-            return child
-        return ["unshare", "--net", "--mount", "--", "sh", "-c", MOUNT_SCRATCH, "sh",
-                str(source.parent / "scratch"), str(self.limits.scratch_mb * 1024),
-                "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                "--no-new-privs", "--", *child]
+            child = [sys.executable, "-I", "-c", code, runner, source, entry, str(result_fd),
+                     self._rlimits()]
+        return confine(job, child, self.limits.scratch_mb) if confined else child
 
     def _rlimits(self) -> str:
         lim = self.limits
@@ -137,20 +182,25 @@ class Sandbox:
             shutil.rmtree(job, ignore_errors=True)
 
     def _run(self, job: Path, source: str, entry: str) -> RunResult:
-        scratch, program = job / "scratch", job / "candidate.py"
+        scratch, program = job / "scratch", job / "job" / "candidate.py"
         scratch.mkdir()
+        program.parent.mkdir()
         program.write_text(source, encoding="utf-8")
+        shutil.copy(RUNNER, program.parent / "runner.py")
         if "user" in self.isolation:
+            (job / "root").mkdir()
             os.chmod(job, 0o711)  # nobody reaches the program and scratch, lists nothing
-            program.chmod(0o644)
+            for path in program.parent.iterdir():
+                path.chmod(0o644)
             os.chown(scratch, NOBODY, NOBODY)
         out_path, err_path, res_path = job / "stdout", job / "stderr", job / "result"
         env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "HOME": str(scratch)}
+               "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
+               "HOME": "/scratch" if "filesystem" in self.isolation else str(scratch)}
         start = time.monotonic()
         with open(out_path, "wb") as out, open(err_path, "wb") as err, open(res_path, "wb") as res:
             proc = subprocess.Popen(
-                self._command(program, entry, res.fileno()),
+                self._command(job, entry, res.fileno()),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=scratch, env=env,
                 pass_fds=(res.fileno(),), start_new_session=True)
             timed_out = False
@@ -165,7 +215,10 @@ class Sandbox:
                     pass
                 proc.wait()
         wall = time.monotonic() - start
-        result = RunResult(ok=False, wall_s=wall, returncode=proc.returncode, pid=proc.pid,
+        code = proc.returncode
+        if "processes" in self.isolation and code > 128:  # see confine(): a signal's end
+            code = 128 - code
+        result = RunResult(ok=False, wall_s=wall, returncode=code, pid=proc.pid,
                            stdout=_tail(out_path), stderr=_tail(err_path), isolation=self.isolation)
         result.reason = self._verdict(result, res_path, timed_out)
         return result
