@@ -7,6 +7,7 @@ import pytest
 
 from testtime.backends.base import BackendError, SamplingParams, UnsupportedCapability
 from testtime.backends.openai_http import OpenAIGenerator
+from testtime.backends.seeds import server_seeds
 
 from .openai_stub_server import StubServer
 
@@ -41,9 +42,10 @@ def client(stub, **kw) -> OpenAIGenerator:
 
 
 def local_split(lean_gen, params: SamplingParams) -> list:
-    """What split requests give: sample j is one sample drawn with seed + j."""
+    """What split requests give: sample j is one sample drawn with its own seed."""
+    seeds = server_seeds(params.seed, [PROMPT], params.n)[0]
     return [
-        lean_gen.generate([PROMPT], SamplingParams(**{**vars(params), "n": 1, "seed": params.seed + j}))
+        lean_gen.generate([PROMPT], SamplingParams(**{**vars(params), "n": 1, "seed": seeds[j]}))
         .completions[0][0]
         for j in range(params.n)
     ]
@@ -55,7 +57,7 @@ def test_n_ignored_is_split_into_single_requests(llama, lean_gen):
         res = gen.generate([PROMPT], params)
         bodies = llama.stats.bodies[-4:]
         assert [b["n"] for b in bodies] == [4, 1, 1, 1]
-        assert sorted(b["seed"] for b in bodies) == [7, 8, 9, 10]
+        assert sorted(b["seed"] for b in bodies) == sorted(server_seeds(7, [PROMPT], 4)[0])
         assert gen.traits.n is False and "split" in gen.describe()["requests"]
         # Every sample's tokens counted once (the n=4 request filled sample 0 only).
         assert res.usage.completion_tokens == sum(c.num_tokens for c in res.completions[0])

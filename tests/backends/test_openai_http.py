@@ -7,12 +7,14 @@ import asyncio
 import socket
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
 from testtime.backends import get_generator
 from testtime.backends.base import BackendError, CancelToken, SamplingParams
 from testtime.backends.openai_http import OpenAIGenerator, _parse_retry_after
+from testtime.backends.seeds import server_seeds
 
 from .openai_stub_server import Fault, StubServer
 
@@ -41,8 +43,10 @@ def client(stub, **kw) -> OpenAIGenerator:
 
 
 def same_as_local(res, lean_gen, params: SamplingParams) -> None:
-    for prompt, row in zip(PROMPTS, res.completions, strict=True):
-        want = lean_gen.generate([prompt], params).completions[0]
+    """The server's samples are the model's, drawn with the seed each request was sent."""
+    seeds = server_seeds(params.seed, PROMPTS, params.n)
+    for i, (prompt, row) in enumerate(zip(PROMPTS, res.completions, strict=True)):
+        want = lean_gen.generate([prompt], replace(params, seed=seeds[i][0])).completions[0]
         for got, ref in zip(row, want, strict=True):
             assert (got.text, got.finish_reason, got.num_tokens, got.stop_string) == (
                 ref.text,
@@ -71,7 +75,9 @@ def test_completions_stream_matches_the_model(stub, lean_gen):
     assert res.usage.prompt_tokens == sum(u.prompt_tokens + u.cached_tokens for u in local)
     assert res.usage.calls == 2
     body = stub.stats.bodies[-1]
-    assert (body["n"], body["seed"], body["stop"], body["logprobs"]) == (3, 1, ["="], 1)
+    assert (body["n"], body["stop"], body["logprobs"]) == (3, ["="], 1)
+    seeds = server_seeds(1, PROMPTS, 3)
+    assert {b["seed"] for b in stub.stats.bodies[-2:]} == {seeds[0][0], seeds[1][0]}
 
 
 def test_chat_mode_and_async_use_inside_a_running_loop(stub, lean_gen):
@@ -135,7 +141,24 @@ def test_first_finish_cancels_other_samples(stub):
     reasons = [c.finish_reason for c in res.completions[0]]
     assert seen and seen[0].finish_reason in ("stop", "length")
     assert "cancelled" in reasons
-    assert sorted(b["seed"] for b in stub.stats.bodies[-4:]) == [3, 4, 5, 6]  # split_n: seed + j
+    # split_n: sample j's own seed
+    assert sorted(b["seed"] for b in stub.stats.bodies[-4:]) == sorted(server_seeds(3, PROMPTS[:1], 4)[0])
+
+
+def test_every_prompt_of_a_seeded_call_gets_its_own_reproducible_seed(stub):
+    params = SamplingParams(n=1, temperature=1.0, max_tokens=24, seed=11)
+    prompt, other = PROMPTS
+    with client(stub) as gen:
+        twice = gen.generate([prompt, prompt], params)  # a repeated prompt: two samples
+        sent = sorted(b["seed"] for b in stub.stats.bodies[-2:])
+        alone = gen.generate([prompt], params)
+        mixed = gen.generate([other, prompt, prompt], params)  # other batch-mates, same samples
+    assert sent == sorted(s for row in server_seeds(11, [prompt, prompt], 1) for s in row)
+    assert len(set(sent)) == 2 and all(0 <= s < 2**31 for s in sent)
+    texts = [row[0].text for row in twice.completions]
+    assert texts[0] != texts[1]
+    assert alone.completions[0][0].text == texts[0]
+    assert [row[0].text for row in mixed.completions[1:]] == texts
 
 
 def test_retries_on_500_and_429_then_succeeds(stub, lean_gen):

@@ -1,12 +1,10 @@
 """Sampling semantics shared by every local engine (see :mod:`testtime.backends.sampler`):
-token choice, detokenization, per-sample stop checks, chunking and per-sample seeds."""
+token choice, detokenization, per-sample stop checks and chunking (per-sample seeds:
+:mod:`~testtime.backends.seeds`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -185,22 +183,6 @@ def plan_chunks(lengths: Sequence[int], n: int, max_batch: int) -> list[tuple[li
         for g in range(0, len(order), group):
             chunks.append((order[g : g + group], j0, j1))
     return chunks
-
-
-def row_seeds(seed: int, prompt_ids: Sequence[Sequence[int]], n: int) -> list[list[int]]:
-    """Seed of sample j of prompt i: a hash of (seed, the prompt's tokens, the number of
-    earlier identical prompts in the call, j). Repeated prompts still get distinct samples."""
-    seen: Counter[tuple[int, ...]] = Counter()
-    out = []
-    for ids in prompt_ids:
-        key = tuple(ids)
-        base = hashlib.sha256(json.dumps([seed, seen[key], key]).encode()).digest()
-        seen[key] += 1
-        out.append([
-            int.from_bytes(hashlib.sha256(base + j.to_bytes(4, "big")).digest()[:8], "big") >> 1
-            for j in range(n)
-        ])
-    return out
 
 
 def shared_draws(gen: torch.Generator, rows: int) -> Callable[[int], torch.Tensor]:

@@ -34,8 +34,8 @@ from testtime.backends.sampler import (
     check_prompts,
     collect,
     plan_chunks,
-    row_seeds,
 )
+from testtime.backends.seeds import row_seeds
 
 ENGINES = ("lean", "hf")
 

@@ -12,7 +12,7 @@ fields such as ``top_k`` may be refused, and llama-cpp-python's default
 probe, :meth:`~testtime.backends.openai_http.OpenAIGenerator.probe`) and adapts:
 
 * ``n`` ignored -> the missing samples are asked for as concurrent single requests
-  (seed + j for sample j, as with ``split_n``);
+  (sample j with its own seed, as with ``split_n``);
 * no ``stop_reason`` -> stop strings are not sent; the backend watches the text, cuts it
   at the first stop string and closes the stream (``stop detection: client``);
 * no usage -> prompt tokens from a tokenizer (option ``tokenizer``, else the server's

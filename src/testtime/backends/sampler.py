@@ -48,15 +48,15 @@ from testtime.backends.decoding import (
     collect,
     plan_chunks,
     row_draws,
-    row_seeds,
     shared_draws,
 )
 from testtime.backends.lean_gpt2 import CACHE_BLOCK, GPT2Shape, KVCache, LeanGPT2
 from testtime.backends.prefix_cache import PrefixCache
+from testtime.backends.seeds import row_seeds
 
 __all__ = [
     "CACHE_BLOCK", "Detokenizer", "GPT2Shape", "KVCache", "LeanGPT2", "LeanSampler", "RowState",
-    "check_prompts", "choose_tokens", "collect", "plan_chunks", "row_seeds",
+    "check_prompts", "choose_tokens", "collect", "plan_chunks",
 ]
 
 
