@@ -10,7 +10,12 @@ import pytest
 
 from testtime.backends import get_generator
 from testtime.backends.base import BackendError, SamplingParams
-from testtime.backends.vllm_backend import completion_from_vllm, vllm_sampling_params
+from testtime.backends.seeds import server_seeds
+from testtime.backends.vllm_backend import (
+    completion_from_vllm,
+    request_params,
+    vllm_sampling_params,
+)
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -36,6 +41,14 @@ def test_sampling_params_mapping():
     assert p == RecordedParams(4, 0.7, 0.9, 33, ["\n"], 5, 0)
     assert vllm_sampling_params(SamplingParams(), RecordedParams).logprobs is None
     assert vllm_sampling_params(SamplingParams(), RecordedParams).stop is None
+
+
+def test_every_prompt_gets_its_own_seed():
+    prompts = ["a\n", "b\n", "a\n"]
+    seeded = request_params(SamplingParams(n=2, seed=5), prompts, RecordedParams)
+    assert [p.seed for p in seeded] == [row[0] for row in server_seeds(5, prompts, 1)]
+    assert len({p.seed for p in seeded}) == 3 and all(p.n == 2 for p in seeded)
+    assert [p.seed for p in request_params(SamplingParams(), prompts, RecordedParams)] == [None] * 3
 
 
 def test_completion_from_vllm_output():

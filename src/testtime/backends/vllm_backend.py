@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from testtime.backends.base import (
@@ -25,6 +26,7 @@ from testtime.backends.base import (
     SamplingParams,
     Usage,
 )
+from testtime.backends.seeds import server_seeds
 
 
 def vllm_sampling_params(params: SamplingParams, cls: Any) -> Any:
@@ -39,6 +41,16 @@ def vllm_sampling_params(params: SamplingParams, cls: Any) -> Any:
         seed=params.seed,
         logprobs=0 if params.logprobs else None,
     )
+
+
+def request_params(params: SamplingParams, prompts: Sequence[str], cls: Any) -> list[Any]:
+    """One vLLM SamplingParams per prompt; seeded, each prompt's own seed
+    (:func:`~testtime.backends.seeds.server_seeds`), so repeated prompts differ and a
+    prompt's samples do not depend on its batch-mates."""
+    if params.seed is None:
+        return [vllm_sampling_params(params, cls)] * len(prompts)
+    seeds = server_seeds(params.seed, prompts, 1)
+    return [vllm_sampling_params(replace(params, seed=row[0]), cls) for row in seeds]
 
 
 def completion_from_vllm(out: Any, want_logprobs: bool) -> Completion:
@@ -97,9 +109,9 @@ class VLLMGenerator(Generator):
         on_finish: FinishCallback | None = None,
     ) -> GenerationResult:
         engine = self.llm.llm_engine
-        sp = vllm_sampling_params(params, self._vllm.SamplingParams)
         ids = {}
-        for i, prompt in enumerate(prompts):
+        per_prompt = request_params(params, prompts, self._vllm.SamplingParams)
+        for i, (prompt, sp) in enumerate(zip(prompts, per_prompt, strict=True)):
             rid = f"testtime-{next(self._ids)}"
             ids[rid] = i
             engine.add_request(rid, prompt, sp)
