@@ -7,7 +7,7 @@ intercepts the first k final answers with a cue to re-check and explore more
 (each cue costs a step, so a cue at the last step leaves none to answer again;
 the answer after the last cue is final). Deviations:
 the cue is a loop option for any environment with an answer action, not a
-browser prompt; TTI's curriculum RL over horizons is not here.
+browser prompt; TTI's curriculum RL over horizons is :mod:`testtime.agents.tti_rl`.
 """
 
 from __future__ import annotations

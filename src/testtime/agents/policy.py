@@ -78,6 +78,12 @@ def extract_action(text: str) -> str:
     return lines[0] if lines else ""
 
 
+def decide(text: str, usage: Usage) -> Decision:
+    """A model's reply as a decision: its thought (before the action line) and its action."""
+    thought = ACTION_LINE.split(text)[0].strip() if ACTION_LINE.search(text) else text.strip()
+    return Decision(thought, extract_action(text), usage)
+
+
 def build_prompt(trajectory: Trajectory, window: int, *, brief: bool = False) -> str:
     """The policy prompt: grammar, task, the last ``window`` turns, the current observation
     (``brief``: of the first observation only its first paragraph, the task)."""
@@ -136,9 +142,7 @@ class GeneratorPolicy(Policy):
         assert self.generator is not None
         result = self.generator.generate([self.prompt(trajectory)],
                                          replace(self.params, seed=seed))
-        text = result.completions[0][0].text
-        thought = ACTION_LINE.split(text)[0].strip() if ACTION_LINE.search(text) else text.strip()
-        return Decision(thought, extract_action(text), result.usage)
+        return decide(result.completions[0][0].text, result.usage)
 
     def prompt(self, trajectory: Trajectory) -> str:
         """The prompt for this step, fitted to the context (see the module docstring)."""
