@@ -1,7 +1,7 @@
 """Throughput of every adaptation method next to plain passes of the same network.
 
     python benchmarks/adapt_throughput.py [--device cpu|cuda] [--batch 200] [--iters 10]
-        [--methods tent,eata,...] [--model resnet-bn] [--threads 1]
+        [--methods tent,eata,...] [--model resnet-bn] [--threads 1] [--data gaussian_noise]
 
 Baselines on the same batches: ``forward`` (no grad, eval), ``fwd+bwd all weights``
 (entropy loss, gradients for *all* weights) and ``fwd+bwd norm affine``
@@ -12,7 +12,8 @@ baselines (ratios use the adjacent baseline times). Each method's time per batch
 apart. The model is the zoo's CIFAR ResNet (trained weights when shipped, else a
 random initialisation: throughput does not depend on the weights, except that
 CoTTA-style methods augment only when the anchor is unsure, always the case for
-random weights, so their numbers are then worst cases). Columns "× all" / "× affine"
+random weights or random inputs (``--data random``, the default), so their numbers are
+then worst cases; ``--data <corruption>`` times real severity-5 CIFAR-10-C batches). Columns "× all" / "× affine"
 are baseline time / method time (> 1: faster than the baseline). Writes
 benchmarks/results/adapt_throughput[-<device>].json atomically and prints a table.
 """
@@ -113,6 +114,11 @@ def main() -> None:
         "--source", type=int, default=1000, help="source images for methods that need them"
     )
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--data", default="random",
+        help="random | a corruption name (its severity-5 CIFAR-10-C images; source data = "
+        "clean train images): the branch methods like CoTTA take depends on the inputs",
+    )  # fmt: skip
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -122,13 +128,23 @@ def main() -> None:
         ADAPT_METHODS.get(m)  # unknown names fail before any work
 
     g = torch.Generator().manual_seed(0)
-    batches = [
-        torch.rand(args.batch, 3, 32, 32, generator=g).to(device) for _ in range(args.iters + 1)
-    ]
-    source = (
-        torch.rand(args.source, 3, 32, 32, generator=g).to(device),
-        torch.arange(args.source, device=device) % 10,
-    )
+    n = args.batch * (args.iters + 1)
+    if args.data == "random":
+        images = torch.rand(n, 3, 32, 32, generator=g)
+        source = (torch.rand(args.source, 3, 32, 32, generator=g), torch.arange(args.source) % 10)
+    else:  # a CIFAR-10-C domain at severity 5 (shuffled) and clean train images as source
+        from testtime.adapt.bench_data import load_source_data
+        from testtime.data.cifar10c import CIFAR10C
+        from testtime.data.streams import to_tensor
+
+        c10c = CIFAR10C(seed=0)
+        idx = torch.randperm(len(c10c.labels), generator=g)[:n].numpy()
+        images = to_tensor(c10c(args.data, 5, idx))
+        source = load_source_data(args.source, 0)
+        if source is None:
+            raise SystemExit("no CIFAR-10 train images here for the source data; use --data random")
+    batches = [b.to(device) for b in images.split(args.batch)]
+    source = (source[0].to(device), source[1].to(device))
     _, trained = make_model(args.model, device)
 
     base_steps = baseline_steps(args.model, device)
@@ -175,6 +191,7 @@ def main() -> None:
         "batch": args.batch,
         "model": args.model,
         "trained_weights": trained,
+        "data": args.data,
         "torch": torch.__version__,
         "baselines_s_per_batch": base,
         "methods": rows,
@@ -182,7 +199,8 @@ def main() -> None:
     out = args.out or RESULTS / f"adapt_throughput-{device.type}.json"
     atomic_write_json(out, result)
 
-    table = Table(title=f"adaptation throughput, {args.model}, batch {args.batch}, {device}")
+    table = Table(title=f"adaptation throughput, {args.model}, batch {args.batch}, {device}, "
+                  f"{args.threads} thread(s), inputs: {args.data}")  # fmt: skip
     for col in (
         "method",
         "img/s",
