@@ -29,7 +29,7 @@ from testtime.backends.local import LocalGenerator
 from testtime.store.atomic import atomic_write_json
 from testtime.tasks import SYNTHETIC_TASKS, get_task
 from testtime.zoo import reasoner_path
-from testtime.zoo.reasoner import QUALITY_INFO, write_model_card
+from testtime.zoo.reasoner_card import QUALITY_INFO, write_model_card
 from testtime.zoo.reasoner_data import TEST_SEED
 from testtime.zoo.reasoner_sampling import pass_at_k
 

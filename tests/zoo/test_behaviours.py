@@ -6,6 +6,7 @@ from testtime.tasks import get_task
 from testtime.tasks.base import ANSWER_PREFIX, REVISE_PREFIX, WAIT_CUE
 from testtime.tasks.synthetic import parse_step
 from testtime.tasks.trace import parse_line
+from testtime.zoo.batches import encode_example
 from testtime.zoo.behaviours import (
     BEHAVIOURS,
     check_mix,
@@ -14,7 +15,6 @@ from testtime.zoo.behaviours import (
     step_task,
     wrong_step,
 )
-from testtime.zoo.reasoner import encode_example
 from testtime.zoo.tokenizer import build_tokenizer
 
 LEVELS = {"arith": (1, 4, 8, 12), "countdown": (2, 4, 6), "mul": (1, 3, 5)}

@@ -9,7 +9,8 @@ from testtime.tasks.base import extract_final_answer, split_steps
 from testtime.tasks.synthetic import parse_step
 from testtime.tasks.trace import parse_line
 from testtime.zoo import reasoner_path
-from testtime.zoo.reasoner import ReasonerConfig, export_checkpoint, train_reasoner, training_batch
+from testtime.zoo.batches import training_batch
+from testtime.zoo.reasoner import ReasonerConfig, export_checkpoint, train_reasoner
 from testtime.zoo.reasoner_data import make_example
 from testtime.zoo.reasoner_sampling import pass_at_k, sample
 from testtime.zoo.tokenizer import build_tokenizer

@@ -24,17 +24,12 @@ import torch
 
 from testtime.store.atomic import atomic_write_bytes, atomic_write_json
 from testtime.zoo import WEIGHTS_DIR, reasoner_path
+from testtime.zoo.batches import training_batch
 from testtime.zoo.behaviours import check_mix, sample_trace, step_task
 from testtime.zoo.prime_valid import VALID, preference, validate_behaviours
-from testtime.zoo.reasoner import (
-    LOG_EVERY,
-    ReasonerConfig,
-    TrainState,
-    training_batch,
-    warmup_cosine,
-    write_model_card,
-)
+from testtime.zoo.reasoner_card import write_model_card
 from testtime.zoo.reasoner_data import TRAIN_SEED_BASE
+from testtime.zoo.training import LOG_EVERY, TrainConfig, TrainState, warmup_cosine
 
 CHECKPOINT = "checkpoints/prime.pt"
 # The mix TinyReasoner 2 is primed on: the sequential strategies' contracts (wait, revise,
@@ -63,15 +58,12 @@ def _problem_seed(seed: int, index: int) -> int:
 
 
 @dataclass
-class PrimeConfig:
+class PrimeConfig(TrainConfig):
+    """Priming's defaults on the shared fields, its validation and the LoRA/bf16 switches."""
+
     steps: int = 1600  # TinyReasoner 2: ~2.2 s/step on 2 threads (measured 3.5 at 1, loaded box)
-    batch_size: int = 32
     lr: float = 2e-4  # v1 ended at 3e-4; 5e-4 lost L10 pass@1 0.36 -> 0.16 in 240 steps
-    warmup: int = 100
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.01
     eval_every: int = 160
-    n_positions: int = 512
     valid: tuple[tuple[str, int], ...] = VALID
     valid_problems: int = 48  # x 2 samples x 4 entries: ~55 s per validation on 2 threads
     valid_samples: int = 2
@@ -171,11 +163,10 @@ def prime(
                                            "to": config.steps})
 
     stream = TraceStream(tuple(mix.items()), tuple(families.items()))
-    batch_config = ReasonerConfig(batch_size=config.batch_size, n_positions=config.n_positions)
     net.train()
     started = time.time() - state.wall_s
     for step in range(state.step, config.steps):
-        ids, labels, mask = training_batch(tokenizer, batch_config, seed, step, stream)
+        ids, labels, mask = training_batch(tokenizer, config, seed, step, stream)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             loss = net(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()

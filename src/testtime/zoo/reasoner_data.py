@@ -48,7 +48,7 @@ class Example:
 
     @property
     def segments(self) -> list[tuple[str, bool]]:
-        """(text, trained) parts, as :func:`testtime.zoo.reasoner.encode_example` reads them."""
+        """(text, trained) parts, as :func:`testtime.zoo.batches.encode_example` reads them."""
         return [(self.context, False), (self.target, True)]
 
 

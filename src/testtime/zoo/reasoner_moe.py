@@ -25,55 +25,30 @@ import torch
 from transformers import MixtralConfig, MixtralForCausalLM, PreTrainedTokenizerBase
 
 from testtime.store.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from testtime.zoo.reasoner import (
-    LOG_EVERY,
-    ReasonerConfig,
-    TrainState,
-    _preference,
-    training_batch,
-    validate,
-    warmup_cosine,
-)
+from testtime.zoo.batches import training_batch
+from testtime.zoo.reasoner import ReasonerConfig, validate
 from testtime.zoo.reasoner_data import KINDS, MIXTURE, TEST_SEED, VALID_SEED
 from testtime.zoo.tokenizer import build_tokenizer, save_tokenizer
+from testtime.zoo.training import LOG_EVERY, TrainState, preference, warmup_cosine
 
 CHECKPOINT = "checkpoints/moe.pt"
 
 
 @dataclass
-class MoEConfig:
-    n_layer: int = 4
-    n_embd: int = 192
-    n_head: int = 6
+class MoEConfig(ReasonerConfig):
+    """TinyReasoner's fields plus the experts."""
+
     n_experts: int = 8
     top_k: int = 2
     expert_size: int = 192  # each expert's SwiGLU width: ~1.5M of 4.1M parameters active at k=2
-    n_positions: int = 512
     aux_coef: float = 0.02
     steps: int = 4000  # 2.2 s/step on one thread of the loaded 2-core box (measured); TinyReasoner: 7500
-    batch_size: int = 32
-    lr: float = 3e-3
-    warmup: int = 100
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.01
-    eval_every: int = 125
-    valid_level: int = 6
-    valid_problems: int = 64
-    valid_samples: int = 4
-    window: tuple[float, float] = (0.3, 0.7)
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= self.n_experts:
             raise ValueError(f"top_k must be in [1, n_experts={self.n_experts}], got {self.top_k}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
-
-    def reasoner(self) -> ReasonerConfig:
-        """The data/validation settings in TinyReasoner's terms (its batch and validation code)."""
-        return ReasonerConfig(
-            n_positions=self.n_positions, batch_size=self.batch_size, valid_level=self.valid_level,
-            valid_problems=self.valid_problems, valid_samples=self.valid_samples,
-        )
 
 
 def build_model(config: MoEConfig, tokenizer: PreTrainedTokenizerBase) -> MixtralForCausalLM:
@@ -143,11 +118,10 @@ def train_moe(
         if ckpt["config"]["steps"] != config.steps:
             state.schedule_changes.append({"at_step": state.step, "from": ckpt["config"]["steps"], "to": config.steps})
 
-    data = config.reasoner()
     model.train()
     started = time.time() - state.wall_s
     for step in range(state.step, config.steps):
-        ids, labels, mask = training_batch(tokenizer, data, seed, step)
+        ids, labels, mask = training_batch(tokenizer, config, seed, step)
         output = model(input_ids=ids, attention_mask=mask, labels=labels, output_router_logits=True)
         output.loss.backward()  # the LM loss + aux_coef x the load-balancing loss
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -161,11 +135,11 @@ def train_moe(
             print(f"step {done}: loss {state.loss_ema:.4f} aux {output.aux_loss.item():.3f}"
                   f" ({time.time() - started:.0f}s)", flush=True)
         if done % config.eval_every == 0 or done == config.steps:
-            pass1 = validate(model, tokenizer, data, seed)
+            pass1 = validate(model, tokenizer, config, seed)
             record = {"step": done, "loss": round(state.loss_ema, 5), "valid_pass1": pass1}
             state.history.append(record)
             best = state.selected
-            if best is None or _preference(pass1, config.window) >= _preference(best["valid_pass1"], config.window):
+            if best is None or preference(pass1, config.window) >= preference(best["valid_pass1"], config.window):
                 state.selected = record
                 selected = {k: v.detach().clone() for k, v in model.state_dict().items()}
             print(f"step {done}: loss {state.loss_ema:.4f}, valid pass@1 {pass1:.3f}", flush=True)

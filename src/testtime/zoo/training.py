@@ -1,0 +1,69 @@
+"""The pieces every zoo trainer shares (TinyReasoner and -L, its MoE variant, priming):
+the common configuration fields, the checkpointed progress, the warm-up + cosine
+schedule and checkpoint selection inside a validation pass@1 window."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+LOG_EVERY = 50
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule, sequence length and validation fields of every zoo trainer."""
+
+    steps: int = 500
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup: int = 100
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    eval_every: int = 125
+    n_positions: int = 512
+    valid_problems: int = 64
+    valid_samples: int = 4
+    window: tuple[float, float] = (0.3, 0.7)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay to ``min_lr_ratio``; reads ``config.steps`` at each
+    step, so a run resumed with another ``--steps`` restretches the cosine."""
+
+    def lr_factor(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        t = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def bf16_supported() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@dataclass
+class TrainState:
+    """A training run's progress, checkpointed with the weights (TinyReasoner, its
+    primed and MoE variants share it)."""
+
+    step: int = 0
+    wall_s: float = 0.0
+    loss_ema: float | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    selected: dict[str, float] | None = None
+    # Runs resumed with another --steps: {"at_step", "from", "to"} (the cosine is restretched).
+    schedule_changes: list[dict[str, int]] = field(default_factory=list)
+
+
+def preference(pass1: float, window: tuple[float, float]) -> tuple[int, float]:
+    """Checkpoint order: pass@1 inside ``window`` first (the most capable there), else the
+    closest to the window's middle."""
+    lo, hi = window
+    if lo <= pass1 <= hi:
+        return (1, pass1)
+    return (0, -abs(pass1 - (lo + hi) / 2))
