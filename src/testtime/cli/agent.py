@@ -122,3 +122,41 @@ def demos_command(
                                limit=limit, count=count))
     atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
     print(f"{len(rows)} steps from {len({r['seed'] for r in rows})} solved episodes; {out}")
+
+
+@agent_app.command("train")
+def train_command(
+    env: Annotated[str, Argument(help="environment name (web)")],
+    model: Annotated[Path | None, Option(help="starting GPT-2 directory (default: the embedded "
+                                              "TinyReasoner; never written)")] = None,
+    env_option: Annotated[list[str] | None, Option(help="environment knob KEY=VALUE")] = None,
+    option: Annotated[list[str] | None, Option(
+        "--option", "-o", help="TTI option KEY=VALUE (repeatable): steps, tasks_per_step, group, "
+        "schedule (multiplicative|additive|fixed), h_start, h_end, stage_steps, factor, increment, "
+        "advantage (group|filtered), step_tokens, window, temperature, lr, micro_batch, "
+        "eval_episodes, eval_horizon, seed")] = None,
+    threads: Annotated[int | None, Option(help="torch CPU threads (default: torch's own)")] = None,
+    quiet: Annotated[bool, Option(help="no progress bar")] = False,
+    out: Annotated[Path, Option(help="run directory (rerun the same command to resume)")] = Path(
+        "runs/agent-tti"),
+) -> None:
+    """TTI: curriculum-based online RL that grows the rollout horizon (Shen et al. 2025);
+    evaluates greedy success before and after; metrics.json and model/ go to --out."""
+    import torch
+
+    from testtime.agents import ENVIRONMENTS
+    from testtime.agents.tti_rl import TTIConfig, train_tti
+    from testtime.backends import embedded_model_dir
+    from testtime.cli.scale import parse_options
+    from testtime.learn.base import build_config
+
+    cfg = build_config(TTIConfig, {}, parse_options(option), "agent train")
+    environment = ENVIRONMENTS.create(env, **parse_options(env_option))
+    if threads is not None:
+        torch.set_num_threads(threads)
+    metrics = train_tti(environment, model if model is not None else embedded_model_dir(), out, cfg,
+                        show_progress=not quiet)
+    before, after = metrics["before"], metrics["after"]
+    print(f"success at horizon {cfg.eval_horizon}: {before['success']:.3f} -> {after['success']:.3f} "
+          f"[{after['ci_low']:.3f}, {after['ci_high']:.3f}] over {after['episodes']} episodes; "
+          f"{metrics['steps_done']} steps; {out / 'metrics.json'}")
