@@ -49,3 +49,17 @@ def test_agent_train_runs_tti_and_refuses_unknown_options(tiny_model, tmp_path, 
     assert json.loads((tmp_path / "t" / "metrics.json").read_text())["config"]["group"] == 2
     bad = CliRunner().invoke(app, [*args[:-2], "-o", "horizon=3"])
     assert bad.exit_code != 0 and "has no option 'horizon'" in str(bad.exception)
+
+
+def test_agent_teach_fits_demonstrations(tiny_model, tmp_path, one_thread):
+    data = tmp_path / "demos.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"obs {i}\nThought:", "completion": " go\nAction: back\n"})
+                            + "\n" for i in range(12)))
+    result = CliRunner().invoke(app, ["agent", "teach", str(data), "--model", str(tiny_model), "--quiet",
+                                      "-o", "steps=3", "-o", "eval_pairs=4", "-o", "lr=0.01",
+                                      "--out", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    assert "held-out NLL" in result.output and (tmp_path / "t" / "model" / "config.json").exists()
+    data.write_text('{"prompt": "x"}\n')
+    bad = CliRunner().invoke(app, ["agent", "teach", str(data), "--out", str(tmp_path / "u")])
+    assert bad.exit_code != 0 and "need an object with 'prompt' and 'completion'" in str(bad.exception)

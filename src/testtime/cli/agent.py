@@ -160,3 +160,41 @@ def train_command(
     print(f"success at horizon {cfg.eval_horizon}: {before['success']:.3f} -> {after['success']:.3f} "
           f"[{after['ci_low']:.3f}, {after['ci_high']:.3f}] over {after['episodes']} episodes; "
           f"{metrics['steps_done']} steps; {out / 'metrics.json'}")
+
+
+@agent_app.command("teach")
+def teach_command(
+    data: Annotated[Path, Argument(help="JSONL of {prompt, completion} (testtime agent demos)")],
+    model: Annotated[Path | None, Option(help="starting GPT-2 directory (default: the embedded "
+                                              "TinyReasoner; never written)")] = None,
+    option: Annotated[list[str] | None, Option(
+        "--option", "-o", help="option KEY=VALUE: steps, batch_size, lr, grad_clip, eval_pairs, "
+        "checkpoint_every, seed")] = None,
+    threads: Annotated[int | None, Option(help="torch CPU threads (default: torch's own)")] = None,
+    quiet: Annotated[bool, Option(help="no progress bar")] = False,
+    out: Annotated[Path, Option(help="run directory (rerun to resume); the model goes to OUT/model")
+                   ] = Path("runs/agent-teach"),
+) -> None:
+    """Teach a model the action format: completion-only fine-tuning on demonstrations."""
+    import torch
+
+    from testtime.backends import embedded_model_dir
+    from testtime.cli.scale import parse_options
+    from testtime.learn.base import build_config
+    from testtime.learn.sft import SFTConfig, teach
+
+    pairs = []
+    for k, line in enumerate(data.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if not isinstance(row, dict) or not {"prompt", "completion"} <= set(row):
+            raise ValueError(f"{data}:{k}: need an object with 'prompt' and 'completion'")
+        pairs.append((row["prompt"], row["completion"]))
+    cfg = build_config(SFTConfig, {}, parse_options(option), "agent teach")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    metrics = teach(model if model is not None else embedded_model_dir(), pairs, out, cfg,
+                    show_progress=not quiet)
+    print(f"held-out NLL {metrics['before']['nll']:.3f} -> {metrics['after']['nll']:.3f} "
+          f"({metrics['pairs']} pairs, {metrics['steps_done']} steps); model: {out / 'model'}")
