@@ -1,7 +1,6 @@
 from typer.testing import CliRunner
 
 from testtime.cli.main import app
-from testtime.registry import UnknownName
 
 
 def test_zoo_list_and_unknown_model():
@@ -9,8 +8,22 @@ def test_zoo_list_and_unknown_model():
     listed = runner.invoke(app, ["zoo", "list"])
     assert listed.exit_code == 0 and "trainable: reasoner" in listed.output
     bad = runner.invoke(app, ["zoo", "train", "nope"])
-    assert isinstance(bad.exception, UnknownName)
-    assert "valid:" in str(bad.exception) and "reasoner" in str(bad.exception)
+    assert bad.exit_code == 2 and "unknown zoo model 'nope'; valid:" in bad.output and "prm2" in bad.output
+
+
+def test_prm2_bad_policy_fails_before_anything_is_written(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "prm2"
+    missing = runner.invoke(app, ["zoo", "train", "prm2", "--policy", str(tmp_path / "none"), "--out", str(out)])
+    assert missing.exit_code == 2 and "no Hugging Face model" in missing.output
+    moe = tmp_path / "moe"
+    moe.mkdir()
+    (moe / "config.json").write_text('{"model_type": "mixtral"}')
+    wrong = runner.invoke(app, ["zoo", "train", "prm2", "--policy", str(moe), "--out", str(out)])
+    assert wrong.exit_code == 2 and "GPT-2 policy" in wrong.output
+    not_prm = runner.invoke(app, ["zoo", "train", "reasoner", "--policy", str(moe), "--out", str(out)])
+    assert not_prm.exit_code == 2 and "--policy applies to prm, prm2, not reasoner" in not_prm.output
+    assert not out.exists()
 
 
 def test_zoo_train_runs_from_the_command_line(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from testtime.tasks import get_task
 from testtime.verifiers import get_verifier
@@ -63,3 +64,33 @@ def test_tinyprm2_options_train_with_the_ranking_loss(tmp_path):
                      samples=1, near_misses=1, mc_share=0.0, rank_weight=1.0, batch_size=4)
     assert info["rank_weight"] == 1.0 and info["near_misses"] == 1
     assert "pairwise_within_problem" in info
+
+
+def test_tinyprm2_resumes_its_samples_and_training(tmp_path, monkeypatch):
+    """A run killed after its samples and a checkpoint continues from them to the same weights."""
+    from safetensors.torch import load_file
+
+    import testtime.zoo.reasoner_prm as reasoner_prm
+
+    monkeypatch.setattr(reasoner_prm, "CHECKPOINT_EVERY", 2)
+    tiny = ReasonerConfig(n_layer=1, n_embd=32, n_head=2, batch_size=4, warmup=1, eval_every=2,
+                          valid_problems=2, valid_samples=1, steps=2)
+    train_reasoner(tmp_path / "policy", config=tiny, progress=False)
+    args = dict(steps=4, policy_dir=tmp_path / "policy", problems_per_level=1, samples=1, near_misses=1,
+                rank_weight=1.0, batch_size=4)
+    first = train_prm(tmp_path / "prm", **args)
+    weights = load_file(tmp_path / "prm" / "model.safetensors")
+    assert (tmp_path / "prm" / "samples" / "train" / "arith-2.json").exists()
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_prm(tmp_path / "prm", **args)
+    with pytest.raises(ValueError, match="another run"):
+        train_prm(tmp_path / "prm", **{**args, "lr": 1e-4}, resume=True)
+
+    def no_sampling(*_a, **_k):
+        raise AssertionError("resumed samples must be read back, not re-sampled")
+
+    monkeypatch.setattr("testtime.backends.local.LocalGenerator.generate", no_sampling)
+    again = train_prm(tmp_path / "prm", **args, resume=True)  # from the step-2 checkpoint
+    assert again["train_samples"] == first["train_samples"]
+    resumed = load_file(tmp_path / "prm" / "model.safetensors")
+    assert all(torch.equal(weights[k], resumed[k]) for k in weights)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 import typer
 
 from testtime.cli.main import app
+from testtime.registry import UnknownName
 from testtime.zoo import TRAINERS, WEIGHTS_DIR
 
 zoo_app = typer.Typer(no_args_is_help=True, help="Embedded models: list and train them.")
@@ -32,11 +34,22 @@ def train(
     out: Annotated[Path | None, typer.Option(help="output directory (default runs/zoo/<name>)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the checkpoint in --out")] = False,
     threads: Annotated[int, typer.Option(help="CPU threads for torch")] = 1,
+    policy: Annotated[Path | None, typer.Option(help="prm, prm2: the policy to sample and start from (default: embedded)")] = None,
 ) -> None:
     """Train an embedded model from scratch into a Hugging Face directory."""
-    trainer = TRAINERS.get(name)
+    try:
+        trainer = TRAINERS.get(name)
+    except UnknownName as err:
+        raise typer.BadParameter(str(err)) from None
+    options = {} if policy is None else {"policy": policy}
+    if options and "policy" not in inspect.signature(trainer).parameters:
+        takes = [n for n in TRAINERS.names() if "policy" in inspect.signature(TRAINERS.get(n)).parameters]
+        raise typer.BadParameter(f"--policy applies to {', '.join(takes)}, not {name}")
     path = out or Path("runs/zoo") / name
-    info = trainer(path, steps, seed, resume, threads)
+    try:
+        info = trainer(path, steps, seed, resume, threads, **options)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        raise typer.BadParameter(str(err)) from None
     summary = {k: v for k, v in info.items() if isinstance(v, int | float | str)}
     typer.echo(f"trained {name} into {path}: {json.dumps(summary)}")
 

@@ -10,8 +10,8 @@ from testtime.registry import Registry
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
-# name -> train(out, steps, seed, resume, threads) -> training info; imports stay lazy so
-# the CLI starts without loading torch.
+# name -> train(out, steps, seed, resume, threads[, policy]) -> training info (``policy``: the
+# PRMs' policy directory); imports stay lazy so the CLI starts without loading torch.
 TRAINERS: Registry[dict[str, Any]] = Registry("zoo model")
 
 
@@ -52,10 +52,24 @@ def _train_reasoner_moe(
 
 
 @TRAINERS.register("prm")
-def _train_prm(out: Path, steps: int | None, seed: int, resume: bool, threads: int) -> dict[str, Any]:
+def _train_prm(
+    out: Path, steps: int | None, seed: int, resume: bool, threads: int, policy: Path | None = None
+) -> dict[str, Any]:
     from testtime.zoo.reasoner_prm import train_prm
 
-    return train_prm(out, steps=steps, seed=seed, resume=resume, threads=threads)
+    return train_prm(out, steps=steps, seed=seed, resume=resume, threads=threads, policy_dir=policy)
+
+
+@TRAINERS.register("prm2")
+def _train_prm2(
+    out: Path, steps: int | None, seed: int, resume: bool, threads: int, policy: Path | None = None
+) -> dict[str, Any]:
+    """TinyPRM 2 (issue 12): >= 100k of the policy's own samples (300 problems x 16 samples at
+    every trained level), 2 near misses per problem, Monte-Carlo labels on 10%, ranking loss."""
+    from testtime.zoo.reasoner_prm import train_prm
+
+    return train_prm(out, steps=steps, seed=seed, resume=resume, threads=threads, policy_dir=policy,
+                     problems_per_level=300, samples=16, near_misses=2, mc_share=0.1, rank_weight=1.0)
 
 
 def _cifar_trainer(name: str):

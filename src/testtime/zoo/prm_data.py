@@ -15,16 +15,20 @@ the trainer can add a within-problem ranking objective.
   step target is their mean where both exist. The answer line's target is the
   final answer's correctness.
 Every row carries its ``problem`` id, so right and wrong solutions of one problem
-can be paired (:func:`pairs`).
+can be paired (:func:`pairs`). Rows are built per (family, level) shard, cached so an
+interrupted sampling run resumes shard by shard.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from testtime.backends.base import Generator, SamplingParams
+from testtime.store.atomic import atomic_write_json
 from testtime.tasks.base import split_steps
 from testtime.tasks.synthetic import format_solution
 from testtime.zoo.behaviours import flawed_attempt, step_task
@@ -63,29 +67,50 @@ def build_rows(
     mc_share: float = 0.0,
     rollouts: int = 4,
     max_tokens: int = 320,
+    cache: Path | None = None,
 ) -> list[Row]:
-    """Labelled rows for every family and level of ``mixture`` (see the module docstring)."""
-    rng = random.Random(f"prm-data-{seed}")
+    """Labelled rows for every family and level of ``mixture`` (see the module docstring).
+    With ``cache`` each (family, level) shard is written there atomically as it is done and
+    read back instead of re-sampled, so a killed run resumes where it stopped."""
     rows: list[Row] = []
     for family, (_, levels) in mixture.items():
         task = step_task(family)
         for level in levels:
-            problems = task.generate(problems_per_level, level, seed=seed_base + level)
-            params = SamplingParams(n=samples, temperature=1.0, max_tokens=max_tokens, seed=seed + level)
-            outs = gen.generate([p.prompt for p in problems], params).completions
-            for p, cands in zip(problems, outs, strict=True):
-                for c in cands:
-                    row = labelled(task, p, c.text, "policy")
-                    if rng.random() < mc_share:
-                        mc = mc_values(gen, task, p, c.text, rollouts, rng.randrange(2**31), max_tokens)
-                        row["mc"] = mc
-                        row["steps"] = [(a + b) / 2 for a, b in zip(row["steps"], mc, strict=False)]
-                    rows.append(row)
-                if near_misses:  # the reference anchors the near misses' within-problem pairs
-                    rows.append(labelled(task, p, task.solve(p), "reference"))
-                for _ in range(near_misses):
-                    steps, answer, _ = flawed_attempt(task, p, rng)
-                    rows.append(labelled(task, p, format_solution(steps, answer), "near-miss"))
+            shard = cache / f"{family}-{level}.json" if cache is not None else None
+            if shard is not None and shard.exists():
+                rows += json.loads(shard.read_text())
+                continue
+            part = level_rows(gen, task, level, problems_per_level, samples, seed_base, seed, near_misses,
+                              mc_share, rollouts, max_tokens)
+            if shard is not None:
+                atomic_write_json(shard, part)
+            rows += part
+    return rows
+
+
+def level_rows(
+    gen: Generator, task, level: int, problems_per_level: int, samples: int, seed_base: int, seed: int,
+    near_misses: int, mc_share: float, rollouts: int, max_tokens: int,
+) -> list[Row]:
+    """The rows of one (family, level): a deterministic function of its arguments."""
+    rng = random.Random(f"prm-data-{seed}-{task.name}-{level}")
+    rows: list[Row] = []
+    problems = task.generate(problems_per_level, level, seed=seed_base + level)
+    params = SamplingParams(n=samples, temperature=1.0, max_tokens=max_tokens, seed=seed + level)
+    outs = gen.generate([p.prompt for p in problems], params).completions
+    for p, cands in zip(problems, outs, strict=True):
+        for c in cands:
+            row = labelled(task, p, c.text, "policy")
+            if rng.random() < mc_share:
+                mc = mc_values(gen, task, p, c.text, rollouts, rng.randrange(2**31), max_tokens)
+                row["mc"] = mc
+                row["steps"] = [(a + b) / 2 for a, b in zip(row["steps"], mc, strict=False)]
+            rows.append(row)
+        if near_misses:  # the reference anchors the near misses' within-problem pairs
+            rows.append(labelled(task, p, task.solve(p), "reference"))
+        for _ in range(near_misses):
+            steps, answer, _ = flawed_attempt(task, p, rng)
+            rows.append(labelled(task, p, format_solution(steps, answer), "near-miss"))
     return rows
 
 

@@ -1,12 +1,14 @@
 """Train the process reward model of :mod:`testtime.verifiers.prm` on TinyReasoner's
 own samples (Lightman et al. 2023; Snell et al. 2024): step label = every step so
 far is valid (the task's step checker), answer-line label = the final answer is
-correct. Samples are cached in ``<out>/samples.json`` (written atomically), so an
-interrupted run resumes without re-sampling; training itself takes minutes.
+correct. Samples are cached in ``<out>/samples.json`` (TinyPRM 2: per family and level
+under ``<out>/samples/``), written atomically, and training checkpoints every
+``CHECKPOINT_EVERY`` steps, so a killed run resumes (``resume=True``) where it stopped.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -20,7 +22,7 @@ from scipy.stats import rankdata
 from transformers import GPT2Config, GPT2ForTokenClassification
 
 from testtime.backends.base import SamplingParams
-from testtime.store.atomic import atomic_write_json, atomic_write_text
+from testtime.store.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from testtime.tasks import get_task
 from testtime.tasks.base import extract_final_answer
 from testtime.zoo import reasoner_path
@@ -33,6 +35,8 @@ from testtime.zoo.tokenizer import save_tokenizer
 # validation (VALID_SEED) and held-out test (TEST_SEED) problems; PRM test problems use 100 + level.
 PRM_SEED_BASE = TRAIN_SEED_BASE // 2
 PRM_TEST_SEED_BASE = 100
+CHECKPOINT = "checkpoints/prm.pt"
+CHECKPOINT_EVERY = 100
 
 
 def sample_labelled(
@@ -57,6 +61,16 @@ def sample_labelled(
                     rows.append({"prompt": p.prompt, "solution": c.text, "steps": prefix, "correct": correct,
                                  "task": family, "level": level})
     return rows
+
+
+def check_policy(policy: Path) -> None:
+    """The policy must be a local GPT-2 causal LM (the PRM starts from its transformer)."""
+    config = policy / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"no Hugging Face model at {policy} (no config.json); pass a TinyReasoner directory")
+    model_type = json.loads(config.read_text()).get("model_type")
+    if model_type != "gpt2":
+        raise ValueError(f"the PRM starts from a GPT-2 policy (TinyReasoner, -L, or a primed one); {policy} is {model_type!r}")
 
 
 def labels_for(row: dict[str, Any]) -> tuple[str, list[int], list[float]]:
@@ -108,10 +122,18 @@ def train_prm(
     out = Path(out)
     steps = steps or 1000
     policy = Path(policy_dir) if policy_dir is not None else reasoner_path()
-    cache = out / "samples.json"
-    if cache.exists() and not resume:
-        raise FileExistsError(f"{cache} exists: pass --resume to reuse its samples, or another --out")
-    started = time.time()
+    check_policy(policy)
+    cache, shards = out / "samples.json", out / "samples"
+    if (cache.exists() or shards.exists()) and not resume:
+        raise FileExistsError(f"{out} holds samples: pass --resume to reuse them, or another --out")
+    run = {"policy": str(policy.resolve()), "seed": seed, "steps": steps, "problems_per_level": problems_per_level,
+           "samples": samples, "batch_size": batch_size, "lr": lr, "near_misses": near_misses, "mc_share": mc_share,
+           "rank_weight": rank_weight}
+    ckpt_path = out / CHECKPOINT
+    ckpt = torch.load(ckpt_path, weights_only=False) if resume and ckpt_path.exists() else None
+    if ckpt is not None and ckpt["run"] != run:
+        raise ValueError(f"{ckpt_path} was written by another run ({ckpt['run']}); drop --resume or match it")
+    started = time.time() - (ckpt["wall_s"] if ckpt else 0.0)
     v2 = near_misses > 0 or mc_share > 0 or rank_weight > 0
     if cache.exists():
         data = json.loads(cache.read_text())
@@ -119,15 +141,19 @@ def train_prm(
         from testtime.backends.local import LocalGenerator
         from testtime.zoo.prm_data import build_rows
 
+        sampling = {k: run[k] for k in ("policy", "seed", "problems_per_level", "samples", "near_misses", "mc_share")}
+        marker = shards / "run.json"
+        if marker.exists() and json.loads(marker.read_text()) != sampling:
+            raise ValueError(f"{shards} holds samples of another run ({marker.read_text()}); use another --out")
+        atomic_write_json(marker, sampling)
         gen = LocalGenerator(policy, max_batch=512)
         data = {
             "train": build_rows(gen, MIXTURE, problems_per_level, samples, PRM_SEED_BASE, seed,
-                                near_misses=near_misses, mc_share=mc_share),
+                                near_misses=near_misses, mc_share=mc_share, cache=shards / "train"),
             # held out: the policy's own samples only (the distribution the PRM ranks at test time)
             "test": build_rows(gen, MIXTURE, max(1, problems_per_level // 4), samples, PRM_TEST_SEED_BASE,
-                               seed + 1, near_misses=0),
+                               seed + 1, near_misses=0, cache=shards / "test"),
         }
-        atomic_write_json(cache, data)
     else:
         data = {
             "train": sample_labelled(policy, problems_per_level, samples, PRM_SEED_BASE, seed),
@@ -149,8 +175,15 @@ def train_prm(
     train = [t for t in map(labels_for, rows) if t[1]]
     rng = random.Random(seed)
     ranked = pairs(rows, rng) if rank_weight > 0 else []
+    first = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["schedule"])
+        rng.setstate(ckpt["rng"])
+        first = ckpt["step"]
     model.train()
-    for _ in range(steps):
+    for step in range(first, steps):
         loss = _bce(model, tokenizer, rng.sample(train, min(batch_size, len(train))))
         if ranked:
             chosen = rng.sample(ranked, min(batch_size // 2, len(ranked)))
@@ -161,6 +194,12 @@ def train_prm(
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        if (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < steps:
+            buffer = io.BytesIO()
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(), "rng": rng.getstate(), "step": step + 1, "run": run,
+                        "wall_s": time.time() - started}, buffer)
+            atomic_write_bytes(ckpt_path, buffer.getvalue())
     model.eval()
     metrics = evaluate(model, tokenizer, data["test"])
     info = {"model": "prm", "policy": str(policy), "seed": seed, "steps": steps, "train_samples": len(train),
