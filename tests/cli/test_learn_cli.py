@@ -64,7 +64,7 @@ def model_dir(tmp_path_factory) -> Path:
 def test_list_prints_exactly_the_method_names(cli):
     res = cli("--list")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == METHODS
+    assert res.stdout.splitlines() == [*METHODS, "lpn"]  # lpn: its own command (cli/lpn.py)
 
 
 @pytest.mark.parametrize(

@@ -91,16 +91,25 @@ def learn(
 ) -> None:
     """Adapt the model at test time (TTRL, ETTRL, SPINE, DCO, LatentSeek, TT-SI,
     Dynamic Cheatsheet); evaluates before and after on the same problems. Method
-    options go after the method: `learn dco --objective ce` or `-o objective=ce`."""
+    options go after the method: `learn dco --objective ce` or `-o objective=ce`.
+    `learn lpn` trains and searches the Latent Program Network instead (`learn lpn -h`)."""
     from testtime.learn import METHODS
 
+    if method == "lpn":  # the Latent Program Network: its own data and model (cli/lpn.py)
+        from testtime.cli.lpn import learn_lpn, lpn_help
+
+        if help_:
+            typer.echo(ctx.get_help() + "\n" + lpn_help(), nl=False)
+            return
+        return learn_lpn([*(option or []), *extra_options(ctx.args)], out, seed=seed,
+                         threads=threads, quiet=quiet, dry_run=dry_run)
     if help_:
         typer.echo(ctx.get_help())
         if method:
             typer.echo("\n" + method_help(method), nl=False)
         return
     if list_:
-        for name in METHODS.names():
+        for name in [*METHODS.names(), "lpn"]:
             typer.echo(name)
         return
     if not method:

@@ -55,17 +55,38 @@ def test_search_modes_spend_compute_to_explain_the_examples():
         search(model, x, y, "beam")
 
 
-def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
+class Killed(Exception):
+    pass
+
+
+def test_training_lowers_the_loss_and_a_run_killed_anywhere_resumes_exactly(tmp_path):
     cfg = TrainConfig(steps=40, batch=8, checkpoint_every=20, lr=3e-3)
     torch.manual_seed(0)
     model, log = train(tmp_path / "whole", cfg, SMALL)
     first, last = np.mean([r["recon"] for r in log[:5]]), np.mean([r["recon"] for r in log[-5:]])
     assert last < first
+
+    def kill_at_27(row: dict) -> None:
+        if row["step"] == 27:  # between checkpoints: steps 21-27 are lost
+            raise Killed
+
     torch.manual_seed(0)
-    train(tmp_path / "split", TrainConfig(**{**cfg.__dict__, "steps": 20}), SMALL)  # "killed" at 20
+    with pytest.raises(Killed):
+        train(tmp_path / "split", cfg, SMALL, on_step=kill_at_27)
     with pytest.raises(ValueError, match="other settings"):
         train(tmp_path / "split", TrainConfig(**{**cfg.__dict__, "lr": 1e-3}), SMALL)
-    resumed, log2 = train(tmp_path / "split", cfg, SMALL)
+    seen = []
+    resumed, log2 = train(tmp_path / "split", cfg, SMALL, on_step=seen.append)
+    assert [r["step"] for r in seen] == list(range(21, 41))  # from the last checkpoint on
     assert [r["loss"] for r in log2] == pytest.approx([r["loss"] for r in log])
     for a, b in zip(model.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a, b)
+
+
+def test_evaluation_tasks_never_come_from_the_training_stream():
+    trained = {t.inputs.tobytes() for step in range(50) for t in sample_tasks(8, "train", seed=step)}
+    fresh = sample_tasks(200, "train", seed=1, stream="eval")
+    assert not any(t.inputs.tobytes() in trained for t in fresh)
+    assert sample_tasks(1, "train", seed=1)[0].inputs.tobytes() in trained  # the check can fail
+    with pytest.raises(ValueError, match="stream"):
+        sample_tasks(1, "train", stream="test")

@@ -51,13 +51,19 @@ class Task:
         return bool(np.array_equal(prediction, self.outputs[-1]))
 
 
+STREAMS = ("train", "eval")  # training batches and evaluation tasks never share a grid stream
+
+
 def sample_tasks(n: int, split: str, *, k: int = 3, size: int = 5, colors: int = 4,
-                 seed: int = 0) -> list[Task]:
-    """``n`` tasks of the ``"train"`` or ``"ood"`` (held-out compositions) split."""
+                 seed: int = 0, stream: str = "train") -> list[Task]:
+    """``n`` tasks of the ``"train"`` or ``"ood"`` (held-out compositions) split, from the
+    ``"train"`` or ``"eval"`` stream of random grids."""
     if split not in ("train", "ood"):
         raise ValueError(f"split must be 'train' or 'ood', got {split!r}")
+    if stream not in STREAMS:
+        raise ValueError(f"stream must be one of {', '.join(STREAMS)}, got {stream!r}")
     pool = [p for p in programs() if held_out(p) == (split == "ood")]
-    rng = np.random.default_rng([seed, 0 if split == "train" else 1])
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1, STREAMS.index(stream)])
     tasks = []
     for _ in range(n):
         program = pool[rng.integers(len(pool))]

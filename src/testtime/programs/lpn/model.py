@@ -13,10 +13,10 @@ from torch import nn
 
 @dataclass(frozen=True)
 class LPNConfig:
-    size: int = 5
-    colors: int = 4
-    latent: int = 16
-    hidden: int = 256
+    size: int = 5  # grid side
+    colors: int = 4  # colours per cell
+    latent: int = 16  # dimensions of the latent program
+    hidden: int = 256  # width of the encoder's and the decoder's MLPs
 
     @property
     def cells(self) -> int:

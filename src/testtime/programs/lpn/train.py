@@ -3,13 +3,18 @@ per task, the example pairs' posterior means (reparameterised samples) are avera
 into a latent, refined by ``inner_steps`` of gradient ascent on the examples'
 log-likelihood (first order: the step's gradient is not differentiated), and the
 decoder must then produce the held-out query's output; plus ``beta`` x the
-posteriors' KL to N(0, I). Checkpoints (weights, optimizer, step, data stream) are
-written atomically every ``checkpoint_every`` steps; rerunning resumes.
+posteriors' KL to N(0, I). Checkpoints (weights, optimizer, step, noise generator,
+log, training seconds) are written atomically every ``checkpoint_every`` steps; a
+batch is a function of its step, so a run killed anywhere and rerun continues from
+its last checkpoint to exactly the uninterrupted result. Deviations: MLPs (see
+:mod:`.model`), one first-order inner step by default, constant learning rate.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,20 +23,19 @@ import torch
 
 from testtime.programs.lpn.grids import sample_tasks
 from testtime.programs.lpn.model import LPN, LPNConfig
-from testtime.programs.lpn.search import search
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 2000
+    steps: int = 2000  # training steps (rerun with more to extend a run)
     batch: int = 32  # tasks per step
     examples: int = 3  # pairs shown per task (plus one query)
-    inner_steps: int = 1
-    inner_lr: float = 0.1
-    lr: float = 1e-3
-    beta: float = 1e-3
+    inner_steps: int = 1  # gradient-ascent steps on the latent inside training
+    inner_lr: float = 0.1  # their step size
+    lr: float = 1e-3  # Adam
+    beta: float = 1e-3  # weight of the posteriors' KL
     seed: int = 0
-    checkpoint_every: int = 100
+    checkpoint_every: int = 100  # steps between checkpoints (a kill loses at most these)
 
     def __post_init__(self) -> None:
         if min(self.steps, self.batch, self.examples, self.checkpoint_every) < 1 or self.inner_steps < 0:
@@ -62,23 +66,30 @@ def loss_of(model: LPN, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
     return recon + cfg.beta * kl, {"recon": recon.item(), "kl": kl.item()}
 
 
-def train(out: Path, cfg: TrainConfig, model_config: LPNConfig | None = None) -> tuple[LPN, list[dict]]:
-    """Train (or resume) into ``out/checkpoint.pt``; the model and the per-step log."""
+# Settings a resumed run may change: its length and how often it saves.
+RESUMABLE = ("steps", "checkpoint_every")
+
+
+def train(out: Path, cfg: TrainConfig, model_config: LPNConfig | None = None,
+          on_step: Callable[[dict], None] | None = None) -> tuple[LPN, list[dict]]:
+    """Train (or resume) into ``out/checkpoint.pt``; the model and the per-step log
+    (``on_step`` sees each new row: step, loss, recon, kl, seconds of training so far)."""
     path = Path(out) / "checkpoint.pt"
     model = LPN(model_config)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
-    step, log = 0, []
+    step, log, seconds = 0, [], 0.0
     if path.exists():
         state = torch.load(path, weights_only=False)
-        same = {k: v for k, v in asdict(cfg).items() if k != "steps"}  # more steps: a longer run
-        if ({k: v for k, v in state["config"].items() if k != "steps"} != same
+        fixed = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE}
+        if ({k: v for k, v in state["config"].items() if k not in RESUMABLE} != fixed
                 or state["model_config"] != asdict(model.config)):
             raise ValueError(f"{path} was trained with other settings; use another folder")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        step, log = state["step"], state["log"]
+        step, log, seconds = state["step"], state["log"][:state["step"]], state.get("seconds", 0.0)
+    start = time.monotonic() - seconds
     while step < cfg.steps:
         x, y = _batch(cfg, model, step)
         loss, stats = loss_of(model, x, y, cfg, generator)
@@ -86,26 +97,16 @@ def train(out: Path, cfg: TrainConfig, model_config: LPNConfig | None = None) ->
         loss.backward()
         opt.step()
         step += 1
-        log.append({"step": step, "loss": loss.item(), **stats})
+        log.append({"step": step, "loss": loss.item(), **stats,
+                    "seconds": round(time.monotonic() - start, 3)})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(".checkpoint.pt.tmp")
             torch.save({"config": asdict(cfg), "model_config": asdict(model.config),
                         "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "generator": generator.get_state(), "step": step, "log": log}, tmp)
+                        "generator": generator.get_state(), "step": step, "log": log,
+                        "seconds": log[-1]["seconds"]}, tmp)
             os.replace(tmp, path)
+        if on_step is not None:
+            on_step(log[-1])
     return model, log
-
-
-def accuracy(model: LPN, split: str, mode: str, steps: int, n: int = 200, seed: int = 1) -> dict[str, float]:
-    """Exact-match accuracy on ``n`` fresh tasks of ``split`` and the mean search FLOPs."""
-    m = model.config
-    tasks = sample_tasks(n, split, size=m.size, colors=m.colors, seed=seed)
-    right, flops = 0, 0
-    for i, task in enumerate(tasks):
-        x, y = torch.tensor(task.inputs), torch.tensor(task.outputs)
-        found = search(model, x[:-1], y[:-1], mode, steps, seed=i)
-        with torch.no_grad():
-            right += task.correct(model.predict(x[-1], found.z).numpy())
-        flops += found.flops
-    return {"accuracy": right / n, "flops": flops / n}

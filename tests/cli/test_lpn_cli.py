@@ -1,0 +1,58 @@
+"""`testtime learn lpn`: a tiny run end to end (train, search, export, report), the
+rerun resumes instead of retraining, bad options are one clear line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from unittest import mock
+
+import torch
+
+from testtime.cli.main import main
+
+TINY = ["--steps", "4", "--batch", "2", "--hidden", "16", "--latent", "4", "--tasks", "3",
+        "--search-steps", "0,1", "--modes", "gradient", "--checkpoint-every", "2", "--quiet"]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    code = 0
+    try:
+        with mock.patch.object(sys, "argv", ["testtime", "learn", "lpn", *args]):
+            main()
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_a_tiny_run_writes_weights_and_report_and_a_rerun_resumes(tmp_path, capsys):
+    code, out, err = run(capsys, "--out", str(tmp_path), *TINY)
+    assert code == 0, err
+    assert "| out of distribution | gradient | 1 |" in out
+    for name in ("checkpoint.pt", "eval.json", "report.md", "search_curve.png",
+                 "weights/model.safetensors", "weights/config.json", "weights/README.md"):
+        assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "weights" / "config.json").read_text())["trained_steps"] == 4
+    before = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
+    code, _, err = run(capsys, "--out", str(tmp_path), *TINY)
+    assert code == 0, err
+    assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == before  # nothing retrained
+    code, _, err = run(capsys, "--out", str(tmp_path), *TINY[:-1], "--steps", "6", "--quiet")
+    assert code == 0, err  # a longer run extends the checkpoint
+    assert json.loads((tmp_path / "weights" / "config.json").read_text())["trained_steps"] == 6
+
+
+def test_bad_options_are_one_clear_line(tmp_path, capsys):
+    code, _, err = run(capsys, "--out", str(tmp_path), "--hiden", "8")
+    assert code == 2 and "lpn has no option 'hiden'" in err and "hidden" in err
+    code, _, err = run(capsys, "--out", str(tmp_path), "--modes", "beam")
+    assert code == 2 and "modes must be some of" in err
+    code, _, err = run(capsys, "--steps", "3")
+    assert code == 2 and "give --out" in err
+    code, out, _ = run(capsys, "--dry-run", "--hidden", "64")
+    assert code == 0 and "hidden=64" in out and "26 cells" in out
