@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from testtime.scale.headline import headline
 from testtime.scale.ttspm import fit_p, observed_knee, saturation_point
 from testtime.store import atomic_write_bytes, atomic_write_text
 
@@ -148,6 +149,7 @@ def markdown(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
         "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in config.items()),
         "",
+        *headline(rows),
         "Accuracy with a 95% bootstrap interval over problems; pool strategies are evaluated",
         "on random k-subsets of one pool of max(N) samples (the same subsets for every",
         "strategy at equal N) and charged the prompt once plus k/N of the samples.",
