@@ -6,7 +6,10 @@ wall time per problem of PRM beam search vs best-of-N at equal N, prefix cache o
 Beam search prompts the model with ``problem + partial solution`` at every step; with
 the prefix cache (:mod:`testtime.backends.prefix_cache`) the partial solution's keys
 come from the call that generated it. Best-of-N prefills its prompt once per call
-either way. Writes benchmarks/results/search_prefill.json. Single-threaded torch.
+either way. The PRM (:mod:`testtime.backends.lean_scorer`) reuses the prefixes it
+scored at the previous step and computes a call's shared prompt once; its cache
+follows the row's setting. Writes benchmarks/results/search_prefill.json.
+Single-threaded torch.
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ from testtime.verifiers import get_verifier
 RESULTS = Path(__file__).parent / "results" / "search_prefill.json"
 
 
-def run(name: str, n: int, cache_mb: float, problems, task, verifier) -> dict:
+def run(name: str, n: int, cache_mb: float, problems, task) -> dict:
     gen = LocalGenerator(embedded_model_dir(), prefix_cache_mb=cache_mb)
+    verifier = get_verifier("prm", task=task, prefix_cache_mb=cache_mb)
     strategy = get_strategy(name, n=n, temperature=0.8, seed=0)
     strategy.check(task, gen, verifier)
-    prompt, cached, generated, scored, wall, correct = [], [], [], [], [], []
+    prompt, cached, generated, scored, scored_new, wall, correct = [], [], [], [], [], [], []
     for p in problems:
         t0 = time.perf_counter()
         res = strategy.solve_one(p, gen, task, verifier)
@@ -45,6 +49,7 @@ def run(name: str, n: int, cache_mb: float, problems, task, verifier) -> dict:
         prompt.append(c.prompt_tokens - cached[-1])
         generated.append(c.generated_tokens)
         scored.append(c.verifier_tokens)
+        scored_new.append(c.verifier_tokens - c.verifier_cached_tokens)
         correct.append(mark_correct(res.answer, p, task))
     mean = statistics.fmean
     return {
@@ -53,6 +58,7 @@ def run(name: str, n: int, cache_mb: float, problems, task, verifier) -> dict:
         "cached_tokens_per_problem": round(mean(cached), 1),
         "generated_tokens_per_problem": round(mean(generated), 1),
         "verifier_tokens_per_problem": round(mean(scored), 1),
+        "verifier_computed_tokens_per_problem": round(mean(scored_new), 1),
         "wall_s_per_problem": round(mean(wall), 3), "accuracy": round(mean(correct), 3),
     }
 
@@ -67,17 +73,17 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     task = get_task("arith")
-    verifier = get_verifier("prm", task=task)
     problems = task.generate(args.limit, args.level, seed=0)
     rows = []
     for n in [int(b) for b in args.budgets.split(",")]:
         for name, cache_mb in (("best-of-n", 64.0), ("beam", 64.0), ("beam", 0.0)):
-            r = run(name, n, cache_mb, problems, task, verifier)
+            r = run(name, n, cache_mb, problems, task)
             rows.append(r)
             print(f"{name:>9} N={n:<3} cache={cache_mb:>4.0f}MB: prefilled "
                   f"{r['prefilled_tokens_per_problem']:>7.1f} cached {r['cached_tokens_per_problem']:>7.1f} "
                   f"generated {r['generated_tokens_per_problem']:>7.1f} "
                   f"prm {r['verifier_tokens_per_problem']:>7.1f} "
+                  f"(computed {r['verifier_computed_tokens_per_problem']:>7.1f}) "
                   f"wall {r['wall_s_per_problem']:.3f}s acc {r['accuracy']:.2f}", flush=True)
     ratios = {}
     for n in {r["n"] for r in rows}:
@@ -86,6 +92,9 @@ def main() -> None:
         ratios[str(n)] = {
             "beam_over_bon_prefill": round(beam["prefilled_tokens_per_problem"] / bon["prefilled_tokens_per_problem"], 2),
             "beam_over_bon_wall": round(beam["wall_s_per_problem"] / bon["wall_s_per_problem"], 2),
+            "beam_over_bon_verifier_computed": round(
+                beam["verifier_computed_tokens_per_problem"] / bon["verifier_computed_tokens_per_problem"], 2
+            ),
         }
     atomic_write_json(args.out, {
         "task": "arith", "level": args.level, "threads": args.threads,

@@ -20,7 +20,7 @@ def kv(n: int, fill: float) -> torch.Tensor:
 def test_longest_prefix_lookup_and_lru_eviction():
     cache = PrefixCache(max_bytes=2 * 2 * kv(4, 0).numel() * 4)  # room for two 4-token entries
     cache.store([1, 2, 3, 4], kv(4, 1.0), kv(4, -1.0))
-    d, k, v = cache.lookup([1, 2, 3, 4, 5])
+    d, k, v, _ = cache.lookup([1, 2, 3, 4, 5])
     assert d == 4 and k.shape == (2, 3, 4, 4) and float(v[0, 0, 0, 0]) == -1.0
     assert cache.lookup([1, 2, 9])[0] == 2  # a prefix of a stored sequence serves too
     assert cache.lookup([1, 2, 3, 4])[0] == 3  # the last token always runs
@@ -28,7 +28,7 @@ def test_longest_prefix_lookup_and_lru_eviction():
     cache.store([1, 2, 8, 8], kv(4, 2.0), kv(4, -2.0))
     cache.store([5, 6, 7, 8], kv(4, 3.0), kv(4, -3.0))  # over budget: the oldest goes
     assert len(cache) == 2 and cache.nbytes <= cache.max_bytes
-    d, k, _ = cache.lookup([1, 2, 3, 4, 5])
+    d, k, _, _ = cache.lookup([1, 2, 3, 4, 5])
     assert d == 2 and float(k[0, 0, 0, 0]) == 2.0  # only the shared "1 2" is left
     assert cache.lookup([5, 6, 7, 8, 9])[0] == 4
     cache.store(list(range(100)), kv(100, 0.0), kv(100, 0.0))  # larger than the budget: skipped

@@ -232,11 +232,12 @@ class LeanGPT2:
         m = torch.addmm(L.fc_proj_b, self._act(torch.addmm(L.fc_b, h, L.fc_w)), L.fc_proj_w)
         return x + m.view(rows, toks, C)
 
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.shape
+        return torch.layer_norm(x, (s.n_embd,), self.lnf_w, self.lnf_b, s.layer_norm_epsilon)
+
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.layer_norm(
-            x, (self.shape.n_embd,), self.lnf_w, self.lnf_b, self.shape.layer_norm_epsilon
-        )
-        return torch.matmul(x, self._head_t).float()
+        return torch.matmul(self._final_norm(x), self._head_t).float()
 
     def prefill(
         self,
@@ -252,6 +253,18 @@ class LeanGPT2:
         ``start > 0``: the keys/values of columns ``[0, start)`` are already in the cache
         (a reused prefix, the same for every repeat of a prompt); only columns
         ``[start, S)`` are computed, attending to the cached ones."""
+        return self._logits(self._prefill(ids, pad, cache, repeats, start)[:, -1])
+
+    def prefill_states(
+        self, ids: torch.Tensor, pad: torch.Tensor, cache: KVCache, start: int = 0
+    ) -> torch.Tensor:
+        """As :meth:`prefill` (one repeat), returning the final (normed) hidden states of
+        every computed column, (P, S - start, C): what a token-classification head reads."""
+        return self._final_norm(self._prefill(ids, pad, cache, 1, start))
+
+    def _prefill(
+        self, ids: torch.Tensor, pad: torch.Tensor, cache: KVCache, repeats: int, start: int
+    ) -> torch.Tensor:
         P, S = ids.shape
         cols = torch.arange(S, device=self.device)
         pos = (cols[start:] - pad[:, None]).clamp_(min=0)
@@ -278,7 +291,7 @@ class LeanGPT2:
 
         for i in range(self.shape.n_layer):
             x = self._block(i, x, attend)
-        return self._logits(x[:, -1])
+        return x
 
     def decode(
         self, tok: torch.Tensor, pos: torch.Tensor, col: int, cache: KVCache

@@ -9,6 +9,8 @@ the trie and reuses the longest stored prefix (at most all but its last token, w
 must run to give the next-token logits). Entries are evicted least recently used
 beyond ``max_bytes``. Cached keys were computed one decode step at a time, so a
 reused prompt's logits can differ from a fresh prefill's in the last float bits.
+An entry may carry one more per-token tensor (``extra``: a scorer's per-token
+scores, :mod:`~testtime.backends.lean_scorer`), sliced with the keys.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
+
+if TYPE_CHECKING:
+    from testtime.backends.lean_gpt2 import KVCache
 
 
 @dataclass
@@ -31,10 +37,21 @@ class _Entry:
     ids: tuple[int, ...]
     k: torch.Tensor  # (layers, heads, len(ids), head_dim)
     v: torch.Tensor
+    extra: torch.Tensor | None = None  # (len(ids), ...)
 
     @property
     def nbytes(self) -> int:
-        return 2 * self.k.numel() * self.k.element_size()
+        extra = 0 if self.extra is None else self.extra.numel() * self.extra.element_size()
+        return 2 * self.k.numel() * self.k.element_size() + extra
+
+
+class Hit(NamedTuple):
+    """The longest stored prefix of a lookup: its length and its first ``depth`` columns."""
+
+    depth: int
+    k: torch.Tensor
+    v: torch.Tensor
+    extra: torch.Tensor | None
 
 
 class PrefixCache:
@@ -53,9 +70,9 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def lookup(self, ids: Sequence[int]) -> tuple[int, torch.Tensor, torch.Tensor] | None:
-        """(length d, keys, values) of the longest stored prefix ``ids[:d]``, d < len(ids)
-        (keys/values sliced to d columns), or None."""
+    def lookup(self, ids: Sequence[int]) -> Hit | None:
+        """The longest stored prefix ``ids[:d]``, d < len(ids) (keys/values sliced to d
+        columns), or None."""
         node, depth = self.root, 0
         for t in ids[: len(ids) - 1]:
             child = node.children.get(t)
@@ -69,11 +86,15 @@ class PrefixCache:
         self.entries.move_to_end(key)
         self.hits += 1
         self.reused_tokens += depth
-        return depth, entry.k[:, :, :depth], entry.v[:, :, :depth]
+        extra = None if entry.extra is None else entry.extra[:depth]
+        return Hit(depth, entry.k[:, :, :depth], entry.v[:, :, :depth], extra)
 
-    def store(self, ids: Sequence[int], k: torch.Tensor, v: torch.Tensor) -> None:
-        """Keep the keys/values ``k``, ``v`` (layers, heads, len(ids), head_dim) of ``ids``."""
-        entry = _Entry(tuple(ids), k, v)
+    def store(
+        self, ids: Sequence[int], k: torch.Tensor, v: torch.Tensor, extra: torch.Tensor | None = None
+    ) -> None:
+        """Keep the keys/values ``k``, ``v`` (layers, heads, len(ids), head_dim) of ``ids``
+        (and ``extra``, one row per token)."""
+        entry = _Entry(tuple(ids), k, v, extra)
         if not ids or entry.nbytes > self.max_bytes:
             return
         key, self._next = self._next, self._next + 1
@@ -97,3 +118,23 @@ class PrefixCache:
                 del node.children[t]  # nothing else passes below: drop the subtree
                 return
             node = child
+
+
+def reuse_prefixes(
+    store: PrefixCache | None, prompts: Sequence[Sequence[int]], S: int, repeats: int, cache: KVCache
+) -> tuple[int, list[Hit | None]]:
+    """Copy the stored prefixes of left-padded ``prompts`` (width ``S``, rows expanded
+    ``repeats`` times) into ``cache``; returns the first column that must be computed
+    (0 without a store or a hit) and each prompt's hit."""
+    if store is None:
+        return 0, [None] * len(prompts)
+    hits = [store.lookup(p) for p in prompts]
+    start = min(S - len(p) + (h.depth if h else 0) for p, h in zip(prompts, hits, strict=True))
+    for r, (p, h) in enumerate(zip(prompts, hits, strict=True)):
+        first = S - len(p)
+        if h is None or first >= start:
+            continue
+        rows = slice(r * repeats, (r + 1) * repeats)
+        cache.k[:, rows, :, first:start] = h.k[:, None, :, : start - first]
+        cache.v[:, rows, :, first:start] = h.v[:, None, :, : start - first]
+    return start, hits

@@ -51,7 +51,7 @@ from testtime.backends.decoding import (
     shared_draws,
 )
 from testtime.backends.lean_gpt2 import CACHE_BLOCK, GPT2Shape, KVCache, LeanGPT2
-from testtime.backends.prefix_cache import PrefixCache
+from testtime.backends.prefix_cache import PrefixCache, reuse_prefixes
 from testtime.backends.seeds import row_seeds
 
 __all__ = [
@@ -138,7 +138,7 @@ class LeanSampler:
             ids[r, S - len(p) :] = torch.tensor(p, dtype=torch.long)
         B = len(rows)
         cache = KVCache(s, B, min(S + CACHE_BLOCK, T), T, m.dtype, dev)
-        start = self._reuse(prompts, S, repeats, cache)
+        start, _ = reuse_prefixes(self.prefix_cache, prompts, S, repeats, cache)
         prefilled = sum(S - max(start, S - len(p)) for p in prompts)
         logits = m.prefill(ids, pad, cache, repeats, start).repeat_interleave(repeats, dim=0)
         pos = (S - pad).repeat_interleave(repeats)  # next position of every row
@@ -186,19 +186,3 @@ class LeanSampler:
             logits = m.decode(tok, pos, S + step, cache)
             pos = pos + 1
         return prefilled
-
-    def _reuse(self, prompts: list[Sequence[int]], S: int, repeats: int, cache: KVCache) -> int:
-        """Copy the stored prefixes of the (left-padded) prompts into ``cache``; returns
-        the first column that must be computed (0 without a prefix cache or a hit)."""
-        if self.prefix_cache is None:
-            return 0
-        hits = [self.prefix_cache.lookup(p) for p in prompts]
-        start = min(S - len(p) + (h[0] if h else 0) for p, h in zip(prompts, hits, strict=True))
-        for r, (p, h) in enumerate(zip(prompts, hits, strict=True)):
-            first = S - len(p)
-            if h is None or first >= start:
-                continue
-            rows = slice(r * repeats, (r + 1) * repeats)
-            cache.k[:, rows, :, first:start] = h[1][:, None, :, : start - first]
-            cache.v[:, rows, :, first:start] = h[2][:, None, :, : start - first]
-        return start

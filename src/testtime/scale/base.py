@@ -30,9 +30,10 @@ class Compute:
     less ``cached_tokens``, prompt tokens a backend served from a prefix cache.
     A backend reports ``Usage.prompt_tokens`` as the prompt tokens it processed
     and ``Usage.cached_tokens`` as those it reused (0 without a cache), so here
-    ``prompt_tokens`` = processed + cached (charged). FLOPs are 2 × parameters ×
-    computed tokens, for the policy and the verifier separately (None when a
-    parameter count is unknown).
+    ``prompt_tokens`` = processed + cached (charged). A verifier's tokens are all it
+    read, ``verifier_cached_tokens`` of them served from its own prefix cache. FLOPs
+    are 2 × parameters × computed tokens, for the policy and the verifier separately
+    (None when a parameter count is unknown).
     """
 
     prompt_tokens: int = 0
@@ -44,6 +45,7 @@ class Compute:
     verifier_flops: float | None = 0.0
     wall_s: float = 0.0
     cached_tokens: int = 0
+    verifier_cached_tokens: int = 0
 
     def add_usage(self, usage: Usage, generator: Generator) -> None:
         cached = int(getattr(usage, "cached_tokens", 0) or 0)
@@ -58,13 +60,15 @@ class Compute:
             self.policy_flops += 2.0 * params * usage.total_tokens  # processed = computed
 
     def add_scores(self, scores: Scores, verifier: Verifier) -> None:
+        cached = int(getattr(scores, "cached_tokens", 0) or 0)
         self.verifier_tokens += scores.tokens
+        self.verifier_cached_tokens += cached
         self.verifier_calls += scores.calls
         params = verifier.num_parameters
         if params is None or self.verifier_flops is None:
             self.verifier_flops = None
         else:
-            self.verifier_flops += 2.0 * params * scores.tokens
+            self.verifier_flops += 2.0 * params * (scores.tokens - cached)
 
     @property
     def charged_tokens(self) -> int:
@@ -74,7 +78,7 @@ class Compute:
     @property
     def computed_tokens(self) -> int:
         """Policy and verifier tokens really processed (prefix-cache hits excluded)."""
-        return self.charged_tokens - self.cached_tokens
+        return self.charged_tokens - self.cached_tokens - self.verifier_cached_tokens
 
     @property
     def flops(self) -> float | None:
@@ -96,6 +100,7 @@ class Compute:
             both(self.verifier_flops, other.verifier_flops),
             self.wall_s + other.wall_s,
             self.cached_tokens + other.cached_tokens,
+            self.verifier_cached_tokens + other.verifier_cached_tokens,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ def compute_share(compute: Compute, fraction: float = 1.0) -> dict[str, float | 
     gen = compute.generated_tokens * fraction
     prompt, cached = compute.prompt_tokens, compute.cached_tokens
     ver = compute.verifier_tokens * fraction
+    ver_computed = (compute.verifier_tokens - compute.verifier_cached_tokens) * fraction
     flops = None
     if compute.policy_flops is not None and compute.verifier_flops is not None:
         computed = compute.prompt_tokens - cached + compute.generated_tokens
@@ -52,7 +53,7 @@ def compute_share(compute: Compute, fraction: float = 1.0) -> dict[str, float | 
     return {
         "generated_tokens": gen, "prompt_tokens": prompt, "cached_tokens": cached,
         "verifier_tokens": ver, "charged_tokens": prompt + gen + ver,
-        "computed_tokens": prompt - cached + gen + ver, "flops": flops,
+        "computed_tokens": prompt - cached + gen + ver_computed, "flops": flops,
         "model_calls": compute.model_calls, "wall_s": compute.wall_s * fraction,
     }
 

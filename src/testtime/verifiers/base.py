@@ -20,11 +20,13 @@ AGGREGATIONS = ("last", "min", "prod", "mean")
 
 @dataclass
 class Scores:
-    """``steps[i]`` are the step scores of solution i; ``tokens`` processed to get them."""
+    """``steps[i]`` are the step scores of solution i; ``tokens`` read to get them, of
+    which ``cached_tokens`` came from the verifier's prefix cache (not recomputed)."""
 
     steps: list[list[float]]
     tokens: int = 0
     calls: int = 0
+    cached_tokens: int = 0
 
 
 def aggregate(step_scores: Sequence[float], how: str = "last") -> float:

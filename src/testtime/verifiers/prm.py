@@ -8,6 +8,11 @@ answer line is scored too, as the probability that the final answer is
 correct, so with the "last" aggregation the PRM doubles as an outcome model.
 Trained on TinyReasoner's own samples labelled by the task step checkers
 (``testtime zoo train prm``, :mod:`testtime.zoo.reasoner_prm`).
+
+Served by :class:`~testtime.backends.lean_scorer.TokenScorer` with prefix reuse: a
+search's partial solution scored at one step is not re-read at the next, and the
+candidates of one call share their prompt's computation (``Scores.cached_tokens``
+counts what was reused; ``prefix_cache_mb=0`` turns it off).
 """
 
 from __future__ import annotations
@@ -15,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
+from testtime.backends.lean_scorer import TokenScorer
 from testtime.tasks.base import Problem, Task
 from testtime.verifiers.base import VERIFIERS, Scores, Verifier
 from testtime.zoo.prm_format import scored_positions
@@ -33,47 +37,50 @@ class LearnedPRM(Verifier):
     name = "prm"
     process = True
 
-    def __init__(self, task: Task | None = None, path: str | Path | None = None, batch_size: int = 64) -> None:
-        from transformers import AutoTokenizer, GPT2ForTokenClassification
+    def __init__(
+        self,
+        task: Task | None = None,
+        path: str | Path | None = None,
+        batch_size: int = 64,
+        prefix_cache_mb: float = 64.0,
+    ) -> None:
+        from transformers import AutoTokenizer
 
         path = Path(path) if path is not None else prm_path()
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"no PRM weights at {path}; train them with `testtime zoo train prm`"
             )
-        self.model = GPT2ForTokenClassification.from_pretrained(str(path)).eval()
+        self.scorer = TokenScorer.from_pretrained(
+            path, batch_size=batch_size, prefix_cache_mb=prefix_cache_mb
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.batch_size = batch_size
 
     @property
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        return self.scorer.num_parameters
 
     def score(self, problem: Problem, solutions: Sequence[str]) -> Scores:
-        scores, tokens = self.score_pairs([(problem.prompt, s) for s in solutions])
-        return Scores(steps=scores, tokens=tokens, calls=1)
+        scores, tokens, computed = self.score_pairs_computed([(problem.prompt, s) for s in solutions])
+        return Scores(steps=scores, tokens=tokens, calls=1, cached_tokens=tokens - computed)
 
-    @torch.inference_mode()
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> tuple[list[list[float]], int]:
         """Per-step scores in [0, 1] of (prompt, solution) pairs, and tokens read."""
-        out: list[list[float]] = []
-        tokens = 0
-        for start in range(0, len(pairs), self.batch_size):
-            chunk = pairs[start : start + self.batch_size]
-            texts, positions = [], []
-            for prompt, solution in chunk:
-                text, pos = scored_positions(len(prompt) + 1, solution)
-                texts.append(prompt + text)
-                positions.append(pos)
-            ids = [self.tokenizer(t).input_ids for t in texts]
-            tokens += sum(map(len, ids))
-            width = max(map(len, ids))
-            pad = self.tokenizer.pad_token_id
-            batch = torch.tensor([i + [pad] * (width - len(i)) for i in ids])
-            mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
-            probs = torch.sigmoid(self.model(input_ids=batch, attention_mask=mask).logits[..., 0])
-            out += [probs[r, pos].tolist() for r, pos in enumerate(positions)]
-        return out, tokens
+        scores, tokens, _ = self.score_pairs_computed(pairs)
+        return scores, tokens
+
+    def score_pairs_computed(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> tuple[list[list[float]], int, int]:
+        """As :meth:`score_pairs`, plus the tokens really computed (cache hits excluded)."""
+        ids, positions = [], []
+        for prompt, solution in pairs:
+            text, pos = scored_positions(len(prompt) + 1, solution)
+            ids.append(self.tokenizer(prompt + text).input_ids)
+            positions.append(pos)
+        probs, computed = self.scorer.score(ids)
+        steps = [row[pos].tolist() for row, pos in zip(probs, positions, strict=True)]
+        return steps, sum(map(len, ids)), computed
 
 
 @VERIFIERS.register("orm")
