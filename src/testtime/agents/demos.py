@@ -3,9 +3,11 @@
 
 The data a supervised step needs to teach a model (the embedded TinyReasoner
 has never seen the format) to act: each step's prompt, fitted to ``limit``
-tokens by ``count`` like the policy's, and the completion ``" <thought>\\nAction:
-<action>"``. Only solved episodes are kept (BFS solves every generated task
-within a horizon of the site's size). Seeds are the caller's: keep training and
+tokens by ``count`` like the policy's, and the completion ``" <thought>\\naction:
+<action>"`` in lower case (the embedded character tokenizer has no capitals; the policy
+reads the action line, and the web environment the answer, case-insensitively). Only
+solved episodes are kept (BFS solves every generated task within a horizon of the
+site's size). Seeds are the caller's: keep training and
 evaluation seeds apart.
 """
 
@@ -36,5 +38,5 @@ def demonstrations(
             prompt = (build_prompt(trajectory, window) if limit is None or count is None
                       else fit_prompt(trajectory, window, limit, count))
             yield {"seed": seed, "step": step, "prompt": prompt,
-                   "completion": f" {turn['thought']}\nAction: {turn['action']}\n"}
+                   "completion": f" {turn['thought']}\naction: {turn['action']}\n".lower()}
             trajectory.turns.append(Turn(turn["thought"], turn["action"], turn["observation"]))
