@@ -13,8 +13,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from testtime.zoo.tokenizer import build_tokenizer
 
-METHODS = ["dco", "dynamic-cheatsheet", "ettrl", "latentseek", "rerouting", "spine", "state-tuning", "tt-si",
-           "ttrl"]
+METHODS = ["dco", "dynamic-cheatsheet", "ettrl", "latentseek", "rerouting", "spine", "state-tuning",
+           "system1-rl", "system2-rl", "timehc-rl", "tt-si", "ttrl"]
 
 
 class Result:

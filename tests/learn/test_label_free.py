@@ -19,9 +19,13 @@ TINY = {
     "dynamic-cheatsheet": {"max_tokens": 16},
     "rerouting": {"n": 2, "max_tokens": 16, "every": 4, "steps": 1},
     "state-tuning": {"steps": 1, "batch_size": 2, "train_problems": 2, "max_tokens": 16},
+    **dict.fromkeys(("timehc-rl", "system2-rl", "system1-rl"), {
+        "steps": 1, "prompts_per_step": 2, "n_samples": 2, "max_tokens": 16, "eval_samples": 1,
+        "checkpoint_every": 1, "train_problems": 2}),
 }
 MOE_ONLY = {"rerouting"}  # refuse the dense tiny model; run sealed in tests/learn/test_rerouting.py
 RWKV_ONLY = {"state-tuning"}  # refuses the GPT-2 tiny model; runs sealed in tests/learn/test_state_tuning.py
+TIMELINE_ONLY = {"timehc-rl"}  # its temporal reward needs timelines; runs sealed in tests/learn/test_timehc.py
 
 
 def sealed_request(method, model_dir, out, **options):
@@ -34,7 +38,7 @@ def test_every_method_is_listed_here():
     assert set(TINY) == set(METHODS.names())
 
 
-@pytest.mark.parametrize("method", sorted(set(TINY) - MOE_ONLY - RWKV_ONLY))
+@pytest.mark.parametrize("method", sorted(set(TINY) - MOE_ONLY - RWKV_ONLY - TIMELINE_ONLY))
 def test_method_runs_label_free_at_its_defaults(method, tiny_dir, tmp_path):
     metrics = METHODS.create(method, sealed_request(method, tiny_dir, tmp_path / method))
     assert metrics["labels"] == "none"
