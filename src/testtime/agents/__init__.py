@@ -3,7 +3,9 @@
 ``ENVIRONMENTS`` holds the environments by name (``web``: the built-in
 generated site); :func:`run_episode` / :func:`run_episodes` play them with any
 :class:`Policy` (a :class:`GeneratorPolicy` over any backend, or the scripted
-:class:`BFSPolicy`).
+:class:`BFSPolicy`). TTI's curriculum RL over the horizon trains the embedded GPT-2 as a
+:class:`~testtime.agents.learner.LearnerPolicy` (:mod:`testtime.agents.tti_rl`, imported on
+demand: it loads torch).
 """
 
 from testtime.agents import web as _web  # noqa: F401  (registers "web")
