@@ -5,11 +5,13 @@ compositions, fresh grids) and out of distribution (held-out compositions); the 
 report, table and figure are copied into benchmarks/results/.
 
 The same pipeline as ``testtime learn lpn`` (one code path); options after the known
-ones go to it (``--hidden 512 --batch 64``). A training job: run it only in the
-training slot. Sized for <= 60 min on 2 threads (issue 18); smoke timings and the
-proposed size are in the command below and benchmarks/results/lpn_search.md once run.
+ones go to it (``--hidden 256 --batch 32``). A training job: run it only in the
+training slot. The defaults are sized for <= 60 min on 2 threads (issue 18): a 20-step
+smoke of them took 0.107 s/step on one thread of the shared, busy 2-core machine
+(load 4.6), so 25,000 steps take <= 45 min there, plus ~30 s for the 26 search cells
+of 200 tasks per split; benchmarks/results/lpn_search_sizing.md has the smokes.
 
-    python benchmarks/lpn_search.py --threads 2 --out runs/lpn -- --steps 30000
+    python benchmarks/lpn_search.py --threads 2 --out runs/lpn
 """
 
 from __future__ import annotations

@@ -93,8 +93,6 @@ def learn(
     Dynamic Cheatsheet); evaluates before and after on the same problems. Method
     options go after the method: `learn dco --objective ce` or `-o objective=ce`.
     `learn lpn` trains and searches the Latent Program Network instead (`learn lpn -h`)."""
-    from testtime.learn import METHODS
-
     if method == "lpn":  # the Latent Program Network: its own data and model (cli/lpn.py)
         from testtime.cli.lpn import learn_lpn, lpn_help
 
@@ -103,6 +101,8 @@ def learn(
             return
         return learn_lpn([*(option or []), *extra_options(ctx.args)], out, seed=seed,
                          threads=threads, quiet=quiet, dry_run=dry_run)
+    from testtime.learn import METHODS
+
     if help_:
         typer.echo(ctx.get_help())
         if method:

@@ -60,7 +60,6 @@ def learn_lpn(pairs: list[str], out: Path | None, *, seed: int, threads: int | N
         raise ValueError("give --out DIR for the checkpoint, weights and report")
     import torch
 
-    from testtime.learn.common import progress_bar
     from testtime.programs.lpn.evaluate import evaluate
     from testtime.programs.lpn.export import SHIPPED, export
     from testtime.programs.lpn.report import table, write_report
@@ -68,24 +67,35 @@ def learn_lpn(pairs: list[str], out: Path | None, *, seed: int, threads: int | N
 
     if threads is not None:
         torch.set_num_threads(threads)
-    with progress_bar("lpn train", train_cfg.steps, enabled=not quiet) as bar:
+    with _bar(quiet) as bar:
+        job = bar.add_task("lpn train", total=train_cfg.steps, note="")
+
         def step(row: dict) -> None:
-            bar.advance()
-            bar.note(f"loss {row['loss']:.3f} recon {row['recon']:.3f}")
+            bar.update(job, completed=row["step"], note=f"loss {row['loss']:.3f} recon {row['recon']:.3f}")
 
         model, log = train(out, train_cfg, model_cfg, on_step=step)
     tag = {"trained_steps": len(log), "model": dataclasses.asdict(model_cfg),
            "training": {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in RESUMABLE}}
-    with progress_bar("lpn search", len(eval_cfg.cells()), enabled=not quiet) as bar:
+    with _bar(quiet) as bar:
+        job = bar.add_task("lpn search", total=len(eval_cfg.cells()), note="")
+
         def cell(row: Any) -> None:
-            bar.advance()
-            bar.note(f"{row.split} {row.mode}@{row.steps}: {row.accuracy:.3f}")
+            bar.update(job, advance=1, note=f"{row.split} {row.mode}@{row.steps}: {row.accuracy:.3f}")
 
         rows = evaluate(model.eval(), out / "eval.json", eval_cfg, tag, on_row=cell)
     export(model, out / "weights", train_cfg, log, rows, eval_cfg, threads or torch.get_num_threads())
     report = write_report(out, rows, log, eval_cfg.tasks)
     typer.echo("\n".join(table(rows)))
     typer.echo(f"report {report}; weights {out / 'weights'} (ship: copy the folder to {SHIPPED})")
+
+
+def _bar(quiet: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from testtime.progress import make_progress
+
+    return make_progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TimeElapsedColumn(), TextColumn("{task.fields[note]}"), disable=quiet)
 
 
 def plan(out: Path | None, configs: dict[str, Any]) -> str:

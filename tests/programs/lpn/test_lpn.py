@@ -9,7 +9,7 @@ import torch
 
 from testtime.programs.lpn.grids import NAMES, held_out, programs, run, sample_tasks
 from testtime.programs.lpn.model import LPN, LPNConfig
-from testtime.programs.lpn.search import search
+from testtime.programs.lpn.search import search, search_batch
 from testtime.programs.lpn.train import TrainConfig, train
 
 torch.set_num_threads(1)
@@ -55,6 +55,20 @@ def test_search_modes_spend_compute_to_explain_the_examples():
         search(model, x, y, "beam")
 
 
+def test_a_batch_of_tasks_is_searched_as_each_task_alone():
+    torch.manual_seed(0)
+    model = LPN(SMALL)
+    tasks = sample_tasks(5, "ood", seed=3)
+    x = torch.tensor(np.stack([t.inputs[:-1] for t in tasks]))
+    y = torch.tensor(np.stack([t.outputs[:-1] for t in tasks]))
+    together = search_batch(model, x, y, "gradient", steps=6)
+    for i in range(5):
+        alone = search(model, x[i], y[i], "gradient", steps=6)
+        assert torch.allclose(together.z[i], alone.z, atol=1e-5)
+        assert float(together.log_likelihood[i]) == pytest.approx(float(alone.log_likelihood), abs=1e-3)
+    assert together.flops == alone.flops  # per task
+
+
 class Killed(Exception):
     pass
 
@@ -90,3 +104,12 @@ def test_evaluation_tasks_never_come_from_the_training_stream():
     assert sample_tasks(1, "train", seed=1)[0].inputs.tobytes() in trained  # the check can fail
     with pytest.raises(ValueError, match="stream"):
         sample_tasks(1, "train", stream="test")
+
+
+def test_a_diverging_run_stops_before_anything_saved_goes_nan(tmp_path):
+    cfg = TrainConfig(steps=5, batch=2, checkpoint_every=1, inner_lr=float("inf"))  # z -> inf
+    with pytest.raises(ValueError, match="diverged at step 1"):
+        train(tmp_path, cfg, SMALL)
+    assert not (tmp_path / "checkpoint.pt").exists()
+    with pytest.raises(ValueError, match="clip"):
+        TrainConfig(clip=0)

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from testtime.programs.lpn.grids import sample_tasks
 from testtime.programs.lpn.model import LPN
-from testtime.programs.lpn.search import MODES, search
+from testtime.programs.lpn.search import MODES, search_batch
 from testtime.store.atomic import atomic_write_json
 
 SPLITS = ("train", "ood")
@@ -87,16 +88,14 @@ def measure(model: LPN, split: str, mode: str, steps: int, cfg: EvalConfig) -> S
     m = model.config
     tasks = sample_tasks(cfg.tasks, split, size=m.size, colors=m.colors, seed=cfg.eval_seed,
                          stream="eval")
-    correct, flops, ll = 0, 0, 0.0
-    for i, task in enumerate(tasks):
-        x, y = torch.tensor(task.inputs), torch.tensor(task.outputs)
-        found = search(model, x[:-1], y[:-1], mode, steps, lr=cfg.search_lr, seed=i)
-        with torch.no_grad():
-            correct += task.correct(model.predict(x[-1], found.z).numpy())
-        flops += found.flops
-        ll += found.log_likelihood
-    n = len(tasks)
-    return SearchRow(split, mode, steps, correct, n, flops / n, ll / n)
+    x = torch.tensor(np.stack([t.inputs for t in tasks]))
+    y = torch.tensor(np.stack([t.outputs for t in tasks]))
+    found = search_batch(model, x[:, :-1], y[:, :-1], mode, steps, lr=cfg.search_lr, seed=cfg.eval_seed)
+    with torch.no_grad():
+        predicted = model.predict(x[:, -1], found.z).numpy()
+    correct = sum(task.correct(p) for task, p in zip(tasks, predicted, strict=True))
+    return SearchRow(split, mode, steps, correct, len(tasks), float(found.flops),
+                     float(found.log_likelihood.mean()))
 
 
 def evaluate(model: LPN, path: Path, cfg: EvalConfig, tag: dict,

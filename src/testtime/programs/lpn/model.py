@@ -16,7 +16,7 @@ class LPNConfig:
     size: int = 5  # grid side
     colors: int = 4  # colours per cell
     latent: int = 16  # dimensions of the latent program
-    hidden: int = 256  # width of the encoder's and the decoder's MLPs
+    hidden: int = 512  # width of the encoder's and the decoder's MLPs
 
     @property
     def cells(self) -> int:

@@ -6,8 +6,10 @@ decoder must then produce the held-out query's output; plus ``beta`` x the
 posteriors' KL to N(0, I). Checkpoints (weights, optimizer, step, noise generator,
 log, training seconds) are written atomically every ``checkpoint_every`` steps; a
 batch is a function of its step, so a run killed anywhere and rerun continues from
-its last checkpoint to exactly the uninterrupted result. Deviations: MLPs (see
-:mod:`.model`), one first-order inner step by default, constant learning rate.
+its last checkpoint to exactly the uninterrupted result; a non-finite loss or gradient
+stops it before any step or checkpoint takes it in. Deviations: MLPs (see
+:mod:`.model`), one first-order inner step by default, constant learning rate, gradient
+clipping.
 """
 
 from __future__ import annotations
@@ -27,19 +29,22 @@ from testtime.programs.lpn.model import LPN, LPNConfig
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 2000  # training steps (rerun with more to extend a run)
-    batch: int = 32  # tasks per step
+    steps: int = 25000  # training steps (rerun with more to extend a run)
+    batch: int = 64  # tasks per step
     examples: int = 3  # pairs shown per task (plus one query)
     inner_steps: int = 1  # gradient-ascent steps on the latent inside training
     inner_lr: float = 0.1  # their step size
-    lr: float = 1e-3  # Adam
+    lr: float = 2e-3  # Adam
     beta: float = 1e-3  # weight of the posteriors' KL
+    clip: float = 1.0  # gradient-norm clipping (without it lr 3e-3 diverged to NaN by step 800)
     seed: int = 0
-    checkpoint_every: int = 100  # steps between checkpoints (a kill loses at most these)
+    checkpoint_every: int = 500  # steps between checkpoints (a kill loses at most these)
 
     def __post_init__(self) -> None:
         if min(self.steps, self.batch, self.examples, self.checkpoint_every) < 1 or self.inner_steps < 0:
             raise ValueError("steps, batch, examples and checkpoint_every must be >= 1, inner_steps >= 0")
+        if not self.clip > 0:
+            raise ValueError(f"clip must be > 0, got {self.clip}")
 
 
 def _batch(cfg: TrainConfig, model: LPN, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,6 +100,11 @@ def train(out: Path, cfg: TrainConfig, model_config: LPNConfig | None = None,
         loss, stats = loss_of(model, x, y, cfg, generator)
         opt.zero_grad()
         loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):  # before the step: nothing saved is NaN
+            raise ValueError(
+                f"LPN training diverged at step {step + 1} (loss {loss.item()}); {path} keeps the "
+                "last checkpoint: lower --lr or --clip and train into a new folder")
         opt.step()
         step += 1
         log.append({"step": step, "loss": loss.item(), **stats,
