@@ -47,19 +47,21 @@ def plot(rows: list[SearchRow], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     base = {r.split: r for r in rows if r.mode == "none"}
     for split, style in (("train", "-"), ("ood", "--")):
-        for mode in sorted({r.mode for r in rows} - {"none"}):
+        for colour, mode in enumerate(sorted({r.mode for r in rows} - {"none"})):
             line = [base[split]] if split in base else []
             line += sorted((r for r in rows if r.split == split and r.mode == mode), key=lambda r: r.steps)
             label = f"{mode}, {SPLIT_NAMES[split]}"
-            axes[0].plot([r.steps for r in line], [r.accuracy for r in line], style, marker="o", label=label)
+            kw = {"color": f"C{colour}", "marker": "o", "label": label}  # a mode's colour, a split's line
+            axes[0].plot([r.steps for r in line], [r.accuracy for r in line], style, **kw)
             flops = [(r.flops, r.accuracy) for r in line if r.flops > 0]
             if flops:  # budget 0 costs no search: off a log axis
-                axes[1].plot(*zip(*flops, strict=True), style, marker="o", label=label)
+                axes[1].plot(*zip(*flops, strict=True), style, **kw)
     axes[0].set_xscale("symlog", linthresh=1)
     axes[0].set_xlabel("search steps")
     axes[1].set_xscale("log")
     axes[1].set_xlabel("search FLOPs per task")
     axes[0].set_ylabel("exact-match accuracy")
+    axes[0].set_ylim(bottom=0)
     axes[0].legend(fontsize=7)
     fig.suptitle("LPN test-time latent search")
     fig.tight_layout()
