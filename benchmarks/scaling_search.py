@@ -6,7 +6,9 @@
 ``search`` (Snell et al., 2024): strategies x N on the hardest arith level.
 ``qalign`` (Faria & Smith, 2025): one chain of ``--steps`` MCMC steps per problem,
 read at every power of two, against best-of-N / weighted majority / majority at
-N = the same powers of two, all scored by the same learned PRM.
+N = the same powers of two, all scored by the same learned PRM; QAlign's rows carry
+a bootstrap CI and the paired difference to ``--baseline`` at the same N (the
+same problems), and the chain's acceptance rate is reported.
 
 Generation is resumable (run stores under ``runs/benchmarks/``); the summaries
 are written atomically to ``benchmarks/results/``. Single-threaded torch, as the
@@ -16,14 +18,16 @@ machine is shared.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from typing import Any
 
-from scaling_common import brief, common_args, harness, settings, setup
+from scaling_common import brief, common_args, harness, model_info, settings, setup
 
 from testtime.scale import get_strategy
 from testtime.scale.common import mark_correct
+from testtime.scale.summary import bootstrap_ci
 from testtime.store import RunStore, atomic_write_json, resumable_map
 
 
@@ -42,7 +46,8 @@ def run_search(args: argparse.Namespace) -> None:
         {"width": args.width, "aggregation": "last", "temperature": 0.8},
     ).rows
     brief(rows)
-    config = {**settings(args), "wall_s": time.time() - start}
+    config = {**settings(args), "model": model_info(args.backend, generator.num_parameters),
+              "wall_s": time.time() - start}
     atomic_write_json(args.results / "scaling_search.json", {"config": config, "rows": rows})
 
 
@@ -65,37 +70,49 @@ def run_qalign(args: argparse.Namespace) -> None:
 
         by_key = {store.key("qalign", p.id): p for p in problems}
         chains = resumable_map(store, list(by_key), solve)
-    qalign_rows = []
-    for t in sorted({int(t) for c in chains for t in c["by_steps"]}):
-        at = [c["by_steps"][str(t)] for c in chains]
-        correct = [mark_correct(a["answer"], p, task) for a, p in zip(at, problems, strict=True)]
-        qalign_rows.append(
-            {
-                "strategy": "qalign",
-                "n": t,
-                "accuracy": statistics.mean(correct),
-                "generated_tokens": statistics.mean(a["generated_tokens"] for a in at),
-                "verifier_tokens": statistics.mean(a["verifier_tokens"] for a in at),
-            }
-        )
     acceptance = statistics.mean(c["acceptance"] for c in chains)
-    budgets = [r["n"] for r in qalign_rows]
-    bon_rows = harness(
+    steps = sorted({int(t) for c in chains for t in c["by_steps"]})
+    bon = harness(
         task,
         generator,
         verifier,
         ["best-of-n", "weighted-majority", "majority"],
-        budgets,
+        steps,
         f"qalign-bon-{args.task}-{args.level}-{args.verifier}",
         args,
         {"aggregation": "last", "temperature": 1.0},  # QAlign proposes at T = 1
-    ).rows
-    for r in qalign_rows:
-        print(
-            f"{'qalign':>20} N={r['n']:<4} acc={r['accuracy']:.3f} gen_tokens={r['generated_tokens']:.0f}"
-        )
+    )
+    bon_rows = bon.rows
+    # The baseline's per-problem accuracy at each N (same problems), for paired differences.
+    base: dict[tuple[int, str], float] = {}
+    for line in (bon.out_dir / "problems.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["strategy"] == args.baseline:
+            base[(r["n"], r["problem_id"])] = r["accuracy"]
+    qalign_rows = []
+    for t in steps:
+        at = [c["by_steps"][str(t)] for c in chains]
+        correct = [float(mark_correct(a["answer"], p, task)) for a, p in zip(at, problems, strict=True)]
+        low, high = bootstrap_ci(correct, seed=args.seed)
+        diffs = [c - base[(t, p.id)] for c, p in zip(correct, problems, strict=True) if (t, p.id) in base]
+        d_low, d_high = bootstrap_ci(diffs, seed=args.seed) if diffs else (None, None)
+        row = {
+            "strategy": "qalign", "n": t, "difficulty": args.level,
+            "labels": strategy.labels(verifier),
+            "accuracy": statistics.mean(correct), "ci_low": low, "ci_high": high,
+            "baseline": args.baseline, "diff": statistics.mean(diffs) if diffs else None,
+            "diff_low": d_low, "diff_high": d_high,
+            "generated_tokens": statistics.mean(a["generated_tokens"] for a in at),
+            "verifier_tokens": statistics.mean(a["verifier_tokens"] for a in at),
+        }
+        qalign_rows.append(row)
+        diff = "" if row["diff"] is None else f" vs {args.baseline} {row['diff']:+.3f} [{d_low:+.2f},{d_high:+.2f}]"
+        print(f"{'qalign':>20} N={t:<4} acc={row['accuracy']:.3f} [{low:.2f},{high:.2f}]{diff} "
+              f"labels={row['labels']} gen_tokens={row['generated_tokens']:.0f}")
+    print(f"acceptance rate {acceptance:.3f}")
     brief(bon_rows)
     config["wall_s"] = time.time() - start
+    config["model"] = model_info(args.backend, generator.num_parameters)
     config["acceptance_rate"] = acceptance
     atomic_write_json(
         args.results / "qalign_vs_bon.json", {"config": config, "rows": qalign_rows + bon_rows}
