@@ -103,6 +103,20 @@ def test_a_daemon_that_leaves_the_group_ends_with_the_run():
     assert _running(token) == []  # its PID namespace ended with the run
 
 
+@pytest.mark.skipif(os_isolation() != OS_LAYERS, reason="needs root (IPC namespace)")
+def test_shared_memory_made_in_a_run_ends_with_it():
+    src = ("import ctypes\ndef run():\n    return ctypes.CDLL(None).shmget(0, 1 << 20, 0o1600)\n")
+    before = _segments_of_nobody()
+    r = Sandbox(LIMITS, python_guard=False).run(src)
+    assert r.ok and r.value >= 0, r.reason  # made (the guard, off here, refuses ctypes)
+    assert _segments_of_nobody() == before  # gone with its IPC namespace
+
+
+def _segments_of_nobody() -> list[str]:
+    rows = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    return [row for row in rows if row.split()[7] == "65534"]
+
+
 def _running(token: str) -> list[int]:
     """Live (not zombie) processes whose command line holds ``token``."""
     found = []

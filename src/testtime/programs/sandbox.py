@@ -10,8 +10,9 @@ Layers (the OS ones first; ``Sandbox.isolation`` lists those in force here):
   program, and the scratch folder, a private tmpfs of ``scratch_mb`` (so no candidate
   fills the disk). Nothing else exists there: not the project, not ``/tmp``, ``/etc``
   or ``/proc``, and the one writable place is the scratch;
-* **processes**: a PID namespace whose end (the group kill) ends every process in it,
-  daemons that left the process group included;
+* **processes**: PID and IPC namespaces whose end (the group kill) ends every process
+  in them, daemons that left the process group included, and frees every System V
+  shared-memory segment, semaphore or queue made there;
 * **user**: as root the child drops to ``nobody`` (``setpriv``, no new privileges): it
   cannot write root's files and ``RLIMIT_NPROC`` bounds fork bombs;
 * **rlimits**: CPU seconds, address space, file size (the output cap: stdout and
@@ -95,7 +96,8 @@ def _system_paths() -> list[str]:
 
 def confine(job: Path, child: list[str], scratch_mb: int) -> list[str]:
     """``child`` (paths as seen inside: the program and runner under ``/job``) run in
-    network, mount and PID namespaces, in a root built under ``job/root``, as nobody."""
+    network, mount, PID, IPC and UTS namespaces, in a root built under ``job/root``, as
+    nobody."""
     q = shlex.quote
     root = q(str(job / "root"))
     steps = [f"mount -t tmpfs -o mode=0755,size=1024k tmpfs {root}"]
@@ -116,7 +118,7 @@ def confine(job: Path, child: list[str], scratch_mb: int) -> list[str]:
     # one from default signals: an exec'd child would outlive its CPU limit) and passes on
     # the child's end as 128 + signal (``unshare --fork`` cannot re-raise a signal).
     steps.append(f'unshare --root={root} --wd=/scratch -- "$@"; exit $?')
-    return ["unshare", "--net", "--mount", "--pid", "--kill-child", "--", "sh", "-c",
+    return ["unshare", "--net", "--mount", "--pid", "--ipc", "--uts", "--kill-child", "--", "sh", "-c",
             " && ".join(steps), "sh", "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
             "--clear-groups", "--no-new-privs", "--", *child]
 
