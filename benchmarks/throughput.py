@@ -10,9 +10,17 @@ fp32 matmul measured on the same threads. Samples are fixed-length (EOS ignored,
     python benchmarks/throughput.py [--model DIR] [--batches 1,16,64,256] [--threads 1]
 
 ``--engines ...,llama.cpp`` (where llama-cpp-python is installed) exports the model to
-GGUF and samples it in process with llama.cpp on the same threads, at batch 1 only
-(llama-cpp-python has no batched sampling), its own defaults made neutral (top_k 0,
-min_p 0, repeat_penalty 1) and EOS banned, as the other engines ignore it.
+GGUF and samples it in process with llama.cpp on the same threads, its own defaults
+made neutral (top_k 0, min_p 0, repeat_penalty 1) and EOS banned, as the other
+engines ignore it; llama-cpp-python has no batched sampling, so its batch b is b
+completions one after another.
+
+``--paired R``: on a shared machine the CPU available drifts from minute to minute,
+so engines measured one after the other are not comparable. This runs R rounds per
+batch, every engine once per round, back to back (the order alternating), and
+reports each engine's median tokens/s (per wall second and per CPU second of this
+process, which other jobs' share of the cores moves less) and the median (min, max)
+of the per-round ratios lean / other. Writes benchmarks/results/throughput_paired.json.
 
 Uses TinyReasoner when its weights exist, else a randomly initialised GPT-2 of
 the same configuration (flagged ``random_init`` in the results). Writes
@@ -138,6 +146,30 @@ def measure(gen: LocalGenerator, batch: int, max_tokens: int, repeats: int) -> d
     return best
 
 
+def paired(engines: dict, batch: int, max_tokens: int, rounds: int) -> dict:
+    """Tokens/s of every engine, ``rounds`` back-to-back rounds (see the module doc)."""
+    prompts = arith_prompts(batch)
+    params = SamplingParams(temperature=1.0, max_tokens=max_tokens, seed=0)
+    names = list(engines)
+    tps: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}  # per CPU second of this process
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = engines[name].generate(prompts, params)
+            tps[name].append(res.usage.completion_tokens / (time.perf_counter() - t0))
+            cpu[name].append(res.usage.completion_tokens / (time.process_time() - c0))
+    row: dict = {"batch": batch, "rounds": rounds, "load_average_1min": round(os.getloadavg()[0], 2)}
+    for label, values in (("tokens_per_s", tps), ("tokens_per_cpu_s", cpu)):
+        row[f"{label}_median"] = {n: round(statistics.median(v), 1) for n, v in values.items()}
+        for other in names[1:]:
+            ratios = sorted(a / b for a, b in zip(values[names[0]], values[other], strict=True))
+            row[f"{label}_{names[0]}_over_{other}"] = {
+                "median": round(statistics.median(ratios), 2),
+                "min": round(ratios[0], 2), "max": round(ratios[-1], 2)}
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="HF GPT-2 directory (default: TinyReasoner)")
@@ -147,6 +179,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     ap.add_argument("--natural", action="store_true", help="also measure with EOS honoured")
+    ap.add_argument("--paired", type=int, metavar="R", help="R interleaved rounds per batch")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -165,6 +198,9 @@ def main() -> None:
             model_dir, random_init = random_stand_in(Path(tmp.name)), True
             print("TinyReasoner weights not found: measuring a RANDOM GPT-2 of the same shape")
 
+    if args.paired:
+        run_paired(args, model_dir, batches, engines)
+        return
     rows = []
     modes = [("fixed", True)] + ([("natural", False)] if args.natural else [])
     for engine in engines:
@@ -179,7 +215,7 @@ def main() -> None:
                 gen = LocalGenerator(model_dir, engine=engine, ignore_eos=ignore_eos,
                                      prefix_cache_mb=0)
             gen.generate(arith_prompts(4), SamplingParams(max_tokens=8, seed=0))  # warm-up
-            for b in batches if engine != "llama.cpp" else [1]:
+            for b in batches:
                 r = measure(gen, b, args.max_tokens, args.repeats)
                 r.update(engine=engine, mode=mode)
                 rows.append(r)
@@ -222,6 +258,31 @@ def main() -> None:
     print(f"wrote {args.out}")
     if tmp is not None:
         tmp.cleanup()
+
+
+def make_engine(name: str, model_dir: Path, threads: int, scratch: Path):
+    if name == "llama.cpp":
+        return LlamaCppEngine(model_dir, threads, scratch)
+    # No prefix cache: the benchmark measures sampling, not reuse across calls.
+    return LocalGenerator(model_dir, engine=name, ignore_eos=True, prefix_cache_mb=0)
+
+
+def run_paired(args, model_dir: Path, batches: list[int], names: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        engines = {n: make_engine(n, model_dir, args.threads, Path(scratch)) for n in names}
+        for gen in engines.values():
+            gen.generate(arith_prompts(4), SamplingParams(max_tokens=8, seed=0))  # warm-up
+        rows = []
+        for b in batches:
+            rows.append(paired(engines, b, args.max_tokens, args.paired))
+            print(rows[-1], flush=True)
+    out = args.out if args.out != RESULTS else RESULTS.with_name("throughput_paired.json")
+    atomic_write_json(out, {
+        "machine": {"threads": args.threads, "cores": os.cpu_count(), "torch": torch.__version__},
+        "model": model_dir.name, "max_tokens": args.max_tokens, "engines": names,
+        "goal": f"{names[0]} >= each other engine's tokens/s at every batch", "rows": rows,
+    })
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

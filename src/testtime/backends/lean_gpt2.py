@@ -89,8 +89,9 @@ class _Layer:
 
 
 class KVCache:
-    """Keys/values ``(layers, rows, heads, capacity, head_dim)``, grown by
-    ``CACHE_BLOCK`` columns when full (up to ``max_len``).
+    """Keys/values ``(layers, rows, heads, capacity, head_dim)`` (``k``, ``v``: views of
+    one tensor, so a decode step writes both with one copy), grown by ``CACHE_BLOCK``
+    columns when full (up to ``max_len``).
 
     Decoding attends over the *whole* capacity: matmuls over complete per-row
     blocks take torch's batched BLAS path, several times faster on CPU than over
@@ -108,31 +109,40 @@ class KVCache:
         device: torch.device,
     ) -> None:
         hd = shape.n_embd // shape.n_head
-        self.k = torch.zeros(
-            shape.n_layer, rows, shape.n_head, capacity, hd, dtype=dtype, device=device
+        self.kv = torch.zeros(
+            2, shape.n_layer, rows, shape.n_head, capacity, hd, dtype=dtype, device=device
         )
-        self.v = torch.zeros_like(self.k)
         self.bias = torch.full((rows, capacity), float("-inf"), dtype=dtype, device=device)
         self.max_len = max_len
+        self._bind()
+
+    def _bind(self) -> None:
+        """Views of ``kv`` decoding uses, made once per (re)allocation, not per step:
+        per layer, keys as (rows*heads, head_dim, capacity) and values as
+        (rows*heads, capacity, head_dim)."""
+        self.k, self.v = self.kv[0], self.kv[1]
+        _, L, B, H, cap, D = self.kv.shape
+        self.keys_t = [self.k[i].view(B * H, cap, D).transpose(1, 2) for i in range(L)]
+        self.values = [self.v[i].view(B * H, cap, D) for i in range(L)]
 
     def open_column(self, col: int) -> None:
         """Make column ``col`` attendable, growing the capacity if needed."""
-        cap = self.k.shape[3]
+        cap = self.kv.shape[4]
         if col >= cap:
             grow = min(cap + CACHE_BLOCK, self.max_len) - cap
-            zeros = self.k.new_zeros(*self.k.shape[:3], grow, self.k.shape[4])
-            self.k = torch.cat([self.k, zeros], dim=3)
-            self.v = torch.cat([self.v, zeros], dim=3)
+            zeros = self.kv.new_zeros(*self.kv.shape[:4], grow, self.kv.shape[5])
+            self.kv = torch.cat([self.kv, zeros], dim=4)
             self.bias = torch.cat(
                 [self.bias, self.bias.new_full((len(self.bias), grow), float("-inf"))], dim=1
             )
+            self._bind()
         self.bias[:, col] = 0.0
 
     def keep(self, rows: torch.Tensor) -> None:
         """Drop every row not in ``rows`` (finished samples stop costing compute)."""
-        self.k = self.k.index_select(1, rows)
-        self.v = self.v.index_select(1, rows)
+        self.kv = self.kv.index_select(2, rows)
         self.bias = self.bias.index_select(0, rows)
+        self._bind()
 
 
 class LeanGPT2:
@@ -219,18 +229,18 @@ class LeanGPT2:
     def _block(
         self, i: int, x: torch.Tensor, attend: Callable[[int, torch.Tensor], torch.Tensor]
     ) -> torch.Tensor:
-        """One transformer block on ``x`` of shape (rows, tokens, C)."""
-        L, s = self.layers[i], self.shape
-        rows, toks, C = x.shape
+        """One transformer block on ``x`` of shape (tokens, C); ``attend`` maps the
+        fused q/k/v (tokens, 3C) to the attention output (tokens, C)."""
+        L, eps, C = self.layers[i], self.shape.layer_norm_epsilon, self.shape.n_embd
         # torch.layer_norm, not F.layer_norm: skips a Python wrapper per call (batch 1
-        # decoding is dispatch-bound: every op saved counts).
-        h = torch.layer_norm(x, (C,), L.ln1_w, L.ln1_b, s.layer_norm_epsilon)
-        qkv = torch.addmm(L.attn_b, h.view(-1, C), L.attn_w)
-        a = attend(i, qkv.view(rows, toks, 3, s.n_head, C // s.n_head))
-        x = x + torch.addmm(L.proj_b, a.reshape(-1, C), L.proj_w).view(rows, toks, C)
-        h = torch.layer_norm(x, (C,), L.ln2_w, L.ln2_b, s.layer_norm_epsilon).view(-1, C)
-        m = torch.addmm(L.fc_proj_b, self._act(torch.addmm(L.fc_b, h, L.fc_w)), L.fc_proj_w)
-        return x + m.view(rows, toks, C)
+        # decoding is dispatch-bound: every op saved counts), and the residual adds
+        # ride on addmm (x + a @ W), the bias added in place.
+        h = torch.layer_norm(x, (C,), L.ln1_w, L.ln1_b, eps)
+        a = attend(i, torch.addmm(L.attn_b, h, L.attn_w))
+        x = torch.addmm(x, a, L.proj_w).add_(L.proj_b)
+        h = torch.layer_norm(x, (C,), L.ln2_w, L.ln2_b, eps)
+        m = self._act(torch.addmm(L.fc_b, h, L.fc_w))
+        return torch.addmm(x, m, L.fc_proj_w).add_(L.fc_proj_b)
 
     def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
         s = self.shape
@@ -266,9 +276,10 @@ class LeanGPT2:
         self, ids: torch.Tensor, pad: torch.Tensor, cache: KVCache, repeats: int, start: int
     ) -> torch.Tensor:
         P, S = ids.shape
+        W, C, H = S - start, self.shape.n_embd, self.shape.n_head
         cols = torch.arange(S, device=self.device)
         pos = (cols[start:] - pad[:, None]).clamp_(min=0)
-        x = self.wte[ids[:, start:]] + self.wpe[pos]
+        x = (self.wte[ids[:, start:]] + self.wpe[pos]).view(P * W, C)
         key_ok = cols[None, :] >= pad[:, None]  # (P, S)
         cache.bias[:, :S] = torch.where(key_ok, 0.0, float("-inf")).repeat_interleave(repeats, 0)
         mask = None
@@ -279,6 +290,7 @@ class LeanGPT2:
             mask = ((causal & key_ok[:, None, :]) | eye)[:, None]
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
+            qkv = qkv.view(P, W, 3, H, C // H)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (P, H, W, D)
             cache.k[i, :, :, start:S] = k.repeat_interleave(repeats, dim=0)
             cache.v[i, :, :, start:S] = v.repeat_interleave(repeats, dim=0)
@@ -287,34 +299,32 @@ class LeanGPT2:
             o = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, is_causal=mask is None, scale=1.0
             )
-            return o.transpose(1, 2)
+            return o.transpose(1, 2).reshape(P * W, C)
 
         for i in range(self.shape.n_layer):
             x = self._block(i, x, attend)
-        return x
+        return x.view(P, W, C)
 
     def decode(
         self, tok: torch.Tensor, pos: torch.Tensor, col: int, cache: KVCache
     ) -> torch.Tensor:
         """One step for every cached row: token ``tok`` (B,) at position ``pos`` (B,),
         written to cache column ``col``. Returns logits (B, V)."""
-        x = (torch.embedding(self.wte, tok) + torch.embedding(self.wpe, pos))[:, None, :]
+        x = torch.embedding(self.wte, tok) + torch.embedding(self.wpe, pos)  # (B, C)
         cache.open_column(col)
-        B, H, cap, D = cache.k.shape[1:]
+        B, C, H = len(tok), self.shape.n_embd, self.shape.n_head
+        cap = cache.kv.shape[4]
         # (B*H, 1, cap), shared by every layer; baddbmm adds it to the scores in one op.
         bias = cache.bias[:, None, :].expand(B, H, cap).reshape(B * H, 1, cap)
+        column = cache.kv[:, :, :, :, col]  # (2, layers, B, H, D): this step's keys/values
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
-            q, k, v = qkv[:, 0].unbind(1)  # each (B, H, D)
-            cache.k[i, :, :, col] = k
-            cache.v[i, :, :, col] = v
+            column[:, i] = qkv[:, C:].view(B, 2, H, C // H).transpose(0, 1)  # k and v at once
             # Plain batched matmuls: for one query token torch's CPU SDPA kernel is
             # several times slower.
-            keys = cache.k[i].view(B * H, cap, D).transpose(1, 2)
-            scores = torch.baddbmm(bias, q.reshape(B * H, 1, D), keys)
-            out = torch.bmm(torch.softmax(scores, dim=-1), cache.v[i].view(B * H, cap, D))
-            return out.view(B, H, 1, D)
+            scores = torch.baddbmm(bias, qkv[:, :C].reshape(B * H, 1, C // H), cache.keys_t[i])
+            return torch.bmm(torch.softmax(scores, dim=-1), cache.values[i]).view(B, C)
 
         for i in range(self.shape.n_layer):
             x = self._block(i, x, attend)
-        return self._logits(x[:, 0])
+        return self._logits(x)
