@@ -42,9 +42,17 @@ def test_a_tiny_run_writes_weights_and_report_and_a_rerun_resumes(tmp_path, caps
     code, _, err = run(capsys, "--out", str(tmp_path), *TINY)
     assert code == 0, err
     assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == before  # nothing retrained
-    code, _, err = run(capsys, "--out", str(tmp_path), *TINY[:-1], "--steps", "6", "--quiet")
+    code, trained_table, err = run(capsys, "--out", str(tmp_path), *TINY[:-1], "--steps", "6", "--quiet")
     assert code == 0, err  # a longer run extends the checkpoint
     assert json.loads((tmp_path / "weights" / "config.json").read_text())["trained_steps"] == 6
+    evaluate_only = ["--weights", str(tmp_path / "weights"), "--tasks", "3", "--search-steps", "0,1",
+                     "--modes", "gradient", "--quiet"]
+    code, out, err = run(capsys, "--out", str(tmp_path / "again"), *evaluate_only)
+    assert code == 0, err
+    assert out.splitlines()[:6] == trained_table.splitlines()[:6]  # same weights, same accuracies
+    assert "weights " in (tmp_path / "again" / "report.md").read_text().splitlines()[0]
+    code, _, err = run(capsys, "--out", str(tmp_path / "again"), *evaluate_only, "--hidden", "8")
+    assert code == 2 and "only the evaluation options" in err
 
 
 def test_bad_options_are_one_clear_line(tmp_path, capsys):

@@ -28,7 +28,8 @@ def lpn_help() -> str:
 
     options = [o for kind in _kinds().values() for o in config_options(kind) if o.name != "seed"]
     return render("learn method lpn", paper_of(train), options,
-                  "--KEY VALUE or -o KEY=VALUE after lpn", {"seed": "set by --seed"})
+                  "--KEY VALUE or -o KEY=VALUE after lpn; --weights DIR (or shipped): evaluate "
+                  "those weights, no training", {"seed": "set by --seed"})
 
 
 def build_configs(options: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -48,10 +49,15 @@ def build_configs(options: dict[str, Any], seed: int) -> dict[str, Any]:
 def learn_lpn(pairs: list[str], out: Path | None, *, seed: int, threads: int | None,
               quiet: bool, dry_run: bool) -> None:
     """Train (or resume) into ``out``, evaluate every search cell (resumable), export
-    ``out/weights`` and write ``out/report.md``."""
+    ``out/weights`` and write ``out/report.md``; with ``--weights DIR`` (or
+    ``shipped``) only evaluate those weights."""
     from testtime.cli.scale import parse_options
 
-    configs = build_configs(parse_options(pairs), seed)
+    options = parse_options(pairs)
+    weights = options.pop("weights", None)
+    configs = build_configs(options, seed)
+    if weights is not None and set(options) - {f.name for f in dataclasses.fields(configs["EvalConfig"])}:
+        raise ValueError("--weights evaluates given weights: only the evaluation options apply")
     train_cfg, model_cfg, eval_cfg = (configs[k] for k in CONFIGS)
     if dry_run:
         typer.echo(plan(out, configs), nl=False)
@@ -61,12 +67,38 @@ def learn_lpn(pairs: list[str], out: Path | None, *, seed: int, threads: int | N
     import torch
 
     from testtime.programs.lpn.evaluate import evaluate
-    from testtime.programs.lpn.export import SHIPPED, export
+    from testtime.programs.lpn.export import SHIPPED, export, load_lpn
     from testtime.programs.lpn.report import table, write_report
-    from testtime.programs.lpn.train import RESUMABLE, train
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if weights is None:
+        model, log, tag = _train(out, train_cfg, model_cfg, quiet)
+    else:
+        import hashlib
+
+        folder = SHIPPED if weights == "shipped" else Path(str(weights))
+        model, log = load_lpn(folder), []
+        tag = {"weights": hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()}
+    with _bar(quiet) as bar:
+        job = bar.add_task("lpn search", total=len(eval_cfg.cells()), note="")
+
+        def cell(row: Any) -> None:
+            bar.update(job, advance=1, note=f"{row.split} {row.mode}@{row.steps}: {row.accuracy:.3f}")
+
+        rows = evaluate(model.eval(), out / "eval.json", eval_cfg, tag, on_row=cell)
+    if weights is None:
+        export(model, out / "weights", train_cfg, log, rows, eval_cfg, threads or torch.get_num_threads())
+    report = write_report(out, rows, log, eval_cfg.tasks, str(folder) if weights is not None else "")
+    typer.echo("\n".join(table(rows)))
+    typer.echo(f"report {report}" + ("" if weights is not None else
+               f"; weights {out / 'weights'} (ship: copy the folder to {SHIPPED})"))
+
+
+def _train(out: Path, train_cfg: Any, model_cfg: Any, quiet: bool) -> tuple[Any, list[dict], dict]:
+    """The trained (or resumed) model, its log, and the tag its evaluation is kept under."""
+    from testtime.programs.lpn.train import RESUMABLE, train
+
     with _bar(quiet) as bar:
         job = bar.add_task("lpn train", total=train_cfg.steps, note="")
 
@@ -76,17 +108,7 @@ def learn_lpn(pairs: list[str], out: Path | None, *, seed: int, threads: int | N
         model, log = train(out, train_cfg, model_cfg, on_step=step)
     tag = {"trained_steps": len(log), "model": dataclasses.asdict(model_cfg),
            "training": {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in RESUMABLE}}
-    with _bar(quiet) as bar:
-        job = bar.add_task("lpn search", total=len(eval_cfg.cells()), note="")
-
-        def cell(row: Any) -> None:
-            bar.update(job, advance=1, note=f"{row.split} {row.mode}@{row.steps}: {row.accuracy:.3f}")
-
-        rows = evaluate(model.eval(), out / "eval.json", eval_cfg, tag, on_row=cell)
-    export(model, out / "weights", train_cfg, log, rows, eval_cfg, threads or torch.get_num_threads())
-    report = write_report(out, rows, log, eval_cfg.tasks)
-    typer.echo("\n".join(table(rows)))
-    typer.echo(f"report {report}; weights {out / 'weights'} (ship: copy the folder to {SHIPPED})")
+    return model, log, tag
 
 
 def _bar(quiet: bool) -> Any:

@@ -70,12 +70,16 @@ def plot(rows: list[SearchRow], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, rows: list[SearchRow], log: list[dict], tasks: int) -> Path:
-    """``out/report.md`` and ``out/search_curve.png``; the report's path."""
+def write_report(out: Path, rows: list[SearchRow], log: list[dict], tasks: int,
+                 weights: str = "") -> Path:
+    """``out/report.md`` and ``out/search_curve.png`` (of the run trained in ``out``, or
+    of the given ``weights``); the report's path."""
     plot(rows, out / "search_curve.png")
-    text = [f"# LPN: test-time latent search ({len(log)} training steps)", "",
-            "## Training", "", *training_rows(log), "",
-            f"## Accuracy ({tasks} fresh tasks per split)", "", *table(rows), "",
-            "![accuracy against search steps and FLOPs](search_curve.png)", ""]
+    title = f"weights {weights}" if weights else f"{len(log)} training steps"
+    text = [f"# LPN: test-time latent search ({title})", ""]
+    if log:
+        text += ["## Training", "", *training_rows(log), ""]
+    text += [f"## Accuracy ({tasks} fresh tasks per split)", "", *table(rows), "",
+             "![accuracy against search steps and FLOPs](search_curve.png)", ""]
     atomic_write_text(out / "report.md", "\n".join(text))
     return out / "report.md"
