@@ -8,7 +8,11 @@ the prefix cache (:mod:`testtime.backends.prefix_cache`) the partial solution's 
 come from the call that generated it. Best-of-N prefills its prompt once per call
 either way. The PRM (:mod:`testtime.backends.lean_scorer`) reuses the prefixes it
 scored at the previous step and computes a call's shared prompt once; its cache
-follows the row's setting. Writes benchmarks/results/search_prefill.json.
+follows the row's setting. The setups take turns problem by problem (wall times
+paired against load drift). Beam's prefill has a floor: every continued beam
+prefills at least the step delimiter that ended its last step (a sample's final
+token never runs through the model while it is generated). Writes
+benchmarks/results/search_prefill.json.
 Single-threaded torch.
 """
 
@@ -33,34 +37,43 @@ from testtime.verifiers import get_verifier
 RESULTS = Path(__file__).parent / "results" / "search_prefill.json"
 
 
-def run(name: str, n: int, cache_mb: float, problems, task) -> dict:
-    gen = LocalGenerator(embedded_model_dir(), prefix_cache_mb=cache_mb)
-    verifier = get_verifier("prm", task=task, prefix_cache_mb=cache_mb)
-    strategy = get_strategy(name, n=n, temperature=0.8, seed=0)
-    strategy.check(task, gen, verifier)
-    prompt, cached, generated, scored, scored_new, wall, correct = [], [], [], [], [], [], []
+SETUPS = (("best-of-n", 64.0), ("beam", 64.0), ("beam", 0.0))
+
+
+def run_all(n: int, problems, task) -> list[dict]:
+    """Every setup on every problem; the setups take turns problem by problem, so a
+    change in the machine's load between them does not pass for a speed difference."""
+    setups = []
+    for name, cache_mb in SETUPS:
+        gen = LocalGenerator(embedded_model_dir(), prefix_cache_mb=cache_mb)
+        verifier = get_verifier("prm", task=task, prefix_cache_mb=cache_mb)
+        strategy = get_strategy(name, n=n, temperature=0.8, seed=0)
+        strategy.check(task, gen, verifier)
+        setups.append((strategy, gen, verifier, {k: [] for k in FIELDS}))
     for p in problems:
-        t0 = time.perf_counter()
-        res = strategy.solve_one(p, gen, task, verifier)
-        wall.append(time.perf_counter() - t0)
-        c = res.compute
-        # The ledger charges whole prompts; cached_tokens of them were not recomputed.
-        cached.append(getattr(c, "cached_tokens", 0))
-        prompt.append(c.prompt_tokens - cached[-1])
-        generated.append(c.generated_tokens)
-        scored.append(c.verifier_tokens)
-        scored_new.append(c.verifier_tokens - c.verifier_cached_tokens)
-        correct.append(mark_correct(res.answer, p, task))
+        for strategy, gen, verifier, acc in setups:
+            t0 = time.perf_counter()
+            res = strategy.solve_one(p, gen, task, verifier)
+            acc["wall_s"].append(time.perf_counter() - t0)
+            c = res.compute
+            # The ledger charges whole prompts; cached_tokens of them were not recomputed.
+            acc["cached_tokens"].append(c.cached_tokens)
+            acc["prefilled_tokens"].append(c.prompt_tokens - c.cached_tokens)
+            acc["generated_tokens"].append(c.generated_tokens)
+            acc["verifier_tokens"].append(c.verifier_tokens)
+            acc["verifier_computed_tokens"].append(c.verifier_tokens - c.verifier_cached_tokens)
+            acc["correct"].append(mark_correct(res.answer, p, task))
     mean = statistics.fmean
-    return {
-        "strategy": name, "n": n, "prefix_cache_mb": cache_mb, "problems": len(problems),
-        "prefilled_tokens_per_problem": round(mean(prompt), 1),
-        "cached_tokens_per_problem": round(mean(cached), 1),
-        "generated_tokens_per_problem": round(mean(generated), 1),
-        "verifier_tokens_per_problem": round(mean(scored), 1),
-        "verifier_computed_tokens_per_problem": round(mean(scored_new), 1),
-        "wall_s_per_problem": round(mean(wall), 3), "accuracy": round(mean(correct), 3),
-    }
+    return [
+        {"strategy": name, "n": n, "prefix_cache_mb": cache_mb, "problems": len(problems),
+         **{f"{k}_per_problem": round(mean(acc[k]), 3 if k == "wall_s" else 1) for k in FIELDS[:-1]},
+         "accuracy": round(mean(acc["correct"]), 3)}
+        for (name, cache_mb), (_, _, _, acc) in zip(SETUPS, setups, strict=True)
+    ]
+
+
+FIELDS = ("prefilled_tokens", "cached_tokens", "generated_tokens", "verifier_tokens",
+          "verifier_computed_tokens", "wall_s", "correct")
 
 
 def main() -> None:
@@ -76,10 +89,9 @@ def main() -> None:
     problems = task.generate(args.limit, args.level, seed=0)
     rows = []
     for n in [int(b) for b in args.budgets.split(",")]:
-        for name, cache_mb in (("best-of-n", 64.0), ("beam", 64.0), ("beam", 0.0)):
-            r = run(name, n, cache_mb, problems, task)
+        for r in run_all(n, problems, task):
             rows.append(r)
-            print(f"{name:>9} N={n:<3} cache={cache_mb:>4.0f}MB: prefilled "
+            print(f"{r['strategy']:>9} N={n:<3} cache={r['prefix_cache_mb']:>4.0f}MB: prefilled "
                   f"{r['prefilled_tokens_per_problem']:>7.1f} cached {r['cached_tokens_per_problem']:>7.1f} "
                   f"generated {r['generated_tokens_per_problem']:>7.1f} "
                   f"prm {r['verifier_tokens_per_problem']:>7.1f} "
