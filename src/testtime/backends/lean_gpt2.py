@@ -314,8 +314,9 @@ class LeanGPT2:
         cache.open_column(col)
         B, C, H = len(tok), self.shape.n_embd, self.shape.n_head
         cap = cache.kv.shape[4]
-        # (B*H, 1, cap), shared by every layer; baddbmm adds it to the scores in one op.
-        bias = cache.bias[:, None, :].expand(B, H, cap).reshape(B * H, 1, cap)
+        # (B*H, 1, cap), shared by every layer; baddbmm adds it to the scores in one op
+        # (one row's (1, cap) broadcasts as it is).
+        bias = cache.bias if B == 1 else cache.bias[:, None, :].expand(B, H, cap).reshape(B * H, 1, cap)
         column = cache.kv[:, :, :, :, col]  # (2, layers, B, H, D): this step's keys/values
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:

@@ -143,19 +143,22 @@ class LeanSampler:
         logits = m.prefill(ids, pad, cache, repeats, start).repeat_interleave(repeats, dim=0)
         pos = (S - pad).repeat_interleave(repeats)  # next position of every row
         active = torch.arange(B, device=dev)  # chunk row of every cached row
+        live = list(range(B))  # the same as a list (no tensor round trip per step)
         stops, want_lp = params.stop, params.logprobs
         for step in range(max_tokens):
             uniforms = None
             if params.temperature > 0:
                 # One draw per chunk row, indexed by row, so compaction does not shift streams.
-                uniforms = draw(step).to(dev)[active]
+                uniforms = draw(step).to(dev)
+                if len(live) < B:
+                    uniforms = uniforms[active]
             tok = choose_tokens(logits, params, uniforms)
             lps = (
                 torch.log_softmax(logits, -1).gather(-1, tok[:, None])[:, 0].tolist()
                 if want_lp
                 else None
             )
-            for r, (row, t) in enumerate(zip(active.tolist(), tok.tolist(), strict=True)):
+            for r, (row, t) in enumerate(zip(live, tok.tolist(), strict=True)):
                 st = rows[row]
                 if st.done:  # finished earlier, not compacted out yet: result ignored
                     continue
@@ -174,7 +177,7 @@ class LeanSampler:
                         on_finish(*index[row], st.completion(self.detok, self.eos, want_lp))
             if step == max_tokens - 1 or (cancel is not None and cancel.cancelled):
                 return prefilled
-            alive = [r for r, row in enumerate(active.tolist()) if not rows[row].done]
+            alive = [r for r, row in enumerate(live) if not rows[row].done]
             if not alive:
                 return prefilled
             # Compacting copies the cache, so do it once >= 1/8 of the rows are dead:
@@ -182,6 +185,7 @@ class LeanSampler:
             if (len(active) - len(alive)) * 8 >= len(active):
                 keep = torch.tensor(alive, dtype=torch.long, device=dev)
                 active, tok, pos = active[keep], tok[keep], pos[keep]
+                live = [live[r] for r in alive]
                 cache.keep(keep)
             logits = m.decode(tok, pos, S + step, cache)
             pos = pos + 1
