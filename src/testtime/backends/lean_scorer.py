@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from testtime.backends.base import BackendError
-from testtime.backends.lean_gpt2 import GPT2Shape, KVCache, LeanGPT2
+from testtime.backends.kv_cache import KVCache
+from testtime.backends.lean_gpt2 import GPT2Shape, LeanGPT2
 from testtime.backends.prefix_cache import PrefixCache, reuse_prefixes
 
 

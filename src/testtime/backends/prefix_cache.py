@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 if TYPE_CHECKING:
-    from testtime.backends.lean_gpt2 import KVCache
+    from testtime.backends.kv_cache import KVCache
 
 
 @dataclass

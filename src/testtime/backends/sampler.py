@@ -50,7 +50,8 @@ from testtime.backends.decoding import (
     row_draws,
     shared_draws,
 )
-from testtime.backends.lean_gpt2 import CACHE_BLOCK, GPT2Shape, KVCache, LeanGPT2
+from testtime.backends.kv_cache import CACHE_BLOCK, KVCache
+from testtime.backends.lean_gpt2 import GPT2Shape, LeanGPT2
 from testtime.backends.prefix_cache import PrefixCache, reuse_prefixes
 from testtime.backends.seeds import row_seeds
 
