@@ -9,7 +9,10 @@ TTRL). MRT (Qu et al. 2025) claims efficiency: with ``ttrl`` and ``ttrl-mrt`` bo
 run (same steps), ``mrt_efficiency`` gives the tokens each spent (rollouts plus
 MRT's forced-answer samples) until its training pass@1 (5-step moving mean of the
 step's rollouts, graded for logging only) first reached the lower of the two
-runs' best. Results: benchmarks/results/learn_rl.json.
+runs' best. Every pass@1 change carries a paired-bootstrap 95% CI over the held-out
+problems (``pass1_gain_ci``: after - before; ``vs_ttrl``: a method's pass@1 after
+minus TTRL's, on the same problems and evaluation seeds). Results:
+benchmarks/results/learn_rl.json.
 
     .venv/bin/python benchmarks/learn_rl.py --methods ttrl,ettrl,spine,ttrl-mrt
 """
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from learn_common import parser, run_method, write
+
+from testtime.scale.summary import bootstrap_ci
 
 VARIANTS = {
     "ttrl": ("ttrl", {}),
@@ -53,6 +58,17 @@ def mrt_efficiency(runs_dir: Path, tag: str) -> dict[str, Any]:
             **{f"{name}_total_tokens": c[-1][0] for name, c in curves.items()}}
 
 
+def per_problem(evaluation: dict[str, Any]) -> list[float]:
+    return [c / evaluation["n"] for c in evaluation["correct"]]
+
+
+def paired(after: list[float], before: list[float]) -> dict[str, float]:
+    """Mean of after - before over problems, with a paired percentile-bootstrap 95% CI."""
+    diffs = [a - b for a, b in zip(after, before, strict=True)]
+    low, high = bootstrap_ci(diffs)
+    return {"diff": sum(diffs) / len(diffs), "low": low, "high": high}
+
+
 def main() -> None:
     p = parser(__doc__, split="8-12", problems=32)
     p.add_argument("--methods", default="ttrl,ettrl,spine", help=f"of {', '.join(VARIANTS)}")
@@ -80,6 +96,7 @@ def main() -> None:
             "pass1_before": before["pass@1"],
             "pass1_after": after["pass@1"],
             "pass1_gain_points": 100 * (after["pass@1"] - before["pass@1"]),
+            "pass1_gain_ci": paired(per_problem(after), per_problem(before)),
             f"base_maj@{n}": before[f"maj@{n}"],
             f"maj@{n}_after": after[f"maj@{n}"],
             "goal_plus10": after["pass@1"] - before["pass@1"] >= 0.10,
@@ -89,6 +106,9 @@ def main() -> None:
             "rollout_tokens_per_step": result["rollout_tokens"] / max(1, result["steps_done"]),
             "train_wall_s": result["train_wall_s"],
         }
+        if "ttrl" in runs:
+            result["summary"]["vs_ttrl"] = paired(per_problem(after), runs["ttrl"]["after_per_problem"])
+        result["after_per_problem"] = per_problem(after)
         for key in ("before", "after"):
             result[key].pop("correct", None)
         del log
