@@ -21,7 +21,7 @@ import json
 import time
 from typing import Any
 
-from scaling_common import brief, common_args, harness, settings, setup
+from scaling_common import brief, common_args, harness, model_info, settings, setup
 
 from testtime.store import atomic_write_json
 
@@ -57,7 +57,7 @@ def main() -> None:
 
     def part(name: str, rows: list[dict[str, Any]], **extra: Any) -> None:
         brief(rows)
-        summary["parts"][name] = {"rows": rows, **extra}
+        summary["parts"][name] = {"rows": rows, "settings": settings(args), **extra}
 
     if "budget" in parts:
         for label, waits in (("fill", None), ("truncate", 0)):
@@ -105,6 +105,7 @@ def main() -> None:
                 ).rows
                 part(f"scaling_3d_turns{t}_budget{b}", rows)
     summary["config"]["wall_s"] = time.time() - start
+    summary["config"]["model"] = model_info(args.backend, generator.num_parameters)
     atomic_write_json(out, summary)
 
 
