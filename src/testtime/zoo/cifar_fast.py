@@ -35,7 +35,7 @@ from testtime.store.atomic import atomic_write_json
 from testtime.zoo.cifar_cards import fast_model_card
 from testtime.zoo.cifar_config import CifarConfig, bf16_supported
 from testtime.zoo.cifar_eval import calibration, evaluate, to_float
-from testtime.zoo.cifar_weights import build_model, export_model, save_checkpoint
+from testtime.zoo.cifar_weights import build_model, export_model, load_checkpoint, save_checkpoint
 
 
 def lr_factor(step: int, total: int, warmup_frac: float, start: float, end: float) -> float:
@@ -138,19 +138,13 @@ def train_fast(
     look = Lookahead(model) if cfg.lookahead else None
     ckpt_path = out / "checkpoint.pt"
     step, history, wall, loss_sum, seen = 0, [], 0.0, 0.0, 0
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
-        if state["config"] != asdict(cfg):
-            raise ValueError(f"{ckpt_path} was trained with a different config; use a new --out")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
+    state = load_checkpoint(ckpt_path, cfg, model, opt, resume)
+    if state is not None:
         if look is not None:
             look.ema = state["lookahead"]
         step, history, wall = state["step"], state["history"], state["wall_s"]
         loss_sum, seen = state["loss_sum"], state["seen"]
         log(f"resuming {name} at step {step}/{total}")
-    elif ckpt_path.exists():
-        raise ValueError(f"{ckpt_path} exists; pass --resume to continue or choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     flip_base = torch.rand(len(train_x), generator=torch.Generator().manual_seed(cfg.seed)) < 0.5
     loss_fn = "sum" if cfg.recipe == "airbench" else "mean"

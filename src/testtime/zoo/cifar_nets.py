@@ -22,17 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from testtime.zoo.cifar_resnet import Normalize
+
 WHITEN_KERNEL = 2
-
-
-class _Normalize(nn.Module):
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
 
 
 def _norm(kind: str, channels: int, groups: int, momentum: float) -> nn.Module:
@@ -68,7 +60,7 @@ class AirNet(nn.Module):
         n, g, mom = config.norm, config.groups, config.bn_momentum
         width0 = 2 * 3 * WHITEN_KERNEL**2
         self.config = config
-        self.normalize = _Normalize(config.mean, config.std)
+        self.normalize = Normalize(config.mean, config.std)
         self.whiten = nn.Conv2d(3, width0, WHITEN_KERNEL, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)
         nn.init.zeros_(self.whiten.bias)
@@ -139,7 +131,7 @@ class CifarViT(nn.Module):
         if 32 % p:
             raise ValueError(f"patch must divide 32, got {p}")
         self.config = config
-        self.normalize = _Normalize(config.mean, config.std)
+        self.normalize = Normalize(config.mean, config.std)
         self.patch_embed = nn.Conv2d(3, dim, p, stride=p)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.randn(1, (32 // p) ** 2 + 1, dim) * 0.02)

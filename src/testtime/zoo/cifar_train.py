@@ -24,7 +24,7 @@ from testtime.store.atomic import atomic_write_json
 from testtime.zoo.cifar_config import CifarConfig, bf16_supported, config_for
 from testtime.zoo.cifar_eval import evaluate
 from testtime.zoo.cifar_fast import train_fast
-from testtime.zoo.cifar_weights import build_model, export_model, save_checkpoint
+from testtime.zoo.cifar_weights import build_model, export_model, load_checkpoint, save_checkpoint
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -123,16 +123,10 @@ def train_cifar(
     steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     start_epoch, history, wall = 0, [], 0.0
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
-        if state["config"] != asdict(cfg):
-            raise ValueError(f"{ckpt_path} was trained with a different config; use a new --out")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
+    state = load_checkpoint(ckpt_path, cfg, model, opt, resume)
+    if state is not None:
         start_epoch, history, wall = state["epoch"], state["history"], state["wall_s"]
         log(f"resuming {name} from epoch {start_epoch}/{cfg.epochs}")
-    elif ckpt_path.exists():
-        raise ValueError(f"{ckpt_path} exists; pass --resume to continue or choose a new --out")
 
     from rich.progress import (
         BarColumn,

@@ -55,6 +55,23 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def load_checkpoint(
+    path: Path, cfg: CifarConfig, model: nn.Module, opt: torch.optim.Optimizer, resume: bool
+) -> dict | None:
+    """The state saved at ``path`` with ``model`` and ``opt`` restored from it (``None``
+    when there is none); refuses a checkpoint of another config, or one not resumed."""
+    if not path.exists():
+        return None
+    if not resume:
+        raise ValueError(f"{path} exists; pass --resume to continue or choose a new --out")
+    state = torch.load(path, weights_only=False)
+    if state["config"] != asdict(cfg):
+        raise ValueError(f"{path} was trained with a different config; use a new --out")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    return state
+
+
 def export_model(
     model: nn.Module, out_dir: Path, name: str, card: dict, readme: str | None = None
 ) -> None:
