@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from tiny_gpt2 import one_thread, save_tiny_reasoner
 
 from testtime.backends.base import Completion, GenerationResult, Generator, SamplingParams, Usage
 
@@ -42,30 +43,10 @@ class FunctionGenerator(Generator):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random GPT-2 with TinyReasoner's character tokenizer and a 256-token context."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from testtime.zoo.tokenizer import build_tokenizer
-
-    path = tmp_path_factory.mktemp("tiny-agent")
-    tok = build_tokenizer()
-    config = GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_reasoner(tmp_path_factory.mktemp("tiny-agent"), n_positions=256)
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny models run much faster on one thread than on contended ones."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+@pytest.fixture(name="one_thread")
+def _one_thread() -> Iterator[None]:
+    with one_thread():
         yield
-    finally:
-        torch.set_num_threads(before)

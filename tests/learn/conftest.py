@@ -4,43 +4,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
-
-from testtime.zoo.tokenizer import build_tokenizer
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Tiny models run ~30x faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from tiny_gpt2 import one_thread, save_tiny_reasoner
 
 
 @pytest.fixture(autouse=True)
 def _single_thread() -> Iterator[None]:
     with one_thread():
         yield
-
-
-def save_tiny_reasoner(path: Path, *, seed: int = 0, n_positions: int = 160) -> Path:
-    tok = build_tokenizer()
-    config = GPT2Config(
-        vocab_size=len(tok), n_positions=n_positions, n_embd=32, n_layer=2, n_head=2,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def save_answering_tiny(path: Path, *, steps: int = 100, seed: int = 0) -> Path:
