@@ -1,1 +1,2 @@
-"""Root conftest: loaded first, it puts ``tests/`` on the path for :mod:`tiny_gpt2`."""
+"""Root conftest: loaded first, it puts ``tests/`` on the path for the shared helper
+modules (:mod:`tiny_gpt2`, :mod:`inprocess_cli`)."""

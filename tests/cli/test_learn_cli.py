@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import torch
+from inprocess_cli import run_cli
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from testtime.zoo.tokenizer import build_tokenizer
@@ -26,21 +25,9 @@ class Result:
 def cli(capsys):
     """Runs `testtime learn ...` in this process (the CLI's own error handling
     included), on one torch thread."""
-    from testtime.cli.main import main
 
     def run(*args: str) -> Result:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        code = 0
-        try:
-            with mock.patch.object(sys, "argv", ["testtime", "learn", *args]):
-                main()
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
-        finally:
-            torch.set_num_threads(threads)
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
+        return Result(*run_cli(capsys, "learn", *args))
 
     return run
 

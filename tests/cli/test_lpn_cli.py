@@ -4,30 +4,15 @@ rerun resumes instead of retraining, bad options are one clear line."""
 from __future__ import annotations
 
 import json
-import sys
-from unittest import mock
 
-import torch
-
-from testtime.cli.main import main
+from inprocess_cli import run_cli
 
 TINY = ["--steps", "4", "--batch", "2", "--hidden", "16", "--latent", "4", "--tasks", "3",
         "--search-steps", "0,1", "--modes", "gradient", "--checkpoint-every", "2", "--quiet"]
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    code = 0
-    try:
-        with mock.patch.object(sys, "argv", ["testtime", "learn", "lpn", *args]):
-            main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    finally:
-        torch.set_num_threads(threads)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(capsys, "learn", "lpn", *args)
 
 
 def test_a_tiny_run_writes_weights_and_report_and_a_rerun_resumes(tmp_path, capsys):
