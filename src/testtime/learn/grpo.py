@@ -46,13 +46,12 @@ from testtime.tasks.base import Problem, Task
 
 # ----- trainer -------------------------------------------------------------------------
 @dataclass
-class GRPOConfig:
-    """Options of the GRPO test-time trainer (the method presets change some)."""
+class CoreOptions:
+    """The options of the GRPO core that every trainer on it has (TTRL's family, TimeHC-RL)."""
 
     steps: int = 30
     prompts_per_step: int = 8
-    n_votes: int = 16  # samples voted on for the pseudo-label (TTRL: 64 at 7B scale)
-    n_samples: int = 8  # of those, how many are trained on (TTRL: 16-32)
+    n_samples: int = 8  # the group trained on per prompt (TTRL: 16-32)
     temperature: float = 1.0
     max_tokens: int = 192
     lr: float = 1e-4
@@ -60,6 +59,18 @@ class GRPOConfig:
     kl_coef: float = 0.0
     ppo_epochs: int = 1
     grad_clip: float = 1.0
+    checkpoint_every: int = 5
+    eval_samples: int = 8
+    eval_temperature: float = 1.0
+    seed: int = 0
+    memory_limit_gb: float | None = None
+
+
+@dataclass
+class GRPOConfig(CoreOptions):
+    """Options of the GRPO test-time trainer (the method presets change some)."""
+
+    n_votes: int = 16  # voted on for the pseudo-label, n_samples trained on (TTRL: 64 at 7B)
     # ETTRL options
     rollout: str = "sample"  # "sample" | "tree" (entropy-fork tree)
     fork_points: int = 3
@@ -76,12 +87,6 @@ class GRPOConfig:
     reward: str = "majority"  # "majority" | "mrt"
     mrt_alpha: float = 0.5
     mrt_samples: int = 2
-    # bookkeeping
-    checkpoint_every: int = 5
-    eval_samples: int = 8
-    eval_temperature: float = 1.0
-    seed: int = 0
-    memory_limit_gb: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "prompts_per_step", "n_votes", "n_samples", "ppo_epochs",
@@ -167,11 +172,15 @@ class GRPOTrainer(StepTrainer):
         stats.update(self._update(batch))
         return stats
 
+    def _step_problems(self, step: int) -> list[Problem]:
+        """The ``prompts_per_step`` training problems of ``step`` (cycling through them)."""
+        k, n = self.cfg.prompts_per_step, len(self.train_problems)
+        return [self.train_problems[(step * k + i) % n] for i in range(k)]
+
     def _collect(self, step: int) -> tuple[Batch, dict[str, float]]:
         cfg, task = self.cfg, self.task
         k = cfg.prompts_per_step
-        start = (step * k) % len(self.train_problems)
-        problems = [self.train_problems[(start + i) % len(self.train_problems)] for i in range(k)]
+        problems = self._step_problems(step)
         prompt_ids = [self.policy.encode_prompt(p.prompt) for p in problems]
         if cfg.rollout == "tree":
             from testtime.learn.tree import tree_rollouts as rollout_fn
@@ -283,15 +292,22 @@ class GRPOTrainer(StepTrainer):
             f"len {stats['mean_length']:.0f}"
         )
 
+    def title(self) -> str:
+        """The title of the log's plot."""
+        cfg = self.cfg
+        return (f"{self.task.name} · model {self.policy.model_dir.name} · reward {cfg.reward} "
+                f"({cfg.n_votes} votes, rollout {cfg.rollout}) · {len(self.eval_problems)} problems")
+
+    def summary(self) -> dict[str, Any]:
+        """What the run summary says before the loop's results."""
+        return {"config": asdict(self.cfg), "labels": "none"}
+
     def train(self) -> dict[str, Any]:  # type: ignore[override]
         """The shared loop, then the plot of the log and the run summary."""
         from testtime.learn.plot import plot_log
 
         result = super().train()
         log = result.pop("log")
-        cfg = self.cfg
-        plot_log(log, self.run.path / "log.png",
-                 f"{self.task.name} · model {self.policy.model_dir.name} · reward {cfg.reward} "
-                 f"({cfg.n_votes} votes, rollout {cfg.rollout}) · {len(self.eval_problems)} problems")
+        plot_log(log, self.run.path / "log.png", self.title())
         result["rollout_tokens"] = sum(row.get("rollout_tokens", 0.0) for row in log)
-        return self.run.finish({"config": asdict(self.cfg), "labels": "none", **result})
+        return self.run.finish({**self.summary(), **result})

@@ -21,7 +21,7 @@ rollouts use the lean sampler of the embedded GPT-2, not vLLM.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -47,8 +47,7 @@ from testtime.learn.common import (
     require_answers,
     vote_keys,
 )
-from testtime.learn.grpo import Batch, GRPOConfig, GRPOTrainer
-from testtime.learn.loop import StepTrainer
+from testtime.learn.grpo import Batch, CoreOptions, GRPOConfig, GRPOTrainer
 from testtime.learn.policy import Policy, Rollout
 from testtime.scale.common import derive_seed
 from testtime.tasks.base import Problem, Task
@@ -56,19 +55,12 @@ from testtime.tasks.labels import grading
 
 
 @dataclass
-class TimeHCConfig:
+class TimeHCConfig(CoreOptions):
+    """The GRPO core's options (``n_samples``: the group, and the shuffled group, per
+    prompt) and TimeHC-RL's."""
+
     mode: str = "adaptive"  # "adaptive" (the policy picks per problem) | a forced mode
     temporal: bool = True
-    steps: int = 30
-    prompts_per_step: int = 8
-    n_samples: int = 8  # the GRPO group (and the shuffled group) per prompt
-    temperature: float = 1.0
-    max_tokens: int = 192
-    lr: float = 1e-4
-    clip_eps: float = 0.2
-    kl_coef: float = 0.0
-    ppo_epochs: int = 1
-    grad_clip: float = 1.0
     format_reward: float = 1.0
     correct_reward: float = 2.0
     wrong_reward: float = -1.5
@@ -76,11 +68,6 @@ class TimeHCConfig:
     mu: float = 0.8
     deliberation_cost: float = 0.0
     train_problems: int = 2000
-    checkpoint_every: int = 5
-    eval_samples: int = 8
-    eval_temperature: float = 1.0
-    seed: int = 0
-    memory_limit_gb: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode != "adaptive" and self.mode not in MODES:
@@ -93,14 +80,8 @@ class TimeHCConfig:
 
     def grpo(self) -> GRPOConfig:
         """The GRPO core's options (its majority-vote fields unused: rewards are ours)."""
-        return GRPOConfig(
-            steps=self.steps, prompts_per_step=self.prompts_per_step, n_votes=self.n_samples,
-            n_samples=self.n_samples, temperature=self.temperature, max_tokens=self.max_tokens,
-            lr=self.lr, clip_eps=self.clip_eps, kl_coef=self.kl_coef, ppo_epochs=self.ppo_epochs,
-            grad_clip=self.grad_clip, checkpoint_every=self.checkpoint_every,
-            eval_samples=self.eval_samples, eval_temperature=self.eval_temperature, seed=self.seed,
-            memory_limit_gb=self.memory_limit_gb,
-        )
+        core = {f.name: getattr(self, f.name) for f in fields(CoreOptions)}
+        return GRPOConfig(**core, n_votes=self.n_samples)
 
     @property
     def rewards(self) -> RewardSpec:
@@ -133,8 +114,7 @@ class TimeHCTrainer(GRPOTrainer):
     def _collect(self, step: int) -> tuple[Batch, dict[str, float]]:
         hc, task = self.hc, self.task
         k = hc.prompts_per_step
-        start = (step * k) % len(self.train_problems)
-        problems = [self.train_problems[(start + i) % len(self.train_problems)] for i in range(k)]
+        problems = self._step_problems(step)
         texts, rows, tokens = self._sample([p.prompt for p in problems], hc.n_samples, hc.temperature,
                                            derive_seed(hc.seed, "step", step))
         shuffled_acc: list[float | None] = [None] * k
@@ -189,21 +169,16 @@ class TimeHCTrainer(GRPOTrainer):
         return (f"acc {stats['pass@1']:.2f} format {stats['format']:.2f} "
                 f"deliberate {stats['mode_deliberate']:.2f}")
 
-    def train(self) -> dict[str, Any]:  # type: ignore[override]
-        from testtime.learn.plot import plot_log
-
-        result = StepTrainer.train(self)
-        log = result.pop("log")
+    def title(self) -> str:
         hc = self.hc
-        plot_log(log, self.run.path / "log.png",
-                 f"{self.task.name} · model {self.policy.model_dir.name} · mode {hc.mode} · "
-                 f"temporal {hc.temporal} · {len(self.eval_problems)} problems")
-        result["rollout_tokens"] = sum(row.get("rollout_tokens", 0.0) for row in log)
-        return self.run.finish({
-            "config": asdict(hc), "labels": "none",
+        return (f"{self.task.name} · model {self.policy.model_dir.name} · mode {hc.mode} · "
+                f"temporal {hc.temporal} · {len(self.eval_problems)} problems")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "config": asdict(self.hc), "labels": "none",
             "reward_labels": f"gold answers of {len(self.train_problems)} generated training problems "
-                             f"(seed {TRAIN_SEED}); the test problems only for evaluation",
-            **result})
+                             f"(seed {TRAIN_SEED}); the test problems only for evaluation"}
 
 
 def run_timehc(request: LearnRequest, defaults: dict[str, Any]) -> dict[str, Any]:
