@@ -28,16 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from phases_common import fine_tune, settings, taught, write_table
+
 from testtime.agents import ENVIRONMENTS, LoopOptions, paired_success, run_episodes, summarise
 from testtime.agents.demos import demonstrations
 from testtime.agents.learner import LearnerPolicy
 from testtime.agents.tti_rl import TRAIN_SEEDS, TTIConfig, train_tti
 from testtime.cli.scale import parse_options
 from testtime.learn.policy import Policy
-from testtime.learn.sft import SFTConfig, teach
-from testtime.store.atomic import atomic_write_json, atomic_write_text
 
-RESULTS = Path(__file__).parent / "results"
 DEMO_SEEDS = 2 * TRAIN_SEEDS  # apart from RL training seeds and evaluation seeds 0..n-1
 
 
@@ -45,22 +44,8 @@ def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def taught(args: argparse.Namespace) -> Path:
-    if args.model is not None:
-        return args.model
-    path = args.out / "teach" / "model"
-    if not path.exists():
-        raise SystemExit(f"no taught model at {path}: run the teach phase first or give --model")
-    return path
-
-
 def write(phase: str, args: argparse.Namespace, rows: list[dict[str, Any]], header: str, line) -> None:
-    tag = f"{phase}-{args.tag}"
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    atomic_write_json(RESULTS / f"agents_tti_rl-{tag}.json", {"config": config, "rows": rows})
-    text = [f"# agents_tti_rl {phase} ({args.tag})", "", *([args.note, ""] if args.note else []),
-            header, "|" + "---|" * (header.count("|") - 1), *map(line, rows)]
-    atomic_write_text(RESULTS / f"agents_tti_rl-{tag}.md", "\n".join(text) + "\n")
+    write_table("agents_tti_rl", phase, args, settings(args), rows, header, line)
 
 
 def phase_teach(args: argparse.Namespace, env: Any) -> None:
@@ -71,13 +56,7 @@ def phase_teach(args: argparse.Namespace, env: Any) -> None:
     seeds = range(DEMO_SEEDS, DEMO_SEEDS + args.episodes)
     rows = list(demonstrations(env, seeds, window=args.window, limit=policy.n_positions - args.step_tokens - 1,
                                count=lambda text: len(policy.encode_prompt(text))))
-    pairs = [(r["prompt"], r["completion"]) for r in rows]
-    t0 = time.monotonic()
-    metrics = teach(start, pairs, args.out / "teach", SFTConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, checkpoint_every=max(1, args.steps // 10)))
-    row = {"episodes": args.episodes, "pairs": len(pairs), "steps": metrics["steps_done"],
-           "nll_before": metrics["before"]["nll"], "nll_after": metrics["after"]["nll"],
-           "wall_s": time.monotonic() - t0}
+    row = {"episodes": args.episodes, **fine_tune(args, [(r["prompt"], r["completion"]) for r in rows])}
     write("teach", args, [row], "| demo episodes | pairs | steps | held-out NLL before | after | wall s |",
           lambda r: f"| {r['episodes']} | {r['pairs']} | {r['steps']} | {r['nll_before']:.3f} | "
                     f"{r['nll_after']:.3f} | {r['wall_s']:.0f} |")

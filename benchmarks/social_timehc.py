@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from phases_common import fine_tune, settings, taught, write_table
 
 from testtime.learn import METHODS, LearnRequest
 from testtime.learn.cognitive_modes import MODES, format_ok, mode_line, mode_shares, mode_solution
@@ -43,47 +44,25 @@ from testtime.learn.common import (
     vote_keys,
 )
 from testtime.learn.policy import Policy
-from testtime.learn.sft import SFTConfig, teach
 from testtime.scale.common import derive_seed
 from testtime.scale.summary import bootstrap_ci
-from testtime.store.atomic import atomic_write_json, atomic_write_text
 from testtime.tasks import get_task
 from testtime.tasks.labels import grading
 
-RESULTS = Path(__file__).parent / "results"
 METHOD_RUNS = (("timehc-rl", {}), ("timehc-rl", {"temporal": False}), ("system2-rl", {}),
                ("system1-rl", {}))
 
 
-def start_model(args: argparse.Namespace) -> Path:
-    if args.model is not None:
-        return args.model
-    taught = args.out / "teach" / "model"
-    if not taught.exists():
-        raise SystemExit(f"no taught model at {taught}: run the teach phase first or give --model")
-    return taught
-
-
 def write(phase: str, args: argparse.Namespace, config: dict[str, Any], rows: list[dict[str, Any]],
           header: str, line) -> None:
-    tag = f"{phase}-{args.tag}"
-    atomic_write_json(RESULTS / f"social_timehc-{tag}.json", {"config": config, "rows": rows})
-    text = [f"# social_timehc {phase} ({args.tag})", "", *([args.note, ""] if args.note else []), header,
-            "|" + "---|" * (header.count("|") - 1)]
-    atomic_write_text(RESULTS / f"social_timehc-{tag}.md", "\n".join(text + [line(r) for r in rows]) + "\n")
+    write_table("social_timehc", phase, args, config, rows, header, line)
 
 
 def phase_teach(args: argparse.Namespace) -> None:
     task, levels = get_task("social"), parse_split(args.levels)
     rng = random.Random(args.seed)
     problems = make_problems(task, levels, args.pairs, TRAIN_SEED)
-    pairs = [(p.prompt, mode_solution(task, p, rng.choice(MODES))) for p in problems]
-    cfg = SFTConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_pairs=64,
-                    checkpoint_every=max(1, args.steps // 10))
-    start = time.monotonic()
-    metrics = teach(args.model or default_model(), pairs, args.out / "teach", cfg)
-    row = {"pairs": len(pairs), "steps": metrics["steps_done"], "nll_before": metrics["before"]["nll"],
-           "nll_after": metrics["after"]["nll"], "wall_s": time.monotonic() - start}
+    row = fine_tune(args, [(p.prompt, mode_solution(task, p, rng.choice(MODES))) for p in problems])
     write("teach", args, {"levels": levels, **vars_of(args)}, [row],
           "| pairs | steps | held-out NLL before | after | wall s |",
           lambda r: f"| {r['pairs']} | {r['steps']} | {r['nll_before']:.3f} | {r['nll_after']:.3f} | "
@@ -92,7 +71,7 @@ def phase_teach(args: argparse.Namespace) -> None:
 
 def phase_interventions(args: argparse.Namespace) -> None:
     task, levels = get_task("social"), parse_split(args.levels)
-    policy = Policy(start_model(args))
+    policy = Policy(taught(args))
     rows = []
     for level in levels:
         problems = task.generate(args.problems, level, TEST_SEED)
@@ -128,7 +107,7 @@ def phase_train(args: argparse.Namespace) -> None:
     task = get_task("social")
     levels = parse_split(args.levels)
     problems = make_problems(task, levels, args.problems, TEST_SEED)
-    model = start_model(args)
+    model = taught(args)
     options = {"steps": args.rl_steps, "prompts_per_step": args.prompts_per_step, "n_samples": args.group,
                "max_tokens": args.max_tokens, "eval_samples": args.eval_samples, "lr": args.rl_lr}
     results = {}
@@ -162,14 +141,8 @@ def phase_train(args: argparse.Namespace) -> None:
                     f"{r['format']:.2f} | {r['train_wall_s']:.0f} |")
 
 
-def default_model() -> Path:
-    from testtime.backends import embedded_model_dir
-
-    return embedded_model_dir()
-
-
 def vars_of(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "phase"}
+    return settings(args, drop=("phase",))
 
 
 def main() -> None:
