@@ -139,14 +139,9 @@ class TTITrainer(StepTrainer):
                 raise NonFiniteError(f"non-finite loss ({loss.item()})")
             loss.backward()
             total += loss.item()
-        norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), self.grad_clip)
-        if not finite(norm):
-            raise NonFiniteError(f"non-finite gradient norm ({norm.item()})")
-        self.optimizer.step()
-        if not policy.weights_finite():
-            raise NonFiniteError("non-finite weights after the optimizer step")
+        norm = self.optimizer_step()
         policy.refresh()
-        return {"pg_loss": total, "grad_norm": norm.item()}
+        return {"pg_loss": total, "grad_norm": norm}
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:

@@ -59,6 +59,11 @@ class StepTrainer(ABC):
             raise NonFiniteError(f"non-finite loss ({loss.item()})")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        return self.optimizer_step()
+
+    def optimizer_step(self) -> float:
+        """Clipped optimizer step on the gradients accumulated so far (``apply``'s second
+        half, for losses backpropagated in chunks); raises NonFiniteError on NaN/inf."""
         norm = torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), self.grad_clip)
         if not finite(norm):
             raise NonFiniteError(f"non-finite gradient norm ({norm.item()})")
