@@ -18,7 +18,8 @@ RESULTS = Path(__file__).parent / "results"
 
 def fine_tune(args: argparse.Namespace, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """The teach phase: completion-only fine-tuning of ``--model`` (default the embedded
-    one) on ``pairs`` into ``OUT/teach`` (resumable); its results row."""
+    one) on ``pairs`` into ``OUT/teach`` (resumable; reads ``--steps``, ``--batch-size``,
+    ``--lr``); its results row."""
     from testtime.backends import embedded_model_dir
 
     start = time.monotonic()
