@@ -9,7 +9,8 @@ verifier tokens per problem compute-optimal needs to reach BoN@max-n's accuracy
    level of the task (seed --calib-seed; one policy for all levels, so a test
    problem's true level is never read) for token budgets = BoN@max-n tokens ×
    --fractions, saved as JSON. The verifier is the learned PRM by default.
-3. compute-optimal at each budget on the test split (probes included in its tokens).
+3. compute-optimal at each budget on the test split (probes included in its tokens),
+   with the paired difference to BoN@max-n on the same problems (bootstrap 95% CI).
 
 Generation is resumable (runs/benchmarks/compute-optimal/...); the summary goes to
 benchmarks/results/scaling_compute_optimal.json (written atomically). Numbers on
@@ -20,12 +21,29 @@ pass@1 is ~0, so there is nothing to allocate.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
+from pathlib import Path
 
 from scaling_common import common_args, curve, harness, model_info, powers_of_two, settings, setup
 
 from testtime.scale.optimal_policy import calibrate, fit_policy
+from testtime.scale.summary import bootstrap_ci
 from testtime.store import atomic_write_json
+
+
+def per_problem(run_dir: Path, strategy: str, n: int) -> dict[str, float]:
+    """A harness run's per-problem accuracy of ``strategy`` at ``n`` (its problems.jsonl)."""
+    rows = [json.loads(line) for line in (run_dir / "problems.jsonl").read_text().splitlines()]
+    return {r["problem_id"]: r["accuracy"] for r in rows if r["strategy"] == strategy and r["n"] == n}
+
+
+def paired_vs(values: dict[str, float], baseline: dict[str, float], seed: int) -> list[float]:
+    """[mean difference, low, high]: paired percentile-bootstrap 95% CI over the common problems."""
+    diffs = [v - baseline[k] for k, v in values.items() if k in baseline]
+    low, high = bootstrap_ci(diffs, seed=seed)
+    return [sum(diffs) / len(diffs), low, high]
 
 
 def main() -> None:
@@ -54,6 +72,7 @@ def main() -> None:
     spent = {n: curve(bon.rows, "best-of-n", "generated_tokens")[n]
              + curve(bon.rows, "best-of-n", "verifier_tokens")[n] for n in acc}
     target, target_tokens = acc[args.max_n], spent[args.max_n]
+    bon_at_max = per_problem(bon.out_dir, "best-of-n", args.max_n)
     budgets = sorted({max(1, round(target_tokens * float(f))) for f in args.fractions.split(",")})
 
     # One policy across every level: the test problems' true level is never used.
@@ -71,13 +90,18 @@ def main() -> None:
     fit_policy(records, configs, feasible, verifier=verifier.name, estimate="verifier",
                probes=args.probes).save(policy_path)
 
+    # The run store keys the policy by its path: name the runs by its content, so a
+    # refitted policy is never answered from an earlier policy's stored results.
+    digest = hashlib.sha256(policy_path.read_bytes()).hexdigest()[:12]
     co: dict[int, dict[str, float]] = {}
     for budget in feasible:
-        out = harness(task, generator, verifier, ["compute-optimal"], [1], f"{run}/co-{budget}", args,
+        out = harness(task, generator, verifier, ["compute-optimal"], [1], f"{run}/co-{budget}-{digest}", args,
                       {**options, "budget": budget, "policy": str(policy_path), "probes": args.probes})
         [row] = out.rows
+        diff = paired_vs(per_problem(out.out_dir, "compute-optimal", 1), bon_at_max, args.seed)
         co[budget] = {"accuracy": row["accuracy"], "ci": [row["ci_low"], row["ci_high"]],
-                      "labels": row["labels"], "tokens": row["generated_tokens"] + row["verifier_tokens"]}
+                      "labels": row["labels"], "tokens": row["generated_tokens"] + row["verifier_tokens"],
+                      f"diff_vs_bon@{args.max_n}": diff}
     reached = [b for b in feasible if co[b]["accuracy"] >= target - 1e-12]
     best = min(reached, key=lambda b: co[b]["tokens"]) if reached else None
     summary = {
