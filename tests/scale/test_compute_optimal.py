@@ -220,3 +220,18 @@ def test_relative_verifiers_are_refused(task):
     for name in ("compute-optimal", "agent-tts"):
         with pytest.raises(ValueError, match="relative"):
             get_strategy(name).check(task, ScriptedGenerator({}), judge)
+
+
+def test_a_replaced_policy_file_changes_the_strategys_state_identity(tmp_path):
+    # The harness keys stored results by this digest: a policy refitted at the same
+    # path must be recomputed, not resumed to results made with the old one.
+    a, b = Config("majority", 2), Config("best-of-n", 2)
+    records = [record(i, 0.1, {a.name: 1.0, b.name: 0.0}, {a.name: 10, b.name: 20}) for i in range(4)]
+    records += [record(i, 0.9, {a.name: 0.0, b.name: 1.0}, {a.name: 10, b.name: 20}) for i in range(4, 8)]
+    path = tmp_path / "policy.json"
+    assert get_strategy("compute-optimal", budget=64, policy=str(path)).state_identity() is None
+    fit_policy(records, [a, b], [64], verifier="prm", estimate="verifier", probes=2, bins=2).save(path)
+    first = get_strategy("compute-optimal", budget=64, policy=str(path)).state_identity()
+    assert first == get_strategy("compute-optimal", budget=64, policy=str(path)).state_identity()
+    fit_policy(records, [a], [64], verifier="prm", estimate="verifier", probes=2, bins=2).save(path)
+    assert get_strategy("compute-optimal", budget=64, policy=str(path)).state_identity() not in (None, first)

@@ -168,6 +168,12 @@ class Strategy(ABC):
     # the harness samples one pool of max(N) and derives every budget by subsampling.
     poolable: bool = False
 
+    def state_identity(self) -> str | None:
+        """A digest of file-backed state the strategy loaded (e.g. a fitted policy), or
+        None. The scaling harness adds it to its run-store keys, so results computed
+        with a file that was since replaced are recomputed, never reused."""
+        return None
+
     def reads_verifier(self, verifier: Verifier | None) -> bool:
         """Whether this strategy's choices read ``verifier``'s scores."""
         return verifier is not None and (self.needs_verifier or self.needs_step_verifier)

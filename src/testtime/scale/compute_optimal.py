@@ -17,6 +17,7 @@ bins (``estimate=oracle`` is that upper bound, ``labels: gold-difficulty``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from testtime.scale.configs import Config, tokens
 from testtime.scale.difficulty import assign_bin, check_binning, check_estimate, difficulty_estimate
 from testtime.scale.optimal_policy import Policy, calibrate, fit_policy, pool_sampler
 from testtime.scale.pool import PoolStrategy
+from testtime.store.runstore import fingerprint
 from testtime.tasks.base import Problem, Task
 from testtime.tasks.labels import labels_tag
 from testtime.verifiers.base import Verifier
@@ -138,6 +140,11 @@ class ComputeOptimal(Calibrated):
         if self.loaded is not None:
             self.loaded.config_for(0, self.budget)  # refuses a budget below the fitted ones now
         self.fitted: dict[str, Policy] = {}
+
+    def state_identity(self) -> str | None:
+        # the loaded policy's content, not its path: a refitted file at the same path
+        # must not resume to results computed with the old policy
+        return None if self.loaded is None else fingerprint(asdict(self.loaded))
 
     def labels(self, verifier: Verifier | None) -> str:
         estimate = self.loaded.estimate if self.loaded is not None else self.estimate

@@ -204,9 +204,13 @@ def _run_per_budget(
     def solve(key: str) -> dict[str, Any]:
         return budgeted.solve([by_key[key]], generator, plan.task, verifier)[0].to_dict()
 
+    # A loaded state file's digest joins the key only when there is one, so the keys of
+    # strategies without file-backed state (and the runs stored with them) are unchanged.
+    state = budgeted.state_identity()
+    extra = () if state is None else (state,)
     with grading():  # the store's keys, not the method, read the answer
         by_key = {
-            store.key("run", name, n, p.id, p.prompt, p.answer if verifier is not None else None): p
+            store.key("run", name, n, p.id, p.prompt, p.answer if verifier is not None else None, *extra): p
             for p in problems
         }
     step(sum(k in store for k in by_key))
