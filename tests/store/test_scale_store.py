@@ -205,8 +205,13 @@ def test_ctrl_c_while_the_set_is_moved_in_is_deferred(generator, task_file, tmp_
                 signal.raise_signal(signal.SIGINT)  # Ctrl-C right after the first file lands
 
     monkeypatch.setattr(resultset.os, "replace", replace)
-    with pytest.raises(KeyboardInterrupt):
-        run(task_file, generator, tmp_path / "run", limit=1)
+    # a shell's background job starts with SIGINT ignored: give this test Python's own handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(task_file, generator, tmp_path / "run", limit=1)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert moved[-2:] == ["results.json", "manifest.json"]  # the whole set, then the signal
     read_result_set(tmp_path / "run")
 
