@@ -29,7 +29,14 @@ from testtime.zoo.behaviours import check_mix, sample_trace, step_task
 from testtime.zoo.prime_valid import VALID, preference, validate_behaviours
 from testtime.zoo.reasoner_card import write_model_card
 from testtime.zoo.reasoner_data import TRAIN_SEED_BASE
-from testtime.zoo.training import LOG_EVERY, TrainConfig, TrainState, warmup_cosine
+from testtime.zoo.training import (
+    LOG_EVERY,
+    TrainConfig,
+    TrainState,
+    checkpoint_path,
+    restore,
+    warmup_cosine,
+)
 
 CHECKPOINT = "checkpoints/prime.pt"
 # The mix TinyReasoner 2 is primed on: the sequential strategies' contracts (wait, revise,
@@ -122,11 +129,7 @@ def prime(
     source = resolve_model(model).resolve()
     if out == source or WEIGHTS_DIR.resolve() in out.parents or out == WEIGHTS_DIR.resolve():
         raise ValueError(f"--out {out} is a shipped model's directory: priming never writes over one")
-    if config.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {config.steps}")
-    ckpt_path = out / CHECKPOINT
-    if resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    ckpt_path = checkpoint_path(config, out, CHECKPOINT, resume)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -154,13 +157,7 @@ def prime(
 
         if same(ckpt["run"]) != same(json_safe(run)) or config.steps < ckpt["state"]["step"]:
             raise ValueError(f"{ckpt_path} was written by another run ({ckpt['run']}); drop --resume or match it")
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        state, selected = TrainState(**ckpt["state"]), ckpt["selected_weights"]
-        if ckpt["run"]["config"]["steps"] != config.steps:
-            state.schedule_changes.append({"at_step": state.step, "from": ckpt["run"]["config"]["steps"],
-                                           "to": config.steps})
+        state, selected = restore(ckpt, net, optimizer, scheduler, ckpt["run"]["config"]["steps"], config.steps)
 
     stream = TraceStream(tuple(mix.items()), tuple(families.items()))
     net.train()

@@ -34,7 +34,9 @@ from testtime.zoo.training import (
     TrainConfig,
     TrainState,
     bf16_supported,
+    checkpoint_path,
     preference,
+    restore,
     warmup_cosine,
 )
 
@@ -110,9 +112,7 @@ def train_reasoner(
     config = config or ReasonerConfig()
     if steps is not None:
         config.steps = steps
-    if config.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {config.steps}")
-    ckpt_path = out / "checkpoints" / CHECKPOINT
+    ckpt_path = checkpoint_path(config, out, f"checkpoints/{CHECKPOINT}", resume)
     torch.set_num_threads(threads)  # the CPU is shared: one thread unless asked
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
@@ -123,7 +123,7 @@ def train_reasoner(
 
     scheduler = warmup_cosine(optimizer, config)
     state, selected_weights = TrainState(), None
-    if resume and ckpt_path.exists():
+    if resume:
         ckpt = torch.load(ckpt_path, weights_only=False)
         # Only the length may change (the cosine schedule stretches to the new end).
         same = {**ckpt["config"], "steps": config.steps} == asdict(config)
@@ -133,16 +133,7 @@ def train_reasoner(
                 f" --steps (steps={ckpt['config']['steps']}, at step {ckpt['state']['step']},"
                 f" seed={ckpt['seed']}); drop --resume or match them"
             )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        state, selected_weights = TrainState(**ckpt["state"]), ckpt["selected_weights"]
-        if ckpt["config"]["steps"] != config.steps:
-            state.schedule_changes.append(
-                {"at_step": state.step, "from": ckpt["config"]["steps"], "to": config.steps}
-            )
-    elif resume:
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+        state, selected_weights = restore(ckpt, model, optimizer, scheduler, ckpt["config"]["steps"], config.steps)
 
     model.train()
     started = time.time() - state.wall_s

@@ -29,7 +29,14 @@ from testtime.zoo.batches import training_batch
 from testtime.zoo.reasoner import ReasonerConfig, validate
 from testtime.zoo.reasoner_data import KINDS, MIXTURE, TEST_SEED, VALID_SEED
 from testtime.zoo.tokenizer import build_tokenizer, save_tokenizer
-from testtime.zoo.training import LOG_EVERY, TrainState, preference, warmup_cosine
+from testtime.zoo.training import (
+    LOG_EVERY,
+    TrainState,
+    checkpoint_path,
+    preference,
+    restore,
+    warmup_cosine,
+)
 
 CHECKPOINT = "checkpoints/moe.pt"
 
@@ -88,11 +95,7 @@ def train_moe(
     config = config or MoEConfig()
     if steps is not None:
         config.steps = steps
-    if config.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {config.steps}")
-    ckpt_path = out / CHECKPOINT
-    if resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    ckpt_path = checkpoint_path(config, out, CHECKPOINT, resume)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
@@ -111,12 +114,7 @@ def train_moe(
                 f"{ckpt_path} was written with another configuration or seed, or is past --steps"
                 f" (at step {ckpt['state']['step']}, seed {ckpt['seed']}); drop --resume or match them"
             )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        state, selected = TrainState(**ckpt["state"]), ckpt["selected_weights"]
-        if ckpt["config"]["steps"] != config.steps:
-            state.schedule_changes.append({"at_step": state.step, "from": ckpt["config"]["steps"], "to": config.steps})
+        state, selected = restore(ckpt, model, optimizer, scheduler, ckpt["config"]["steps"], config.steps)
 
     model.train()
     started = time.time() - state.wall_s

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,6 +42,31 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torc
         return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def checkpoint_path(config: TrainConfig, out: Path, name: str, resume: bool) -> Path:
+    """``out/name``, after the checks every trainer makes before it builds anything."""
+    if config.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {config.steps}")
+    path = out / name
+    if resume and not path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+    return path
+
+
+def restore(
+    ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler, written_steps: int, steps: int,
+) -> tuple[TrainState, Any]:
+    """Load a checked checkpoint into the model, optimiser and schedule; returns its
+    progress and selected weights, noting a changed run length (the schedule stretches)."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    state = TrainState(**ckpt["state"])
+    if written_steps != steps:
+        state.schedule_changes.append({"at_step": state.step, "from": written_steps, "to": steps})
+    return state, ckpt["selected_weights"]
 
 
 def bf16_supported() -> bool:
