@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 
 import pytest
+from killing import Killed, killed_after
 
 from testtime.backends.base import Completion, GenerationResult, Generator, SamplingParams, Usage
 from testtime.programs.database import DatabaseConfig
@@ -70,24 +71,6 @@ def test_hostile_and_broken_proposals_fail_with_reasons_and_the_loop_goes_on(tmp
     assert (tmp_path / "curve.png").stat().st_size > 1000
 
 
-class Killed(Exception):
-    pass
-
-
-class DiesAfter(MutationGenerator):
-    """The mutation generator, killed during its ``calls``-th call (before answering)."""
-
-    def __init__(self, calls: int) -> None:
-        super().__init__()
-        self.left = calls
-
-    def generate(self, prompts, params, **kwargs):
-        self.left -= 1
-        if self.left < 0:
-            raise Killed
-        return super().generate(prompts, params, **kwargs)
-
-
 def _comparable(folder) -> dict:
     state = json.loads((folder / "state.json").read_text())
     for p in state["database"]["programs"]:
@@ -100,7 +83,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     problem = FirstAutocorrelation()
     whole = Evolution(problem, MutationGenerator(), tmp_path / "whole", config, LIMITS).run()
     with pytest.raises(Killed):  # killed in generation 2, after generation 1's checkpoint
-        Evolution(problem, DiesAfter(1), tmp_path / "split", config, LIMITS).run()
+        Evolution(problem, killed_after(MutationGenerator(), 1), tmp_path / "split", config, LIMITS).run()
     resumed = Evolution(problem, MutationGenerator(), tmp_path / "split", config, LIMITS).run()
     assert resumed.curve == whole.curve and resumed.best.code == whole.best.code
     assert _comparable(tmp_path / "split") == _comparable(tmp_path / "whole")

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from killing import Killed, killed_after
 
 from testtime.backends import embedded_model_dir
 from testtime.backends.base import SamplingParams
@@ -37,28 +38,12 @@ def test_a_grpo_step_favours_the_better_sample():
     assert stats["updated"] == 1.0 and after[0] > before[0] and after[1] < before[1]
 
 
-class Killed(Exception):
-    pass
-
-
-class DiesAt(PolicyLearner):
-    def __init__(self, calls: int) -> None:
-        super().__init__(embedded_model_dir())
-        self.left = calls
-
-    def generate(self, prompts, params, **kwargs):
-        self.left -= 1
-        if self.left < 0:
-            raise Killed
-        return super().generate(prompts, params, **kwargs)
-
-
 def test_evolve_with_rl_resumes_to_the_uninterrupted_run(tmp_path):
     config = EvolveConfig(generations=2, batch=4, max_tokens=32, shaping=True)
     problem = CountdownClosest()
     whole = Evolution(problem, PolicyLearner(embedded_model_dir()), tmp_path / "whole", config).run()
     with pytest.raises(Killed):
-        Evolution(problem, DiesAt(1), tmp_path / "split", config).run()  # killed in generation 2
+        Evolution(problem, killed_after(PolicyLearner(embedded_model_dir()), 1), tmp_path / "split", config).run()  # killed in generation 2
     assert sorted(p.name for p in (tmp_path / "split").glob("learner-*")) == ["learner-1.pt"]
     resumed = Evolution(problem, PolicyLearner(embedded_model_dir()), tmp_path / "split", config).run()
     assert resumed.curve == whole.curve
