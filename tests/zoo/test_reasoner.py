@@ -68,6 +68,15 @@ def test_sampler_is_seeded_and_left_padding_is_harmless(shipped):
     assert batch[0] == alone[0]
 
 
+def test_sampler_stops_at_the_context_window(shipped):
+    model, tok = shipped
+    window = model.config.max_position_embeddings
+    long = "arith: 1 +1\n" * ((window - 8) // len(tok("arith: 1 +1\n").input_ids))
+    width = len(tok(long).input_ids)
+    (out,), _ = sample(model, tok, [long, "arith: 5 +3\n"], n=1, temperature=0.0, max_new_tokens=400)
+    assert len(tok(out[0]).input_ids) <= window - width + 1  # no position past the window
+
+
 def test_pass_at_k():
     assert pass_at_k(10, 0, 1) == 0.0 and pass_at_k(10, 10, 5) == 1.0
     assert pass_at_k(10, 3, 1) == pytest.approx(0.3)

@@ -23,7 +23,8 @@ def sample(
     generator: torch.Generator | None = None,
     batch_size: int = 512,
 ) -> list[list[str]]:
-    """``n`` continuations per prompt (up to EOS, which is dropped); temperature 0 is greedy."""
+    """``n`` continuations per prompt (up to EOS, which is dropped); temperature 0 is greedy.
+    A continuation also stops where its sequence reaches the model's context window."""
     flat = [p for p in prompts for _ in range(n)]
     texts: list[str] = []
     for start in range(0, len(flat), batch_size):
@@ -55,7 +56,9 @@ def _sample_batch(
     done = torch.zeros(len(prompts), dtype=torch.bool)
     generated = []
     next_pos = positions[:, -1] + 1
-    for _ in range(max_new_tokens):
+    # Positions past the window have no embedding: the batch stops at its longest row's limit.
+    steps = min(max_new_tokens, model.config.max_position_embeddings - int(next_pos.max()) + 1)
+    for _ in range(steps):
         logits = out.logits[:, -1, :].float()
         if temperature == 0:
             token = logits.argmax(-1)
@@ -65,7 +68,7 @@ def _sample_batch(
         token = torch.where(done, torch.full_like(token, pad), token)
         generated.append(token)
         done |= token == eos
-        if bool(done.all()):
+        if bool(done.all()) or len(generated) == steps:  # the last token needs no forward pass
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         out = model(
@@ -76,7 +79,7 @@ def _sample_batch(
             **{cache_arg: getattr(out, cache_arg)},
         )
         next_pos = next_pos + 1
-    rows = torch.stack(generated, dim=1).tolist()
+    rows = torch.stack(generated, dim=1).tolist() if generated else [[] for _ in prompts]
     texts = []
     for row in rows:
         if eos in row:
