@@ -144,13 +144,14 @@ def test_revision_uses_feedback_and_keeps_a_right_attempt():
         assert attempt_right == ("wrong" not in target)
 
 
-def test_incontext_examples_are_solved_and_come_before_the_prompt():
+def test_incontext_examples_are_solved_trained_and_come_before_the_prompt():
     for task, problem, trace in traces("incontext", 6):
-        prompts = [t for t, keep in trace.segments if not keep]
-        assert problem.prompt in prompts and prompts[0] != problem.prompt
-        for example in prompts[: prompts.index(problem.prompt)]:
-            head, _, solution = example.partition("\n")
-            other = type(problem)(id="x", prompt=head + "\n", answer="", task=task.name)
+        texts = [t for t, _ in trace.segments]
+        examples = trace.segments[: texts.index(problem.prompt)]
+        assert examples and len(examples) % 2 == 0
+        for (prompt, shown), (solution, trained) in zip(examples[::2], examples[1::2], strict=True):
+            assert not shown and trained  # packing: the example's solution carries loss, its prompt not
+            other = type(problem)(id="x", prompt=prompt, answer="", task=task.name)
             assert all(task.check_steps(other, solution))
 
 

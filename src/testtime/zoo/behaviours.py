@@ -271,13 +271,16 @@ INNER = ("plain",)  # the solution after the examples: plain (the default mode s
 @BEHAVIOURS.register("incontext")
 def incontext(task: SyntheticTask, problem: Problem, rng: random.Random) -> Segments:
     """One or two solved examples of the family (nearby levels) before the prompt, then a
-    solution with one of the inner behaviours: examples must help, never derail."""
+    solution with one of the inner behaviours: examples must help, never derail. The
+    examples' solutions are trained too (packing): from scratch the model only saw
+    positions up to one solution's length (~200), and a model never trained to solve
+    further into its window derails after two examples (TinyReasoner 2b: 0.00)."""
     level = problem.difficulty or 1
     examples: Segments = []
     for _ in range(rng.choice((1, 2, 2))):
         seed = rng.randrange(TRAIN_SEED_BASE, 10**9)  # never a validation or test seed
         other = task.generate(1, max(_min_level(task), level + rng.randint(-2, 2)), seed=seed)[0]
-        examples.append((other.prompt + task.solve(other), False))
+        examples += [(other.prompt, False), (task.solve(other), True)]
     return [*examples, *BEHAVIOURS.get(rng.choice(INNER))(task, problem, rng)]
 
 

@@ -31,13 +31,15 @@ def key(behaviour: str, level: int) -> str:
     return f"{behaviour}@{level}"
 
 
-def context(segments: list[tuple[str, bool]]) -> str:
-    """The text before a trace's first trained segment (what the model is given)."""
-    out = []
+def context(segments: list[tuple[str, bool]], prompt: str) -> str:
+    """What the model is given: the text up to the first trained segment after the
+    problem's own ``prompt`` (solved examples before it are context)."""
+    out, seen = [], False
     for text, trained in segments:
-        if trained:
+        if seen and trained:
             break
         out.append(text)
+        seen = seen or text == prompt
     return "".join(out)
 
 
@@ -53,7 +55,7 @@ def validate_behaviours(
     for behaviour, level in valid:
         items = task.generate(problems, level, seed=VALID_SEED)
         rng = random.Random(f"valid-{behaviour}-{level}")
-        prompts = [context(make_trace(task, p, behaviour, rng).segments) for p in items]
+        prompts = [context(make_trace(task, p, behaviour, rng).segments, p.prompt) for p in items]
         outs = sample(model, tokenizer, prompts, n=samples, generator=generator, max_new_tokens=max_new_tokens)
         right = sum(task.is_correct(p, s) for p, group in zip(items, outs, strict=True) for s in group)
         scores[key(behaviour, level)] = right / (problems * samples)

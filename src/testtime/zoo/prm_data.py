@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -80,11 +81,13 @@ def build_rows(
             if shard is not None and shard.exists():
                 rows += json.loads(shard.read_text())
                 continue
+            start = time.time()
             part = level_rows(gen, task, level, problems_per_level, samples, seed_base, seed, near_misses,
                               mc_share, rollouts, max_tokens)
             if shard is not None:
                 atomic_write_json(shard, part)
             rows += part
+            print(f"prm data: {family} level {level}: {len(part)} rows ({time.time() - start:.0f}s)", flush=True)
     return rows
 
 
