@@ -30,6 +30,7 @@ from testtime.zoo.prm_data import pairs, pairwise_accuracy
 from testtime.zoo.prm_format import scored_positions
 from testtime.zoo.reasoner_data import MIXTURE, TRAIN_SEED_BASE
 from testtime.zoo.tokenizer import save_tokenizer
+from testtime.zoo.training import LOG_EVERY
 
 # Problem seeds: PRM training data disjoint from the policy's training (>= TRAIN_SEED_BASE),
 # validation (VALID_SEED) and held-out test (TEST_SEED) problems; PRM test problems use 100 + level.
@@ -194,6 +195,8 @@ def train_prm(
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        if (step + 1) % LOG_EVERY == 0:
+            print(f"step {step + 1}: loss {loss.item():.4f} ({time.time() - started:.0f}s)", flush=True)
         if (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < steps:
             buffer = io.BytesIO()
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -270,8 +273,16 @@ def _card(info: dict[str, Any]) -> str:
         " (T = 1, all families and levels) labelled by the task step checkers;"
         f" seed {info['seed']}, wall time {info['wall_s'] / 60:.1f} min.",
         "",
+        *([f"Training data (TinyPRM 2 recipe): {info['near_misses']} near-miss negatives (one injected wrong step)"
+           " and the reference solution per problem beside the policy samples; on-track step labels, averaged"
+           f" with Monte-Carlo rollout values (Math-Shepherd) on {info['mc_share']:.0%} of the samples; a"
+           f" within-problem pairwise ranking loss on the final score (weight {info['rank_weight']})."]
+          if info.get("near_misses") or info.get("mc_share") or info.get("rank_weight") else []),
+        "",
         f"Held-out ({info['test_samples']} samples, test-seed problems):"
         f" AUROC of the final score for answer correctness {info['auroc_final']:.3f};"
-        f" step-level AUROC {info['auroc_steps']:.3f}; policy accuracy on them {info['test_accuracy']:.3f}.",
+        f" step-level AUROC {info['auroc_steps']:.3f}; policy accuracy on them {info['test_accuracy']:.3f}"
+        + (f"; within-problem pairwise accuracy (a right vs a wrong solution of the same problem)"
+           f" {info['pairwise_within_problem']:.3f}." if info.get("pairwise_within_problem") is not None else "."),
         "",
     ])
