@@ -94,3 +94,22 @@ def test_tinyprm2_resumes_its_samples_and_training(tmp_path, monkeypatch):
     assert again["train_samples"] == first["train_samples"]
     resumed = load_file(tmp_path / "prm" / "model.safetensors")
     assert all(torch.equal(weights[k], resumed[k]) for k in weights)
+
+
+def test_evaluation_does_not_depend_on_the_batch():
+    from transformers import GPT2Config, GPT2ForTokenClassification
+
+    from testtime.zoo.prm_data import labelled
+    from testtime.zoo.reasoner_prm import evaluate
+    from testtime.zoo.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2ForTokenClassification(GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=16, n_layer=1,
+                                                  n_head=2, num_labels=1, pad_token_id=tokenizer.pad_token_id)).eval()
+    task = get_task("arith")
+    rows = []
+    for p in task.generate(4, 3, seed=1) + task.generate(3, 7, seed=2):
+        rows += [labelled(task, p, task.solve(p), "reference"), labelled(task, p, "1+1=2\nanswer: 2\n", "policy")]
+    one, many = evaluate(model, tokenizer, rows, batch_size=1), evaluate(model, tokenizer, rows, batch_size=5)
+    assert one == many and 0.0 <= one["pairwise_within_problem"] <= 1.0 and one["test_accuracy"] == 0.5

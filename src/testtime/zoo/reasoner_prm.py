@@ -241,21 +241,23 @@ def _bce(model, tokenizer, batch: list[tuple[str, list[int], list[float]]]) -> t
 
 
 @torch.inference_mode()
-def evaluate(model, tokenizer, rows: list[dict[str, Any]]) -> dict[str, float]:
+def evaluate(model, tokenizer, rows: list[dict[str, Any]], batch_size: int = 64) -> dict[str, float]:
     """AUROC of the final score (the answer line's, else the last step's) for final-answer
-    correctness, and of every step score for its step label, on held-out samples."""
-    final_scores, finals, step_scores, step_labels, kept = [], [], [], [], []
-    for row in rows:
-        text, positions, targets = labels_for(row)
-        if not positions:
-            continue
-        kept.append(row)
-        ids = torch.tensor([tokenizer(text).input_ids])
-        probs = torch.sigmoid(model(input_ids=ids).logits[0, :, 0])[positions].tolist()
-        final_scores.append(probs[-1])
-        finals.append(bool(row["correct"]))
-        step_scores += probs[: len(row["steps"])]
-        step_labels += [bool(x) for x in row["steps"][: len(probs)]]
+    correctness, and of every step score for its step label, on held-out samples; the
+    within-problem pairwise accuracy where rows carry their problem."""
+    labelled = sorted(((row, labels_for(row)) for row in rows), key=lambda x: len(x[1][0]))  # like lengths batch
+    labelled = [(row, label) for row, label in labelled if label[1]]
+    final_scores, step_scores, step_labels = [], [], []
+    for start in range(0, len(labelled), batch_size):
+        batch = labelled[start : start + batch_size]
+        logits = _logits(model, tokenizer, [text for _, (text, _, _) in batch])  # right padding: exact
+        for i, (row, (_, positions, _)) in enumerate(batch):
+            probs = torch.sigmoid(logits[i, positions]).tolist()
+            final_scores.append(probs[-1])
+            step_scores += probs[: len(row["steps"])]
+            step_labels += [bool(x) for x in row["steps"][: len(probs)]]
+    kept = [row for row, _ in labelled]
+    finals = [bool(row["correct"]) for row in kept]
     return {"auroc_final": round(auroc(final_scores, finals), 4),
             "auroc_steps": round(auroc(step_scores, [x >= 0.5 for x in step_labels]), 4),
             "pairwise_within_problem": round(pairwise_accuracy(kept, final_scores), 4) if "problem" in rows[0] else None,
