@@ -4,7 +4,7 @@
         --parts pool,beam,budget,refine,incontext --problems 100
 
 - ``pool``: 64 samples per problem (T = 1) at the mid and the hardest level, each scored
-  once by the PRM; pass@1, majority@N, best-of-N and PRM-weighted majority at
+  once by the PRM (by each of several PRMs on the same samples: ``--prm A,B``); pass@1, majority@N, best-of-N and PRM-weighted majority at
   N = 1..64 (mean over random subsets of the pool: the strategies are functions of
   i.i.d. samples), bootstrap CIs over problems, and the PRM's within-problem
   pairwise accuracy (right vs wrong solution of the same problem).
@@ -77,19 +77,27 @@ def pick(keys: list[str | None], correct: list[bool], weights: list[float] | Non
     return any(c for k, c in zip(keys, correct, strict=True) if k == winner)
 
 
-def pool_part(args, task, gen: LocalGenerator, prm: LearnedPRM, level: int) -> dict[str, Any]:
+def pool_part(args, task, gen: LocalGenerator, prms: dict[str, LearnedPRM], level: int) -> list[dict[str, Any]]:
+    """One pool of samples per problem, scored by every PRM in ``prms`` (like with like)."""
     problems = task.generate(args.problems, level, seed=TEST_SEED)
     params = SamplingParams(n=args.samples, temperature=1.0, max_tokens=args.max_tokens, seed=args.seed)
     outs = gen.generate([p.prompt for p in problems], params).completions
-    per = []
-    for p, cands in zip(problems, outs, strict=True):
-        texts = [c.text for c in cands]
-        steps, _ = prm.score_pairs([(p.prompt, t) for t in texts])
-        answers = [task.extract_answer(t) for t in texts]
-        per.append({"keys": [None if a is None else task.answer_key(p, a) for a in answers],
-                    "correct": [task.is_correct(p, t) for t in texts],
-                    "score": [s[-1] if s else 0.0 for s in steps],
-                    "tokens": [c.num_tokens for c in cands]})
+    parts = []
+    for name, prm in prms.items():
+        per = []
+        for p, cands in zip(problems, outs, strict=True):
+            texts = [c.text for c in cands]
+            steps, _ = prm.score_pairs([(p.prompt, t) for t in texts])
+            answers = [task.extract_answer(t) for t in texts]
+            per.append({"keys": [None if a is None else task.answer_key(p, a) for a in answers],
+                        "correct": [task.is_correct(p, t) for t in texts],
+                        "score": [s[-1] if s else 0.0 for s in steps],
+                        "tokens": [c.num_tokens for c in cands]})
+        parts.append({"prm": name, **pool_curves(args, per, level)})
+    return parts
+
+
+def pool_curves(args, per: list[dict[str, Any]], level: int) -> dict[str, Any]:
     rng = random.Random(args.seed)
     rows = []
     for n in [n for n in NS if n <= args.samples]:
@@ -193,7 +201,8 @@ def incontext_part(args, task, gen) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="policy (HF directory)")
-    parser.add_argument("--prm", type=Path, default=prm_path())
+    parser.add_argument("--prm", default=str(prm_path()),
+                        help="PRM directory; a comma-separated list scores the pool with each (the first one is used elsewhere)")
     parser.add_argument("--parts", default="pool,beam,budget,refine,incontext")
     parser.add_argument("--level", type=int, default=6, help="the mid level")
     parser.add_argument("--hard", type=int, default=10, help="the hardest reported trained level")
@@ -208,21 +217,24 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    weights = (args.model / "model.safetensors").read_bytes() + (args.prm / "model.safetensors").read_bytes()
+    prm_dirs = [Path(x) for x in args.prm.split(",")]
+    weights = (args.model / "model.safetensors").read_bytes() + b"".join(
+        (d / "model.safetensors").read_bytes() for d in prm_dirs)
     tag = hashlib.sha256(weights).hexdigest()[:12]
     cache = args.runs / f"{args.model.name}-{tag}-p{args.problems}-s{args.samples}"
     out = args.out or RESULTS / f"testbed_shapes-{args.model.name}.json"
     task, gen = get_task("arith"), LocalGenerator(args.model, max_batch=512)
-    prm = LearnedPRM(path=args.prm)
+    prms = {str(d): LearnedPRM(path=d) for d in prm_dirs}
+    prm = next(iter(prms.values()))
     jobs = {
-        "pool": lambda: [pool_part(args, task, gen, prm, lv) for lv in (args.level, args.hard)],
+        "pool": lambda: [row for lv in (args.level, args.hard) for row in pool_part(args, task, gen, prms, lv)],
         "beam": lambda: beam_part(args, task, gen, prm),
         "budget": lambda: budget_part(args, task, gen),
         "refine": lambda: refine_part(args, task, gen, prm),
         "incontext": lambda: incontext_part(args, task, gen),
     }
     summary = json.loads(out.read_text()) if out.exists() else {}
-    summary.update(model=str(args.model), prm=str(args.prm), weights=tag, test_seed=TEST_SEED)
+    summary.update(model=str(args.model), prm=args.prm, weights=tag, test_seed=TEST_SEED)
     summary.setdefault("parts", {})
     for part in args.parts.split(","):
         if part not in jobs:

@@ -102,15 +102,19 @@ def level_rows(
     params = SamplingParams(n=samples, temperature=1.0, max_tokens=max_tokens, seed=seed + level)
     outs = gen.generate([p.prompt for p in problems], params).completions
     for p, cands in zip(problems, outs, strict=True):
+        reference = task.solve(p)
         for c in cands:
             row = labelled(task, p, c.text, "policy")
             if rng.random() < mc_share:
-                mc = mc_values(gen, task, p, c.text, rollouts, rng.randrange(2**31), max_tokens)
+                # A rollout longer than twice the whole reference solution has run away (it is
+                # graded wrong either way); the bound keeps one runaway from holding the batch.
+                bound = min(max_tokens, 2 * len(reference) + 16)
+                mc = mc_values(gen, task, p, c.text, rollouts, rng.randrange(2**31), bound)
                 row["mc"] = mc
                 row["steps"] = [(a + b) / 2 for a, b in zip(row["steps"], mc, strict=False)]
             rows.append(row)
         if near_misses:  # the reference anchors the near misses' within-problem pairs
-            rows.append(labelled(task, p, task.solve(p), "reference"))
+            rows.append(labelled(task, p, reference, "reference"))
         for _ in range(near_misses):
             steps, answer, _ = flawed_attempt(task, p, rng)
             rows.append(labelled(task, p, format_solution(steps, answer), "near-miss"))
