@@ -44,17 +44,28 @@ def labelled(task, problem, solution: str, source: str) -> Row:
             "problem": problem.id, "source": source}
 
 
-def mc_values(gen: Generator, task, problem, solution: str, rollouts: int, seed: int, max_tokens: int) -> list[float]:
-    """Per reasoning line: the fraction of ``rollouts`` continuations from the prefix
-    ending after it that reach a correct answer (Math-Shepherd's soft label)."""
-    lines = split_steps(solution)
-    prefixes = ["".join(f"{x}\n" for x in lines[: i + 1]) for i in range(len(lines))]
-    if not prefixes:
-        return []
+def mc_values(
+    gen: Generator, task, jobs: list[tuple[Any, str]], rollouts: int, seed: int, max_tokens: int
+) -> list[list[float]]:
+    """For each (problem, solution) job, per reasoning line: the fraction of ``rollouts``
+    continuations from the prefix ending after it that reach a correct answer
+    (Math-Shepherd's soft label). One generate call for all jobs: small calls spend
+    their time on per-step overhead."""
+    prompts, owners = [], []
+    for k, (problem, solution) in enumerate(jobs):
+        lines = split_steps(solution)
+        for i in range(len(lines)):
+            prefix = "".join(f"{x}\n" for x in lines[: i + 1])
+            prompts.append((problem, prefix))
+            owners.append(k)
+    values: list[list[float]] = [[] for _ in jobs]
+    if not prompts:
+        return values
     params = SamplingParams(n=rollouts, temperature=1.0, max_tokens=max_tokens, seed=seed)
-    outs = gen.generate([problem.prompt + p for p in prefixes], params).completions
-    return [sum(task.is_correct(problem, p + c.text) for c in cs) / rollouts
-            for p, cs in zip(prefixes, outs, strict=True)]
+    outs = gen.generate([problem.prompt + prefix for problem, prefix in prompts], params).completions
+    for k, (problem, prefix), cs in zip(owners, prompts, outs, strict=True):
+        values[k].append(sum(task.is_correct(problem, prefix + c.text) for c in cs) / rollouts)
+    return values
 
 
 def build_rows(
@@ -101,23 +112,28 @@ def level_rows(
     problems = task.generate(problems_per_level, level, seed=seed_base + level)
     params = SamplingParams(n=samples, temperature=1.0, max_tokens=max_tokens, seed=seed + level)
     outs = gen.generate([p.prompt for p in problems], params).completions
+    monte_carlo: list[tuple[Row, Any]] = []
+    longest = 0
     for p, cands in zip(problems, outs, strict=True):
         reference = task.solve(p)
         for c in cands:
-            row = labelled(task, p, c.text, "policy")
+            rows.append(labelled(task, p, c.text, "policy"))
             if rng.random() < mc_share:
-                # A rollout longer than twice the whole reference solution has run away (it is
-                # graded wrong either way); the bound keeps one runaway from holding the batch.
-                bound = min(max_tokens, 2 * len(reference) + 16)
-                mc = mc_values(gen, task, p, c.text, rollouts, rng.randrange(2**31), bound)
-                row["mc"] = mc
-                row["steps"] = [(a + b) / 2 for a, b in zip(row["steps"], mc, strict=False)]
-            rows.append(row)
+                monte_carlo.append((rows[-1], p))
+                longest = max(longest, len(reference))
         if near_misses:  # the reference anchors the near misses' within-problem pairs
             rows.append(labelled(task, p, reference, "reference"))
         for _ in range(near_misses):
             steps, answer, _ = flawed_attempt(task, p, rng)
             rows.append(labelled(task, p, format_solution(steps, answer), "near-miss"))
+    # A rollout longer than twice the level's longest reference solution has run away (it
+    # is graded wrong either way); the bound keeps runaways from holding the batch.
+    bound = min(max_tokens, 2 * longest + 16)
+    jobs = [(p, row["solution"]) for row, p in monte_carlo]
+    for (row, _), mc in zip(monte_carlo, mc_values(gen, task, jobs, rollouts, rng.randrange(2**31), bound),
+                            strict=True):
+        row["mc"] = mc
+        row["steps"] = [(a + b) / 2 for a, b in zip(row["steps"], mc, strict=False)]
     return rows
 
 
