@@ -82,17 +82,19 @@ def pool_part(args, task, gen: LocalGenerator, prms: dict[str, LearnedPRM], leve
     problems = task.generate(args.problems, level, seed=TEST_SEED)
     params = SamplingParams(n=args.samples, temperature=1.0, max_tokens=args.max_tokens, seed=args.seed)
     outs = gen.generate([p.prompt for p in problems], params).completions
+    graded = []  # what does not depend on the PRM, once
+    for p, cands in zip(problems, outs, strict=True):
+        texts = [c.text for c in cands]
+        answers = [task.extract_answer(t) for t in texts]
+        graded.append({"keys": [None if a is None else task.answer_key(p, a) for a in answers],
+                       "correct": [task.is_correct(p, t) for t in texts],
+                       "tokens": [c.num_tokens for c in cands]})
     parts = []
     for name, prm in prms.items():
         per = []
-        for p, cands in zip(problems, outs, strict=True):
-            texts = [c.text for c in cands]
-            steps, _ = prm.score_pairs([(p.prompt, t) for t in texts])
-            answers = [task.extract_answer(t) for t in texts]
-            per.append({"keys": [None if a is None else task.answer_key(p, a) for a in answers],
-                        "correct": [task.is_correct(p, t) for t in texts],
-                        "score": [s[-1] if s else 0.0 for s in steps],
-                        "tokens": [c.num_tokens for c in cands]})
+        for p, cands, q in zip(problems, outs, graded, strict=True):
+            steps, _ = prm.score_pairs([(p.prompt, c.text) for c in cands])
+            per.append({**q, "score": [s[-1] if s else 0.0 for s in steps]})
         parts.append({"prm": name, **pool_curves(args, per, level)})
     return parts
 
