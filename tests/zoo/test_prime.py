@@ -48,3 +48,17 @@ def test_prime_resumes_and_exports(tmp_path):
     assert [h["step"] for h in more["history"]] == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="another run"):
         prime(out, mix={"verify": 1.0}, families={"arith": (1.0, (2,))}, config=PrimeConfig(**TINY), resume=True)
+
+
+def test_prime_from_scratch_starts_untrained(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "scratch"
+    info = prime(out, model="scratch", mix={"wait": 1.0}, families={"arith": (1.0, (2,))},
+                 config=PrimeConfig(**TINY))
+    assert info["model"] == "scratch" and info["parameters"] < 2_500_000
+    net = AutoModelForCausalLM.from_pretrained(str(out))
+    shipped = json.loads((reasoner_path() / "config.json").read_text()) if (reasoner_path() / "config.json").exists() else None
+    assert net.config.n_layer == 4 and (shipped is None or net.config.vocab_size == shipped["vocab_size"])
+    assert "Trained from an untrained `scratch` start" in (out / "README.md").read_text()
+    assert (out / "special_tokens_map.json").exists()

@@ -74,7 +74,7 @@ def export(
 
 @zoo_app.command()
 def prime(
-    model: Annotated[str, typer.Option(help="'embedded' (TinyReasoner) or a local Hugging Face causal-LM directory")] = "embedded",
+    model: Annotated[str, typer.Option(help="'embedded' (TinyReasoner), 'scratch' / 'scratch-l' (an untrained TinyReasoner / -L: the recipe from step 0) or a local Hugging Face causal-LM directory")] = "embedded",
     behaviours: Annotated[str | None, typer.Option(help="mix, e.g. verify=0.3,backtrack=0.7 (default: TinyReasoner 2's)")] = None,
     task: Annotated[str | None, typer.Option(help="one task family with a step checker (default: arith 80%, countdown, mul)")] = None,
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 1600,

@@ -1,6 +1,9 @@
 """``testtime zoo prime``: fine-tune a causal LM on a mix of cognitive-behaviour traces
 (:mod:`testtime.zoo.behaviours`), the priming step of Gandhi et al. (2025): the
 embedded TinyReasoner fully, or a user's Hugging Face causal LM with LoRA (peft).
+``scratch`` / ``scratch-l`` start from an untrained TinyReasoner / TinyReasoner-L
+instead, so the behaviours are in the data from step 0 (TinyReasoner 2's recipe:
+fine-tuning v1 never learned the new contracts, benchmarks/results/testbed_shapes.md).
 
 The loop is TinyReasoner's (:mod:`testtime.zoo.reasoner`): AdamW, warm-up + cosine,
 deterministic batches per (seed, step), and an atomic checkpoint every ``eval_every``
@@ -27,8 +30,10 @@ from testtime.zoo import WEIGHTS_DIR, reasoner_path
 from testtime.zoo.batches import training_batch
 from testtime.zoo.behaviours import check_mix, sample_trace, step_task
 from testtime.zoo.prime_valid import VALID, preference, validate_behaviours
+from testtime.zoo.reasoner import LARGE, ReasonerConfig, build_model
 from testtime.zoo.reasoner_card import write_model_card
 from testtime.zoo.reasoner_data import TRAIN_SEED_BASE
+from testtime.zoo.tokenizer import build_tokenizer
 from testtime.zoo.training import (
     LOG_EVERY,
     TrainConfig,
@@ -95,14 +100,37 @@ def parse_mix(text: str | None) -> dict[str, float]:
     return check_mix(mix)
 
 
-def resolve_model(model: str) -> Path:
-    """``embedded`` / ``tiny-reasoner`` (the shipped TinyReasoner) or a local HF directory."""
+# start -> TinyReasoner architecture overrides of an untrained model
+SCRATCH: dict[str, dict[str, Any]] = {"scratch": {}, "scratch-l": {k: v for k, v in LARGE.items() if k != "window"}}
+
+
+def resolve_model(model: str) -> Path | None:
+    """``embedded`` / ``tiny-reasoner`` (the shipped TinyReasoner), a local HF directory,
+    or None for an untrained start (``scratch``, ``scratch-l``)."""
+    if model in SCRATCH:
+        return None
     if model in ("embedded", "tiny-reasoner"):
         return reasoner_path()
     path = Path(model)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no Hugging Face model at {path} (no config.json); pass 'embedded' or a local directory")
+        raise FileNotFoundError(
+            f"no Hugging Face model at {path} (no config.json); pass 'embedded', {', '.join(SCRATCH)}"
+            " or a local directory"
+        )
     return path
+
+
+def load_start(source: Path | None, model: str) -> tuple[Any, Any]:
+    """(model, tokenizer) to train: the HF directory ``source``, or an untrained TinyReasoner."""
+    if source is None:
+        tokenizer = build_tokenizer()
+        return build_model(ReasonerConfig(**SCRATCH[model]), tokenizer), tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return AutoModelForCausalLM.from_pretrained(str(source), local_files_only=True), tokenizer
 
 
 def prime(
@@ -126,19 +154,15 @@ def prime(
         step_task(family)
     config = config or PrimeConfig()
     out = Path(out).resolve()
-    source = resolve_model(model).resolve()
+    source = resolve_model(model)
+    source = source.resolve() if source is not None else None
     if out == source or WEIGHTS_DIR.resolve() in out.parents or out == WEIGHTS_DIR.resolve():
         raise ValueError(f"--out {out} is a shipped model's directory: priming never writes over one")
     ckpt_path = checkpoint_path(config, out, CHECKPOINT, resume)
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    net = AutoModelForCausalLM.from_pretrained(str(source), local_files_only=True)
+    net, tokenizer = load_start(source, model)
     if config.lora:
         from peft import LoraConfig, get_peft_model
 
@@ -147,7 +171,8 @@ def prime(
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
 
     scheduler = warmup_cosine(optimizer, config)
-    run = {"model": str(source), "mix": mix, "families": {k: list(v) for k, v in families.items()},
+    run = {"model": model if source is None else str(source), "mix": mix,
+           "families": {k: list(v) for k, v in families.items()},
            "config": asdict(config), "seed": seed}
     state, selected = TrainState(), None
     if resume:
@@ -221,7 +246,7 @@ def export(net: Any, tokenizer: Any, out: Path, info: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     net.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
-    if (Path(info["model"]) / "special_tokens_map.json").exists():
+    if info["model"] in SCRATCH or (Path(info["model"]) / "special_tokens_map.json").exists():
         atomic_write_json(out / "special_tokens_map.json", tokenizer.special_tokens_map)
     atomic_write_json(out / "training.json", json_safe(info))
     write_model_card(out)

@@ -14,7 +14,8 @@ def card(info: dict[str, Any]) -> str:
     return "\n".join([
         f"# {info.get('name', 'Primed model')}",
         "",
-        f"Fine-tuned from `{info['model']}` by `testtime zoo prime` on cognitive-behaviour traces"
+        (f"Trained from an untrained `{info['model']}` start" if info["model"].startswith("scratch")
+         else f"Fine-tuned from `{info['model']}`") + " by `testtime zoo prime` on cognitive-behaviour traces"
         " (`testtime.zoo.behaviours`; Gandhi et al. 2025)" + (" with LoRA (merged)." if c["lora"] else "."),
         "",
         "- Behaviour mix: " + ", ".join(f"{k} {w:.0%}" for k, w in info["mix"].items()),
