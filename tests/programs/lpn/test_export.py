@@ -39,3 +39,23 @@ def test_exported_weights_load_back_to_the_same_predictions(tmp_path):
 def test_no_weights_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="testtime learn lpn"):
         load_lpn(tmp_path)
+
+
+def test_the_card_states_the_threads_training_ran_on_not_the_exporting_process():
+    from testtime.programs.lpn.export import training_threads
+
+    assert training_threads([{"threads": 2}, {"threads": 2}]) == 2
+    assert training_threads([{"threads": 1}, {"threads": 2}]) == 2  # resumed on more threads
+    assert training_threads([{"step": 1}]) is None  # an older log: the caller's value stands
+
+
+def test_the_shipped_lpn_solves_training_distribution_tasks():
+    from testtime.programs.lpn.evaluate import measure
+    from testtime.programs.lpn.export import SHIPPED
+
+    if not (SHIPPED / "model.safetensors").exists():
+        pytest.skip("LPN weights are not shipped in this checkout")
+    torch.set_num_threads(1)
+    # An exact 5x5 guess in 4 colours by chance is 4**-25; the shipped card reports 0.635.
+    row = measure(load_lpn(), "train", "none", 0, EvalConfig(tasks=40, eval_seed=7))
+    assert row.correct / row.tasks > 0.3

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,8 +23,11 @@ SHIPPED = Path(__file__).resolve().parents[2] / "zoo" / "weights" / NAME
 
 def export(model: LPN, folder: Path, train_cfg: TrainConfig, log: list[dict],
            rows: list[SearchRow], eval_cfg: EvalConfig, threads: int | None) -> None:
-    """Write the weights, their settings and the model card into ``folder``."""
+    """Write the weights, their settings and the model card into ``folder``; ``threads`` is
+    the fallback for logs that do not record the threads each step ran on."""
     from safetensors.torch import save
+
+    threads = training_threads(log) or threads
 
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     folder.mkdir(parents=True, exist_ok=True)
@@ -33,6 +37,13 @@ def export(model: LPN, folder: Path, train_cfg: TrainConfig, log: list[dict],
         "trained_steps": len(log), "training_seconds": log[-1]["seconds"] if log else 0.0,
         "threads": threads})
     atomic_write_text(folder / "README.md", model_card(model, train_cfg, log, rows, eval_cfg, threads))
+
+
+def training_threads(log: list[dict]) -> int | None:
+    """The threads the training ran on, when every logged step says and they agree
+    (a run resumed on another count: the largest)."""
+    counts = {r.get("threads") for r in log}
+    return None if not log or None in counts else max(counts)
 
 
 def load_lpn(folder: str | Path | None = None) -> LPN:
@@ -55,7 +66,7 @@ def model_card(model: LPN, cfg: TrainConfig, log: list[dict], rows: list[SearchR
     pool = programs()
     ood = [p for p in pool if held_out(p)]
     tail = log[-100:]
-    recon = sum(r["recon"] for r in tail) / max(1, len(tail))
+    recon = statistics.median(r["recon"] for r in tail) if tail else float("nan")
     minutes = (log[-1]["seconds"] / 60) if log else 0.0
     options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in asdict(cfg).items()
                        if k not in ("seed", "checkpoint_every"))
@@ -76,7 +87,7 @@ def model_card(model: LPN, cfg: TrainConfig, log: list[dict], rows: list[SearchR
         f"{cfg.inner_steps} inner gradient step(s) of size {cfg.inner_lr:g} in the loop, "
         f"KL weight {cfg.beta:g}, seed {cfg.seed}; {minutes:.1f} min on "
         f"{threads or 'default'} thread(s).",
-        f"- Final query reconstruction: {recon:.3f} nats per task (mean of the last "
+        f"- Final query reconstruction: {recon:.3f} nats per task (median of the last "
         f"{len(tail)} steps; uniform guessing: {m.cells * math.log(m.colors):.3f}).",
         f"- Reproduce: `testtime learn lpn --out runs/lpn --seed {cfg.seed} "
         f"--hidden {m.hidden} --latent {m.latent} {options}`",

@@ -4,6 +4,7 @@ search steps and against search FLOPs as a figure."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from testtime.programs.lpn.evaluate import SearchRow
@@ -23,15 +24,19 @@ def table(rows: list[SearchRow]) -> list[str]:
 
 
 def training_rows(log: list[dict], points: int = 8) -> list[str]:
-    """The mean loss over windows ending at ``points`` evenly spaced steps."""
+    """The median loss over windows ending at ``points`` evenly spaced steps, and how many
+    steps of each window spiked (loss over 10x the median): a mean would let one spiking
+    batch (loss 1.4e6 at step 24,578 of the shipped run, recovered at once) hide the window."""
     if not log:
         return []
-    lines = ["| step | loss | query recon (nats) | KL | minutes |", "|---|---|---|---|---|"]
+    lines = ["| step | loss (median) | query recon (nats, median) | KL (median) | spikes | minutes |",
+             "|---|---|---|---|---|---|"]
     width = max(1, len(log) // points)
     for end in range(width, len(log) + 1, width):
         window = log[end - width:end]
-        mean = {k: sum(r[k] for r in window) / len(window) for k in ("loss", "recon", "kl")}
-        lines.append(f"| {end} | {mean['loss']:.3f} | {mean['recon']:.3f} | {mean['kl']:.2f} | "
+        mid = {k: statistics.median(r[k] for r in window) for k in ("loss", "recon", "kl")}
+        spikes = sum(r["loss"] > 10 * mid["loss"] for r in window)
+        lines.append(f"| {end} | {mid['loss']:.3f} | {mid['recon']:.3f} | {mid['kl']:.2f} | {spikes} | "
                      f"{window[-1]['seconds'] / 60:.1f} |")
     return lines
 

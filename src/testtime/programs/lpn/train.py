@@ -78,7 +78,7 @@ RESUMABLE = ("steps", "checkpoint_every")
 def train(out: Path, cfg: TrainConfig, model_config: LPNConfig | None = None,
           on_step: Callable[[dict], None] | None = None) -> tuple[LPN, list[dict]]:
     """Train (or resume) into ``out/checkpoint.pt``; the model and the per-step log
-    (``on_step`` sees each new row: step, loss, recon, kl, seconds of training so far)."""
+    (``on_step`` sees each new row: step, loss, recon, kl, seconds of training so far, threads)."""
     path = Path(out) / "checkpoint.pt"
     model = LPN(model_config)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -108,7 +108,7 @@ def train(out: Path, cfg: TrainConfig, model_config: LPNConfig | None = None,
         opt.step()
         step += 1
         log.append({"step": step, "loss": loss.item(), **stats,
-                    "seconds": round(time.monotonic() - start, 3)})
+                    "seconds": round(time.monotonic() - start, 3), "threads": torch.get_num_threads()})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(".checkpoint.pt.tmp")
