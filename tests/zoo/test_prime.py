@@ -25,6 +25,7 @@ def test_parse_mix():
         (["--task", "jsonl"], "valid: arith, countdown, mul"),
         (["--out", str(WEIGHTS_DIR / "tiny-reasoner")], "never writes over"),
         (["--model", "/nonexistent/model"], "no Hugging Face model"),
+        (["--model", "scratch", "--lora"], "untrained start"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path, args, message):

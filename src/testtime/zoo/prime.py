@@ -156,6 +156,8 @@ def prime(
     out = Path(out).resolve()
     source = resolve_model(model)
     source = source.resolve() if source is not None else None
+    if source is None and config.lora:
+        raise ValueError(f"--lora adapts a trained model; {model!r} is an untrained start: drop --lora")
     if out == source or WEIGHTS_DIR.resolve() in out.parents or out == WEIGHTS_DIR.resolve():
         raise ValueError(f"--out {out} is a shipped model's directory: priming never writes over one")
     ckpt_path = checkpoint_path(config, out, CHECKPOINT, resume)

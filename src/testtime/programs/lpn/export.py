@@ -40,8 +40,8 @@ def export(model: LPN, folder: Path, train_cfg: TrainConfig, log: list[dict],
 
 
 def training_threads(log: list[dict]) -> int | None:
-    """The threads the training ran on, when every logged step says and they agree
-    (a run resumed on another count: the largest)."""
+    """The threads the training ran on (the largest, if resumed on another count); None when
+    some logged step does not say (logs written before steps recorded it)."""
     counts = {r.get("threads") for r in log}
     return None if not log or None in counts else max(counts)
 
