@@ -6,9 +6,11 @@ Training Done Right").
     .venv/bin/python benchmarks/ttt_layers.py throughput --seq 2048 --dim 256 --heads 4
     # quality: train the three models (resumable: rerun the same command), then recall
     # accuracy vs context length on test seeds (training batches use seeds >= 10**6)
-    .venv/bin/python benchmarks/ttt_layers.py quality --out runs/ttt_layers --steps 3000
+    .venv/bin/python benchmarks/ttt_layers.py quality --out runs/ttt_layers --steps 2000
+    # report: a table and a two-panel plot from the JSONs (--tag names the quality run)
+    .venv/bin/python benchmarks/ttt_layers.py report --throughput cpu1-fwd cpu1-fwdbwd
 
-Results: benchmarks/results/ttt_layers_{throughput,quality}[-TAG].json. FLOPs are the
+Results: benchmarks/results/ttt_layers_{throughput,quality}[-TAG].json, ttt_layers.{md,png}. FLOPs are the
 analytic count of LaCTLayer.flops_per_token (multiply-adds x 2), not a profiler's.
 """
 
@@ -23,13 +25,18 @@ import torch
 
 from testtime.layers.attention import Attention
 from testtime.layers.lact import LaCTConfig, LaCTLayer
-from testtime.layers.lm import LMConfig, TinyLM, matched, num_parameters
-from testtime.layers.recall import RecallSpec, recall_accuracy, recall_batch
-from testtime.layers.train import TrainConfig, train
-from testtime.layers.weights import save_model
+from testtime.layers.lm import num_parameters
+from testtime.layers.recall import RecallSpec
+from testtime.zoo.recall_lm import (
+    MODELS,
+    RecallRecipe,
+    fast_weight_state,
+    held_out_accuracy,
+    save_with_card,
+    train_recall_lm,
+)
 
 RESULTS = Path(__file__).parent / "results"
-TRAIN_SEED0 = 10**6  # training batch of step s: seed TRAIN_SEED0 + s; test batches: seeds 0..
 
 
 def write(name: str, tag: str, obj: dict) -> Path:
@@ -80,46 +87,67 @@ def throughput(args: argparse.Namespace) -> None:
     write("ttt_layers_throughput", args.tag, {"args": vars(args), "device": "cpu", "rows": rows})
 
 
-def models(args: argparse.Namespace, vocab: int) -> dict[str, LMConfig]:
-    lact = LMConfig(vocab_size=vocab, dim=args.dim, layers=args.layers, heads=args.heads,
-                    mlp_hidden=2 * args.dim, chunk=args.chunk, window=args.window, optimizer=args.optimizer)
-    return {"lact": lact, "ttt-small-chunk": matched(lact, "lact", chunk=args.small_chunk),
-            "attention": matched(lact, "attention")}
-
-
 def quality(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    spec = RecallSpec(pairs=args.pairs, queries=args.queries, gap=args.gap)
+    recipe = RecallRecipe(dim=args.dim, layers=args.layers, heads=args.heads, window=args.window,
+                          optimizer=args.optimizer, chunk=args.chunk, small_chunk=args.small_chunk,
+                          pairs=args.pairs, queries=args.queries, gap=args.gap, steps=args.steps,
+                          batch=args.batch, lr=args.lr, checkpoint_every=args.checkpoint_every)
     out, report = Path(args.out), {"args": vars(args), "models": {}}
-    tc = TrainConfig(steps=args.steps, lr=args.lr, checkpoint_every=args.checkpoint_every)
-    for name, cfg in models(args, spec.vocab_size).items():
-        torch.manual_seed(0)
-        model = TinyLM(cfg)
+    for name in args.models:
         t0 = time.perf_counter()
-        log = train(model, lambda s: recall_batch(spec, args.batch, TRAIN_SEED0 + s), tc, out / name,
-                    {"model": cfg.__dict__, "spec": spec.__dict__, "batch": args.batch},
-                    stop_after=args.stop_after)
-        directory = save_model(out / name / "model", "tiny-lm", model)
-        state = sum(p.numel() for n, p in model.named_parameters() if n.split(".")[-1] in ("w1", "w2", "w3"))
-        (directory / "MODEL_CARD.md").write_text(
-            f"# TinyLM {name} ({num_parameters(model):,} parameters)\n\n"
-            f"testtime.layers.lm.TinyLM, mixer {cfg.mixer} (chunk {cfg.chunk}, window {cfg.window}, "
-            f"fast optimiser {cfg.optimizer}), {cfg.layers} layers, dim {cfg.dim}; fast-weight state "
-            f"{state:,} per sequence. Trained {len(log)} of {args.steps} steps (batch {args.batch}) on "
-            f"MQAR ({spec.pairs} pairs, {spec.queries} queries, gap {spec.gap}; seeds >= {TRAIN_SEED0}). "
-            "For the test-time-memory comparison only.\n")
-        accs = {}
-        with torch.no_grad():
-            for pairs in args.eval_pairs:
-                test = RecallSpec(pairs=pairs, queries=min(args.queries, pairs), gap=args.gap)
-                tok, tgt = recall_batch(test, args.eval_batch, seed=pairs)
-                accs[str(test.length)] = recall_accuracy(model(tok), tgt)
-        report["models"][name] = {"params": num_parameters(model), "fast_weight_state": state,
+        model, log = train_recall_lm(name, recipe, out / name, stop_after=args.stop_after)
+        accs = held_out_accuracy(model, recipe, args.eval_pairs, args.eval_batch)
+        save_with_card(out / name / "model", name, model, recipe, log, accs)
+        report["models"][name] = {"params": num_parameters(model), "fast_weight_state": fast_weight_state(model),
                                   "steps_done": len(log),
                                   "final_loss": log[-1]["loss"] if log else None,
                                   "accuracy_by_length": accs, "wall_s_this_call": time.perf_counter() - t0}
         print(name, report["models"][name])
     write("ttt_layers_quality", args.tag, report)
+
+
+def report(args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    quality_run = json.loads((RESULTS / f"ttt_layers_quality{'-' + args.tag if args.tag else ''}.json").read_text())
+    speed = {tag: json.loads((RESULTS / f"ttt_layers_throughput-{tag}.json").read_text()) for tag in args.throughput}
+    models = quality_run["models"]
+    lengths = list(next(iter(models.values()))["accuracy_by_length"])
+    lines = ["# LaCT vs attention vs small-chunk TTT", "",
+             f"MQAR recall accuracy on test seeds (chance 1/64); trained {quality_run['args']['steps']} steps "
+             f"on {quality_run['args']['pairs']} pairs (length {RecallSpec(quality_run['args']['pairs'], quality_run['args']['queries']).length}), "
+             f"LaCT chunk {quality_run['args']['chunk']}, small chunk {quality_run['args']['small_chunk']}, "
+             f"window {quality_run['args']['window']}.", "",
+             "| model | params | fast-weight state | final loss | " + " | ".join(f"{n} tokens" for n in lengths) + " |",
+             "|---|---|---|---|" + "---|" * len(lengths)]
+    for name, m in models.items():
+        lines.append(f"| {name} | {m['params']:,} | {m['fast_weight_state']:,} | {m['final_loss']:.3f} | "
+                     + " | ".join(f"{m['accuracy_by_length'][n]:.3f}" for n in lengths) + " |")
+    for tag, run in speed.items():
+        a = run["args"]
+        lines += ["", f"Throughput `{tag}` ({'forward + backward' if a['backward'] else 'forward'}, dim {a['dim']}, "
+                  f"{a['seq']} tokens, {a['threads']} thread, CPU):", "", "| mixer | chunk | tokens/s | GFLOP/s |", "|---|---|---|---|"]
+        lines += [f"| {r['mixer']} | {r['chunk'] or '-'} | {r['tokens_per_s']:,.0f} | {r['gflop_per_s']:.2f} |" for r in run["rows"]]
+    (RESULTS / "ttt_layers.md").write_text("\n".join(lines) + "\n")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, m in models.items():
+        left.plot([int(n) for n in lengths], [m["accuracy_by_length"][n] for n in lengths], marker="o", label=name)
+    left.axhline(1 / 64, color="grey", ls=":", label="chance")
+    left.set(xlabel="sequence length (tokens)", ylabel="recall accuracy", title="MQAR, held-out seeds", ylim=(0, 1.02))
+    left.legend()
+    for tag, run in speed.items():
+        rows = [r for r in run["rows"] if r["mixer"] == "lact"]
+        right.plot([r["chunk"] for r in rows], [r["gflop_per_s"] for r in rows], marker="o", label=f"LaCT {tag}")
+    right.set(xscale="log", xlabel="chunk size (tokens per update)", ylabel="achieved GFLOP/s",
+              title="LaCT utilisation vs chunk (CPU)")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "ttt_layers.png", dpi=110)
+    print("wrote", RESULTS / "ttt_layers.md", RESULTS / "ttt_layers.png")
 
 
 def main() -> None:
@@ -147,15 +175,20 @@ def main() -> None:
     q.add_argument("--pairs", type=int, default=32)
     q.add_argument("--queries", type=int, default=16)
     q.add_argument("--gap", type=int, default=0)
-    q.add_argument("--steps", type=int, default=3000)
+    q.add_argument("--steps", type=int, default=2000)
     q.add_argument("--batch", type=int, default=32)
     q.add_argument("--lr", type=float, default=3e-3)
     q.add_argument("--checkpoint-every", type=int, default=50)
     q.add_argument("--stop-after", type=int, default=None, help="end this call after N steps (time-boxing)")
     q.add_argument("--eval-pairs", type=int, nargs="+", default=[8, 16, 32, 64])
     q.add_argument("--eval-batch", type=int, default=128)
+    q.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                   help="train and evaluate only these (each resumes on its own)")
+    r = sub.add_parser("report")
+    r.add_argument("--tag", default="", help="the quality run's tag")
+    r.add_argument("--throughput", nargs="+", default=["cpu1-fwd", "cpu1-fwdbwd"], help="throughput run tags")
     args = p.parse_args()
-    (throughput if args.cmd == "throughput" else quality)(args)
+    {"throughput": throughput, "quality": quality, "report": report}[args.cmd](args)
 
 
 if __name__ == "__main__":

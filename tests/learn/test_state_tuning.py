@@ -11,6 +11,7 @@ from testtime.learn.state_tuning import (
     build_tuned,
     encode_examples,
     example_batch,
+    greedy_accuracy,
     tune,
 )
 from testtime.tasks import get_task
@@ -156,3 +157,18 @@ def test_method_runs_end_to_end_label_free_on_an_rwkv7_directory(tmp_path):
     assert set(metrics["after"]) == {"accuracy"} and 0.0 <= metrics["after"]["accuracy"] <= 1.0
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["steps_done"] == 2
     assert (tmp_path / "out" / "state.pt").exists()
+
+
+def test_the_shipped_rwkv7_is_state_tunings_default_model_and_solves_its_training_levels():
+    from testtime.backends import embedded_model_dir
+    from testtime.cli.learn import default_model
+    from testtime.layers.weights import load_model
+
+    torch.set_num_threads(1)
+    directory = default_model("state-tuning")
+    assert directory.name == "rwkv7-arith-small" and default_model("ttrl") == embedded_model_dir()
+    kind, model = load_model(directory)
+    assert kind == "rwkv7" and "blocks.0.att.r_k" in model.state_dict()  # public x070 names
+    task = get_task("arith")
+    # pretrained on levels 1-4 (the card: 0.11 on unseen levels 5-6); a random model scores 0
+    assert greedy_accuracy(model, task, task.generate(20, 2, 7), build_tokenizer(), 96) > 0.4

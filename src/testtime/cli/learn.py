@@ -62,7 +62,7 @@ def learn(
     ] = None,
     model: Annotated[
         Path | None,
-        typer.Option(help="starting model directory (default: the shipped TinyReasoner; never written)"),
+        typer.Option(help="starting model directory (default: the method's shipped model, mostly TinyReasoner; never written)"),
     ] = None,
     option: Annotated[
         list[str] | None,
@@ -125,7 +125,6 @@ def learn(
         raise ValueError("give --out DIR for the adapted weights and results")
     import torch
 
-    from testtime.backends import embedded_model_dir
     from testtime.cli.scale import parse_options
     from testtime.learn import LearnRequest
     from testtime.learn.common import TEST_SEED, make_problems, parse_split
@@ -141,7 +140,7 @@ def learn(
         split=split,
         problems=make_problems(the_task, levels, problems, TEST_SEED),
         out=out,
-        model_dir=model if model is not None else embedded_model_dir(),
+        model_dir=model if model is not None else default_model(method),
         seed=seed,
         options=parse_options(pairs),
         backend_options=parse_options(backend_option),
@@ -154,6 +153,17 @@ def learn(
     with optional_session(ray, tasks=ray_tasks):
         metrics = METHODS.create(method, request)
     _report(method, metrics, out)
+
+
+def default_model(name: str) -> Path:
+    """The model learn method ``name`` runs on without ``--model``: the shipped one it
+    names (state tuning: the RWKV-7), else the embedded TinyReasoner."""
+    from testtime.backends import embedded_model_dir
+    from testtime.learn import METHODS
+    from testtime.zoo import WEIGHTS_DIR
+
+    shipped = getattr(METHODS.get(name), "model", None)
+    return WEIGHTS_DIR / shipped if shipped else embedded_model_dir()
 
 
 def takes_backend(name: str) -> bool:

@@ -70,12 +70,15 @@ class LearnRequest:
         return config
 
 
-def takes_options(kind: type, preset: dict[str, Any] | None = None) -> Callable[[F], F]:
+def takes_options(kind: type, preset: dict[str, Any] | None = None, model: str | None = None) -> Callable[[F], F]:
     """Mark a method as configured by dataclass ``kind`` with ``preset`` overriding its
-    defaults (read by ``testtime learn METHOD --help``); the method itself is unchanged."""
+    defaults (read by ``testtime learn METHOD --help``); ``model`` names the shipped model
+    (a folder of ``zoo/weights``) it runs on without ``--model`` (default: TinyReasoner).
+    The method itself is unchanged."""
 
     def mark(method: F) -> F:
         method.config, method.preset = kind, dict(preset or {})  # type: ignore[attr-defined]
+        method.model = model  # type: ignore[attr-defined]
         return method
 
     return mark

@@ -198,7 +198,7 @@ def greedy_accuracy(model: nn.Module, task: Task, problems: list[Problem], token
 
 
 @METHODS.register("state-tuning")
-@takes_options(StateTuningConfig)
+@takes_options(StateTuningConfig, model="rwkv7-arith-small")
 def state_tuning(request: LearnRequest) -> dict[str, Any]:
     """Tune the initial states of the RWKV-7 model in ``--model`` on ``--task``'s generated
     training problems; greedy accuracy on the held-out problems before and after."""

@@ -51,6 +51,16 @@ def _train_reasoner_moe(
     return train_moe(out, steps=steps, seed=seed, resume=resume, threads=threads)
 
 
+@TRAINERS.register("lact-mqar")
+def _train_lact_mqar(
+    out: Path, steps: int | None, seed: int, resume: bool, threads: int
+) -> dict[str, Any]:
+    """A TinyLM with LaCT layers on multi-query associative recall (testtime.layers)."""
+    from testtime.zoo.recall_lm import train_lact_mqar
+
+    return train_lact_mqar(out, steps, seed, resume, threads)
+
+
 @TRAINERS.register("prm")
 def _train_prm(
     out: Path, steps: int | None, seed: int, resume: bool, threads: int, policy: Path | None = None
