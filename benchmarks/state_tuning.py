@@ -31,7 +31,13 @@ from testtime.layers.train import TrainConfig, train
 from testtime.layers.weights import load_model, save_model
 from testtime.learn import METHODS, LearnRequest
 from testtime.learn.common import TEST_SEED, TRAIN_SEED, make_problems, parse_split
-from testtime.learn.state_tuning import encode_examples, example_batch, greedy_accuracy
+from testtime.learn.state_tuning import (
+    encode_examples,
+    example_batch,
+    greedy_accuracy,
+    load_tuned,
+    majority_accuracy,
+)
 from testtime.scale.summary import bootstrap_ci
 from testtime.store.atomic import atomic_write_json, atomic_write_text
 from testtime.tasks import get_task
@@ -113,6 +119,17 @@ def write_markdown(report: dict, path: Path) -> None:
               f"{' + kernel read-out' if 'kernel0' not in name else ''} | {cell(row['accuracy'])} |"
               for name, row in report["tuned_small"].items()]
     lines.append(f"| large, untuned | {large['params']:,} | {large['flops_per_token']:,} | {cell(large['accuracy'])} |")
+    equal = report.get("equal_cost")
+    if equal:
+        k = equal["samples"]
+        lines += ["", f"At equal inference cost: the small model votes over {k} samples (T {equal['temperature']}), "
+                  f"{k} x {small['flops_per_token']:,} = {k * small['flops_per_token']:,} FLOPs per token position "
+                  f"vs the large model's greedy {large['flops_per_token']:,}.", "",
+                  "| | accuracy [95% CI] |", "|---|---|",
+                  f"| small, untuned, majority@{k} | {cell(equal['small_untuned'])} |"]
+        lines += [f"| small, state-tuned {name.split('_', 1)[1]}, majority@{k} | {cell(acc)} |"
+                  for name, acc in equal.items() if name.startswith("small_") and name != "small_untuned"]
+        lines.append(f"| large, untuned, greedy | {cell(equal['large_greedy'])} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -159,6 +176,16 @@ def main() -> None:
                                        "final_loss": metrics["final_loss"],
                                        "wall_s": time.perf_counter() - t0}
         print(name, report["tuned_small"][name])
+    # equal inference cost: the small model samples as many answers as the large one's
+    # FLOPs per token buy, and votes; the tuned state is the paper's method (DBP + kernel),
+    # fixed before anything was measured, at T 1 (not tuned)
+    k = round(report["untuned"]["large"]["flops_per_token"] / report["untuned"]["small"]["flops_per_token"])
+    _, small = load_model(dirs["small"])
+    report["equal_cost"] = {"samples": k, "temperature": 1.0, "large_greedy": report["untuned"]["large"]["accuracy"]}
+    for name, model in (("small_untuned", small), (f"small_dbp-kernel{args.kernel}",
+                                                    load_tuned(small, Path(args.out) / f"tune-dbp-kernel{args.kernel}"))):
+        report["equal_cost"][name] = majority_accuracy(model, task, test, tok, 96, k, seed=1)
+    print("equal cost", report["equal_cost"])
     for size, directory in dirs.items():
         write_card(directory, size, task.name, report)
     RESULTS.mkdir(exist_ok=True)

@@ -172,3 +172,33 @@ def test_the_shipped_rwkv7_is_state_tunings_default_model_and_solves_its_trainin
     task = get_task("arith")
     # pretrained on levels 1-4 (the card: 0.11 on unseen levels 5-6); a random model scores 0
     assert greedy_accuracy(model, task, task.generate(20, 2, 7), build_tokenizer(), 96) > 0.4
+
+
+def test_a_saved_tuned_state_reloads_to_the_same_outputs(tmp_path):
+    from testtime.learn.state_tuning import load_tuned
+
+    model, examples, cfg, pad = _setup(kernel=3, steps=2)
+    tuned = build_tuned(model, examples, cfg, pad)
+    tune(tuned, examples, cfg, tmp_path / "run", {"t": 3}, pad)
+    with pytest.raises(FileNotFoundError, match="state.pt"):
+        load_tuned(model, tmp_path / "run")
+    torch.save(tuned.state.state_dict(), tmp_path / "run" / "state.pt")
+    tokens = example_batch(examples, [0, 1], pad)[0]
+    with torch.no_grad():
+        assert torch.equal(load_tuned(model, tmp_path / "run")(tokens), tuned(tokens))
+
+
+def test_sampled_decoding_is_seeded_and_majority_at_temperature_zero_is_greedy():
+    from testtime.learn.state_tuning import decode, majority_accuracy
+
+    model, *_ = _setup()
+    tok, task = build_tokenizer(), get_task("arith")
+    prompt = tok.encode(task.generate(1, 2, 3)[0].prompt)
+    greedy = decode(model, prompt, tok, 12)
+    assert decode(model, prompt, tok, 12, n=3) == greedy * 3
+    draws = [decode(model, prompt, tok, 12, n=4, temperature=1.0, generator=torch.Generator().manual_seed(5))
+             for _ in range(2)]
+    assert draws[0] == draws[1] and len(set(draws[0])) > 1
+    problems = task.generate(3, 1, 9)
+    assert (majority_accuracy(model, task, problems, tok, 12, n=3, temperature=0.0)
+            == greedy_accuracy(model, task, problems, tok, 12))

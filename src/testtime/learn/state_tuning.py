@@ -34,7 +34,15 @@ from torch import nn
 from testtime.layers.rwkv7 import RWKV7
 from testtime.layers.train import TrainConfig, train
 from testtime.learn.base import METHODS, LearnRequest, build_config, takes_options
-from testtime.learn.common import TRAIN_SEED, make_problems, parse_split, require_generator
+from testtime.learn.common import (
+    TRAIN_SEED,
+    key_correct,
+    majority,
+    make_problems,
+    parse_split,
+    require_generator,
+    vote_keys,
+)
 from testtime.tasks.base import Problem, Task
 from testtime.tasks.labels import grading
 
@@ -87,6 +95,16 @@ class TunedState(nn.Module):
             self.c = nn.Parameter(torch.zeros(layers, heads, n, m))
             self.register_buffer("r_phi", torch.eye(m).repeat(layers, heads, 1, 1))
         self.inputs: dict[str, list[torch.Tensor]] = {"z": [], "zphi": []}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> TunedState:
+        """A tuned state as saved in a run's ``state.pt``."""
+        layers, heads, n, _ = state["w"].shape
+        kernel = "support" in state
+        tuned = cls(layers, heads, n, list(state["support"]) if kernel else None,
+                    state["gamma"].tolist() if kernel else None)
+        tuned.load_state_dict(state)
+        return tuned
 
     def features(self, layer: int, q: torch.Tensor) -> torch.Tensor:
         dist = (q.unsqueeze(-2) - self.support[layer].unsqueeze(1)).square().sum(-1)  # (B, H, T, M)
@@ -178,22 +196,45 @@ def example_batch(examples: list[tuple[list[int], list[int]]], idx: list[int], p
 
 
 @torch.no_grad()
+def decode(model: nn.Module, prompt: list[int], tokenizer: Any, max_tokens: int, n: int = 1,
+           temperature: float = 0.0, generator: torch.Generator | None = None) -> list[str]:
+    """``n`` continuations of ``prompt`` (greedy at temperature 0), the prompt read once
+    and each new token fed on through the model's cache."""
+    cache = model.new_cache(n)
+    logits = model(torch.tensor([prompt] * n), cache=cache)
+    out, done = [[] for _ in range(n)], torch.zeros(n, dtype=torch.bool)
+    for _ in range(max_tokens):
+        last = logits[:, -1]
+        nxt = (last.argmax(-1) if temperature == 0 else
+               torch.multinomial(torch.softmax(last / temperature, -1), 1, generator=generator)[:, 0])
+        done |= nxt == tokenizer.eos_token_id
+        if done.all():
+            break
+        for i in (~done).nonzero()[:, 0].tolist():
+            out[i].append(int(nxt[i]))
+        logits = model(nxt[:, None], cache=cache)
+    return [tokenizer.decode(tokens) for tokens in out]
+
+
 def greedy_accuracy(model: nn.Module, task: Task, problems: list[Problem], tokenizer: Any, max_tokens: int) -> float:
-    """Share of problems answered correctly by greedy decoding, the prompt read once and
-    each new token fed on through the model's cache (labels read only here)."""
+    """Share of problems answered correctly by greedy decoding (labels read only here)."""
     correct = 0
     for p in problems:
-        cache, out = model.new_cache(1), []
-        logits = model(torch.tensor([tokenizer.encode(p.prompt)]), cache=cache)
-        for _ in range(max_tokens):
-            nxt = int(logits[0, -1].argmax())
-            if nxt == tokenizer.eos_token_id:
-                break
-            out.append(nxt)
-            logits = model(torch.tensor([[nxt]]), cache=cache)
-        text = tokenizer.decode(out)
+        text = decode(model, tokenizer.encode(p.prompt), tokenizer, max_tokens)[0]
         with grading():
             correct += task.is_correct(p, text)
+    return correct / len(problems)
+
+
+def majority_accuracy(model: nn.Module, task: Task, problems: list[Problem], tokenizer: Any, max_tokens: int,
+                      n: int, temperature: float = 1.0, seed: int = 0) -> float:
+    """Share of problems whose majority answer over ``n`` samples is correct (the vote
+    reads no label; grading does)."""
+    g = torch.Generator().manual_seed(seed)
+    correct = 0
+    for p in problems:
+        texts = decode(model, tokenizer.encode(p.prompt), tokenizer, max_tokens, n, temperature, g)
+        correct += key_correct(task, p, majority(vote_keys(task, p, texts))[0])
     return correct / len(problems)
 
 
@@ -230,6 +271,16 @@ def state_tuning(request: LearnRequest) -> dict[str, Any]:
                "steps_done": len(log), "final_loss": log[-1]["loss"] if log else None}
     atomic_write_json(request.out / "metrics.json", metrics)
     return metrics
+
+
+def load_tuned(model: RWKV7, run: Any) -> StateTuned:
+    """Frozen ``model`` reading the state a state-tuning run saved in directory ``run``."""
+    from pathlib import Path
+
+    path = Path(run) / "state.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{run} holds no tuned state (state.pt); run `testtime learn state-tuning` into it")
+    return StateTuned(model, TunedState.from_state_dict(torch.load(path, map_location="cpu", weights_only=True)))
 
 
 def build_tuned(model: RWKV7, examples: list, cfg: StateTuningConfig, pad: int) -> StateTuned:
