@@ -26,6 +26,7 @@ solutions), then the task is answered greedily from the tuned state.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -273,10 +274,8 @@ def state_tuning(request: LearnRequest) -> dict[str, Any]:
     return metrics
 
 
-def load_tuned(model: RWKV7, run: Any) -> StateTuned:
+def load_tuned(model: RWKV7, run: str | Path) -> StateTuned:
     """Frozen ``model`` reading the state a state-tuning run saved in directory ``run``."""
-    from pathlib import Path
-
     path = Path(run) / "state.pt"
     if not path.exists():
         raise FileNotFoundError(f"{run} holds no tuned state (state.pt); run `testtime learn state-tuning` into it")
