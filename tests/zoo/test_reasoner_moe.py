@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+import testtime.backends
 from testtime.backends.experts import moe_info
+from testtime.tasks import get_task
+from testtime.tasks.labels import grading
 from testtime.zoo import TRAINERS
 from testtime.zoo.reasoner_moe import MoEConfig, train_moe
 
@@ -58,3 +62,23 @@ def test_bad_configs_and_mismatched_resumes_are_refused(tmp_path):
     train_moe(tmp_path / "y", config=toy(), threads=1, stop_after=2)
     with pytest.raises(ValueError, match="another configuration or seed"):
         train_moe(tmp_path / "y", config=toy(aux_coef=0.1), threads=1, resume=True)
+
+
+def test_shipped_moe_loads_is_small_and_solves_in_distribution_arith():
+    from testtime.zoo.reasoner_sampling import sample
+
+    path = Path(testtime.backends.__file__).resolve().parents[1] / "zoo" / "weights" / "tiny-reasoner-moe"
+    if not (path / "config.json").is_file():
+        pytest.skip("TinyReasoner-MoE weights are not shipped in this checkout")
+    assert (path / "model.safetensors").stat().st_size <= 20 * 2**20
+    model, tok = AutoModelForCausalLM.from_pretrained(str(path)).eval(), AutoTokenizer.from_pretrained(str(path))
+    moe = moe_info(model)
+    assert (moe.num_experts, moe.default_k) == (8, 2)
+    assert "Checkpoint selection" in (path / "README.md").read_text()
+    task = get_task("arith")
+    problems = task.generate(20, 4, seed=0)
+    outs = sample(model, tok, [p.prompt for p in problems], n=1, temperature=0.0, max_new_tokens=160)
+    with grading():
+        solved = sum(bool(task.is_correct(p, text)) for p, (text,) in zip(problems, outs, strict=True))
+    # a random 4M-parameter model solves none; the card's validation pass@1 at level 6 is 0.70
+    assert solved >= 10, outs
