@@ -15,7 +15,10 @@ expert rerouting (issue 16), on TinyReasoner-MoE or any local HF MoE directory.
 2. Complementary solution sets (Han et al. 2025, Fig. 1): per problem, ``m`` samples at
    each count; coverage (any correct) of each count alone vs the union of ``m/|K|``
    samples from every count (the same ``m`` samples), with the paired CI of union − best.
-3. Rerouting (Su et al. 2025) alone (n = 1) and with majority@n vs the unadapted model
+3. Step-level search with the shipped PRM (the paper's Table 2 setting): beam search at
+   the default count vs DES beam (the root's N first steps split over the counts, every
+   child inherits its parent's count), same N, width and verifier, label-free.
+4. Rerouting (Su et al. 2025) alone (n = 1) and with majority@n vs the unadapted model
    from the same seeds, and its wall-time overhead (``testtime learn rerouting``).
 
 Everything is resumable (run stores under ``--runs``); the summary goes to
@@ -45,6 +48,7 @@ from testtime.store import atomic_write_json
 from testtime.store.runstore import RunStore
 from testtime.tasks import get_task
 from testtime.tasks.labels import grading
+from testtime.verifiers.base import get_verifier
 
 
 def des_vs_sampling(task, generator, args, levels, counts) -> list[dict[str, Any]]:
@@ -68,6 +72,19 @@ def des_vs_sampling(task, generator, args, levels, counts) -> list[dict[str, Any
             r["flops_per_token_ratio"] = r["flops_per_token"] / b["flops_per_token"]
             r["tokens_ratio"] = r["generated_tokens"] / b["generated_tokens"]
     return rows
+
+
+def step_search(task, generator, args, levels, counts) -> list[dict[str, Any]]:
+    """Beam search vs DES beam at one N with the PRM (label-free: the PRM never reads a label)."""
+    options = {"mode": "beam", "k_min": counts[0], "k_max": counts[-1], "width": args.beam_width,
+               "temperature": args.temperature, "max_tokens": args.max_tokens}
+    out = scale(task, generator, ["beam", "dynamic-experts"], [args.beam_n], args.runs / "beam",
+                verifier=get_verifier("prm", task), difficulties=levels, limit=args.beam_problems,
+                seed=args.seed, options=options, backend=args.backend, baseline="beam",
+                label_free=True, show_progress=False)
+    keep = ("strategy", "n", "difficulty", "accuracy", "ci_low", "ci_high", "diff", "diff_low", "diff_high",
+            "generated_tokens", "flops", "wall_s", "problems")
+    return [{k: r.get(k) for k in keep} for r in out.rows]
 
 
 def coverage(task, generator, args, levels, counts) -> list[dict[str, Any]]:
@@ -135,6 +152,9 @@ def main() -> None:
     parser.add_argument("--k-min", type=int, default=None)
     parser.add_argument("--k-max", type=int, default=None)
     parser.add_argument("--coverage-samples", type=int, default=12)
+    parser.add_argument("--beam-n", type=int, default=6)
+    parser.add_argument("--beam-width", type=int, default=2)
+    parser.add_argument("--beam-problems", type=int, default=20, help="per level, step-level search")
     parser.add_argument("--reroute-n", type=int, default=8)
     parser.add_argument("--every", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3)
@@ -155,6 +175,7 @@ def main() -> None:
         tiny = MoEConfig(n_layer=2, n_embd=32, n_head=2, expert_size=32, n_positions=256)
         args.backend = str(init_moe_dir(Path(tempfile.mkdtemp()) / "moe", tiny))
         args.problems, args.max_n, args.coverage_samples, args.reroute_n = 2, 6, 6, 2
+        args.beam_problems = 1
         args.max_tokens, levels, args.runs = 24, levels[:1], Path(tempfile.mkdtemp()) / "runs"
     task = get_task(args.task)
     generator = with_experts(get_generator(args.backend, engine="hf"))  # the model's default count
@@ -170,6 +191,7 @@ def main() -> None:
         "counts": counts,
         "des_vs_sampling": des_vs_sampling(task, generator, args, levels, counts),
         "coverage": coverage(task, generator, args, levels, counts),
+        "step_search": step_search(task, generator, args, levels, counts),
         "rerouting": reroute(task, model_dir, args, levels),
     }
     path = args.results / ("moe_scaling_smoke.json" if args.smoke else "moe_scaling.json")
@@ -178,6 +200,9 @@ def main() -> None:
         diff = "" if r["diff"] is None else f" diff {r['diff']:+.3f} [{r['diff_low']:+.2f},{r['diff_high']:+.2f}]"
         print(f"L{r['difficulty']} {r['strategy']:>16} N={r['n']:<3} acc {r['accuracy']:.3f}{diff}"
               f" tokens {r['generated_tokens']:.0f} flops {r['flops']:.3g}")
+    for r in summary["step_search"]:
+        diff = "" if r["diff"] is None else f" diff {r['diff']:+.3f} [{r['diff_low']:+.2f},{r['diff_high']:+.2f}]"
+        print(f"L{r['difficulty']} {r['strategy']:>16} N={r['n']} (PRM beam) acc {r['accuracy']:.3f}{diff}")
     for r in summary["coverage"]:
         print(f"L{r['difficulty']} coverage union {r['coverage_union']:.3f} vs best k={r['best_single']}:"
               f" {r['union_minus_best']:+.3f} [{r['ci_low']:+.2f},{r['ci_high']:+.2f}]")

@@ -118,3 +118,13 @@ def test_learn_method_runs_label_free_and_resumes(moe_dir, tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["problems"] == 2
     again = rerouting(request())  # every problem stored: nothing recomputed
     assert again["after"]["mean_wall_s"] == metrics["after"]["mean_wall_s"]
+
+
+def test_the_shipped_moe_is_reroutings_default_model():
+    from testtime.cli.learn import default_model
+
+    directory = default_model("rerouting")
+    assert directory.name == "tiny-reasoner-moe"
+    if not (directory / "config.json").is_file():
+        pytest.skip("TinyReasoner-MoE weights are not shipped in this checkout")
+    assert routers(AutoModelForCausalLM.from_pretrained(str(directory)))  # an MoE the method can reroute

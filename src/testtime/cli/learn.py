@@ -157,7 +157,8 @@ def learn(
 
 def default_model(name: str) -> Path:
     """The model learn method ``name`` runs on without ``--model``: the shipped one it
-    names (state tuning: the RWKV-7), else the embedded TinyReasoner."""
+    names (state tuning: the RWKV-7; rerouting: TinyReasoner-MoE), else the embedded
+    TinyReasoner."""
     from testtime.backends import embedded_model_dir
     from testtime.learn import METHODS
     from testtime.zoo import WEIGHTS_DIR

@@ -186,7 +186,7 @@ class Rerouter:
 
 
 @METHODS.register("rerouting")
-@takes_options(RerouteConfig)
+@takes_options(RerouteConfig, model="tiny-reasoner-moe")
 def rerouting(request: LearnRequest) -> dict[str, Any]:
     """Per problem: ``n`` samples unadapted and ``n`` with rerouting from the same seed
     (paired); pass@1, maj@n and wall time of both. Label-free (the grading is the report's)."""
