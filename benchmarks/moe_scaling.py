@@ -4,6 +4,8 @@ expert rerouting (issue 16), on TinyReasoner-MoE or any local HF MoE directory.
     python benchmarks/moe_scaling.py [--backend tiny-reasoner-moe] [--levels 4,6,8]
         [--problems 50] [--max-n 16] [--coverage-samples 12] [--reroute-n 8]
     python benchmarks/moe_scaling.py --smoke   # a random tiny MoE, 2 problems: the pipeline only
+    python benchmarks/moe_scaling.py --seed 1 --parts reroute --lr 0.2 --name moe_reroute_valid_lr0.2 \
+        --runs runs/benchmarks/moe-valid-lr0.2   # calibrate rerouting on the validation seed
 
 1. DES vs sampling (majority) at equal N, per difficulty: accuracy with a bootstrap CI,
    the paired difference to majority with its paired-bootstrap CI, generated tokens and
@@ -127,19 +129,86 @@ def coverage(task, generator, args, levels, counts) -> list[dict[str, Any]]:
     return rows
 
 
-def reroute(task, model_dir: Path, args, levels) -> list[dict[str, Any]]:
-    rows = []
+def reroute(task, generator, args, levels, counts) -> list[dict[str, Any]]:
+    """Rerouting alone (n = 1) and with majority@n against the same decoding loop unadapted."""
+    model_dir, rows = Path(generator.inner.model_dir), []
     for n in sorted({1, args.reroute_n}):
         problems = make_problems(task, levels, args.problems * len(levels), args.seed)
         request = LearnRequest("rerouting", task, ",".join(map(str, levels)), problems,
                                args.runs / f"rerouting-n{n}", model_dir, seed=args.seed,
                                options={"n": n, "max_tokens": args.max_tokens, "every": args.every,
-                                        "steps": args.steps, "temperature": args.temperature},
+                                        "steps": args.steps, "lr": args.lr, "temperature": args.temperature},
                                show_progress=False, label_free=True)
         metrics = rerouting(request)
         rows.append({"n": n, "before": metrics["before"], "after": metrics["after"],
+                     "paired_difference": metrics["paired_difference"],
                      "wall_overhead": metrics["wall_overhead"], "problems": metrics["problems"]})
     return rows
+
+
+def _ci(r: dict[str, Any], mean: str, low: str, high: str) -> str:
+    return "" if r.get(mean) is None else f"{r[mean]:+.3f} [{r[low]:+.2f}, {r[high]:+.2f}]"
+
+
+def write_report(summary: dict[str, Any], path: Path) -> None:
+    """``path``.md (the tables) and ``path``.png (accuracy vs generated tokens per level)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = summary["model"]
+    lines = [f"# MoE test-time compute: {m['architecture']}, {m['experts']} experts, default top-{m['default_k']}",
+             "", f"Expert counts searched: {summary['counts']}; settings: `{summary['settings']}`", ""]
+    if summary["des"]:
+        lines += ["## DES vs sampling (majority), same N", "",
+                  "| level | strategy | N | accuracy [95% CI] | DES − majority [paired CI] | tokens | FLOPs ratio | FLOPs/token ratio |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['difficulty']} | {r['strategy']} | {r['n']} | {r['accuracy']:.3f} [{r['ci_low']:.2f}, "
+                  f"{r['ci_high']:.2f}] | {_ci(r, 'diff', 'diff_low', 'diff_high')} | {r['generated_tokens']:.0f} | "
+                  f"{r.get('flops_ratio', 1.0):.2f} | {r.get('flops_per_token_ratio', 1.0):.2f} |" for r in summary["des"]]
+    if summary["beam"]:
+        lines += ["", "## Step-level search with the PRM (label-free), same N and width", "",
+                  "| level | strategy | N | accuracy | DES − beam [paired CI] | tokens |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['difficulty']} | {r['strategy']} | {r['n']} | {r['accuracy']:.3f} | "
+                  f"{_ci(r, 'diff', 'diff_low', 'diff_high')} | {r['generated_tokens']:.0f} |" for r in summary["beam"]]
+    if summary["coverage"]:
+        ks = summary["counts"]
+        lines += ["", "## Complementary solution sets: coverage of m samples", "",
+                  "| level | m | " + " | ".join(f"k={k}" for k in ks) + " | union (m/|K| each) | union − best [CI] |",
+                  "|---|---|" + "---|" * len(ks) + "---|---|"]
+        lines += [f"| {r['difficulty']} | {r['samples']} | " + " | ".join(f"{r[f'coverage_k{k}']:.3f}" for k in ks)
+                  + f" | {r['coverage_union']:.3f} | {_ci(r, 'union_minus_best', 'ci_low', 'ci_high')} |"
+                  for r in summary["coverage"]]
+    if summary["reroute"]:
+        lines += ["", "## Expert rerouting vs the same decoding loop unadapted", "",
+                  "| n | pass@1 before → after | paired diff [CI] | maj@n before → after | paired diff [CI] |"
+                  " updates/request | wall overhead |", "|---|---|---|---|---|---|---|"]
+        for r in summary["reroute"]:
+            b, a, key = r["before"], r["after"], f"maj@{r['n']}"
+            d = {k: f"{m:+.3f} [{lo:+.2f}, {hi:+.2f}]" for k, (m, lo, hi) in r["paired_difference"].items()}
+            lines.append(f"| {r['n']} | {b['pass@1']:.3f} → {a['pass@1']:.3f} | {d['pass@1']} | {b[key]:.3f} → "
+                         f"{a[key]:.3f} | {d[key]} | "
+                         f"{a['mean_updates']:.2f} | {r['wall_overhead']:.2f}× |")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    if summary["des"]:
+        levels = sorted({r["difficulty"] for r in summary["des"]})
+        fig, axes = plt.subplots(1, len(levels), figsize=(4 * len(levels), 3.2), squeeze=False)
+        for ax, level in zip(axes[0], levels, strict=True):
+            for strategy in ("majority", "dynamic-experts"):
+                rows = [r for r in summary["des"] if r["difficulty"] == level and r["strategy"] == strategy]
+                x = [r["generated_tokens"] for r in rows]
+                ax.plot(x, [r["accuracy"] for r in rows], marker="o", label=strategy)
+                ax.fill_between(x, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.15)
+            ax.set(title=f"arith level {level}", xlabel="generated tokens / problem", ylabel="accuracy")
+            ax.set_xscale("log")
+        axes[0][0].legend()
+        fig.tight_layout()
+        fig.savefig(path.with_suffix(".png"), dpi=120)
+        plt.close(fig)
+
+
+PARTS = {"des": des_vs_sampling, "coverage": coverage, "beam": step_search, "reroute": reroute}
 
 
 def main() -> None:
@@ -157,12 +226,15 @@ def main() -> None:
     parser.add_argument("--beam-problems", type=int, default=20, help="per level, step-level search")
     parser.add_argument("--reroute-n", type=int, default=8)
     parser.add_argument("--every", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="rerouting: Adam steps per update")
+    parser.add_argument("--lr", type=float, default=0.05, help="rerouting: Adam step size")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", type=Path, default=RUNS / "moe")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--parts", default=",".join(PARTS), help="a subset of " + ",".join(PARTS))
+    parser.add_argument("--name", default="moe_scaling", help="results file name (calibration runs: another)")
     parser.add_argument("--smoke", action="store_true", help="a random tiny MoE, 2 problems, N <= 4")
     args = parser.parse_args()
     import torch
@@ -189,24 +261,27 @@ def main() -> None:
                   "parameters": info.total_parameters, "active_at_default": info.active_parameters(d),
                   "trained": (model_dir / "training.json").is_file()},
         "counts": counts,
-        "des_vs_sampling": des_vs_sampling(task, generator, args, levels, counts),
-        "coverage": coverage(task, generator, args, levels, counts),
-        "step_search": step_search(task, generator, args, levels, counts),
-        "rerouting": reroute(task, model_dir, args, levels),
     }
-    path = args.results / ("moe_scaling_smoke.json" if args.smoke else "moe_scaling.json")
+    parts = args.parts.split(",")
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise SystemExit(f"unknown part(s) {', '.join(unknown)}; valid: {', '.join(PARTS)}")
+    for part, measure in PARTS.items():
+        summary[part] = measure(task, generator, args, levels, counts) if part in parts else []
+    path = args.results / f"{args.name}{'_smoke' if args.smoke else ''}.json"
     atomic_write_json(path, summary)
-    for r in summary["des_vs_sampling"]:
+    write_report(summary, path)
+    for r in summary["des"]:
         diff = "" if r["diff"] is None else f" diff {r['diff']:+.3f} [{r['diff_low']:+.2f},{r['diff_high']:+.2f}]"
         print(f"L{r['difficulty']} {r['strategy']:>16} N={r['n']:<3} acc {r['accuracy']:.3f}{diff}"
               f" tokens {r['generated_tokens']:.0f} flops {r['flops']:.3g}")
-    for r in summary["step_search"]:
+    for r in summary["beam"]:
         diff = "" if r["diff"] is None else f" diff {r['diff']:+.3f} [{r['diff_low']:+.2f},{r['diff_high']:+.2f}]"
         print(f"L{r['difficulty']} {r['strategy']:>16} N={r['n']} (PRM beam) acc {r['accuracy']:.3f}{diff}")
     for r in summary["coverage"]:
         print(f"L{r['difficulty']} coverage union {r['coverage_union']:.3f} vs best k={r['best_single']}:"
               f" {r['union_minus_best']:+.3f} [{r['ci_low']:+.2f},{r['ci_high']:+.2f}]")
-    for r in summary["rerouting"]:
+    for r in summary["reroute"]:
         print(f"rerouting n={r['n']}: before {r['before']} after {r['after']} overhead {r['wall_overhead']:.2f}x")
     print(f"wrote {path}")
 

@@ -115,6 +115,9 @@ def test_learn_method_runs_label_free_and_resumes(moe_dir, tmp_path):
     assert metrics["problems"] == 2 and metrics["labels"] == "none"
     assert metrics["after"]["mean_updates"] >= 1 and metrics["before"]["mean_updates"] == 0
     assert set(metrics["before"]) == {"pass@1", "maj@2", "mean_tokens", "mean_wall_s", "mean_updates"}
+    for key in ("pass@1", "maj@2"):  # the paired after − before difference is the difference of the means
+        mean, low, high = metrics["paired_difference"][key]
+        assert mean == pytest.approx(metrics["after"][key] - metrics["before"][key]) and low <= mean <= high
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["problems"] == 2
     again = rerouting(request())  # every problem stored: nothing recomputed
     assert again["after"]["mean_wall_s"] == metrics["after"]["mean_wall_s"]

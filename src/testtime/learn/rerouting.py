@@ -42,6 +42,7 @@ from testtime.learn.common import (
     vote_keys,
 )
 from testtime.scale.common import derive_seed
+from testtime.scale.summary import bootstrap_ci
 from testtime.tasks.base import Problem
 
 
@@ -233,7 +234,11 @@ def rerouting(request: LearnRequest) -> dict[str, Any]:
             for side in ("before", "after")
         }
         overhead = summary["after"]["mean_wall_s"] / max(summary["before"]["mean_wall_s"], 1e-9)
+        paired = {}  # after − before per problem (same seeds): mean and its 95% bootstrap interval
+        for name, key, per in (("pass@1", "correct", cfg.n), (f"maj@{cfg.n}", "majority_correct", 1)):
+            diffs = [(r["after"][key] - r["before"][key]) / per for r in results]
+            paired[name] = [sum(diffs) / n, *bootstrap_ci(diffs, seed=cfg.seed)]
         return run.finish({"config": adapted.describe(), "labels": "none", "problems": n, **summary,
-                           "wall_overhead": overhead})
+                           "paired_difference": paired, "wall_overhead": overhead})
     finally:
         run.close()
