@@ -12,9 +12,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import testtime.backends
 from testtime.backends.experts import moe_info
+from testtime.store import atomic_write_json
 from testtime.tasks import get_task
 from testtime.tasks.labels import grading
 from testtime.zoo import TRAINERS
+from testtime.zoo.reasoner_card import QUALITY_INFO, write_model_card
 from testtime.zoo.reasoner_moe import MoEConfig, train_moe
 
 
@@ -36,6 +38,12 @@ def test_trains_exports_and_loads_as_an_hf_moe(tmp_path):
     assert "MixtralForCausalLM" in card and "8 experts" in card and "top-2" in card
     assert json.loads((tmp_path / "m" / "training.json").read_text())["model"] == "tiny-reasoner-moe"
     assert "reasoner-moe" in TRAINERS
+    # once benchmarked (benchmarks/reasoner_quality.py --card), the MoE keeps its own card plus quality
+    row = {"task": "arith", "level": 6, "problems": 5, "samples": 8, "pass@1": 0.5, "pass@8": 0.75, "greedy": 0.6}
+    atomic_write_json(tmp_path / "m" / QUALITY_INFO, {"results": [row]})
+    write_model_card(tmp_path / "m")
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert card.startswith("# TinyReasoner-MoE") and "## Quality" in card and "0.750" in card
 
 
 def test_a_killed_run_resumes_to_the_same_weights(tmp_path):

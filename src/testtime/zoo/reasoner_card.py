@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from testtime.store.atomic import atomic_write_text
+from testtime.zoo.moe_card import card as moe_card
 from testtime.zoo.prime_card import card as primed_card
 from testtime.zoo.reasoner_data import TEST_SEED, VALID_SEED
 
@@ -20,8 +21,9 @@ def write_model_card(out: Path) -> None:
     info = json.loads((out / TRAINING_INFO).read_text())
     quality_path = out / QUALITY_INFO
     quality = json.loads(quality_path.read_text()) if quality_path.exists() else None
-    if "mix" in info:  # a primed model (testtime zoo prime) has its own card
-        atomic_write_text(out / "README.md", primed_card(info) + "\n" + "\n".join(quality_lines(quality)) + "\n")
+    own = moe_card if info.get("model") == "tiny-reasoner-moe" else primed_card if "mix" in info else None
+    if own is not None:  # a primed model (testtime zoo prime) and the MoE have their own cards
+        atomic_write_text(out / "README.md", own(info) + "\n" + "\n".join(quality_lines(quality)) + "\n")
         return
     c = info["config"]
     mix = info["mixture"]
