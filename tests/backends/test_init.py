@@ -14,13 +14,14 @@ from testtime.registry import UnknownName
 
 
 def test_registry_names():
-    assert BACKENDS.names() == ["embedded", "local", "openai", "tiny-reasoner", "tiny-reasoner-moe", "vllm"]
+    assert BACKENDS.names() == ["embedded", "local", "openai", "tiny-reasoner", "tiny-reasoner-2",
+                                "tiny-reasoner-moe", "vllm"]
 
 
 def test_get_generator_specs(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch):
     gen = get_generator(str(tiny_model_dir), engine="hf")
     assert isinstance(gen, LocalGenerator) and gen.engine == "hf"
-    with pytest.raises(UnknownName, match="valid: embedded, tiny-reasoner, tiny-reasoner-moe, openai:<base_url>"):
+    with pytest.raises(UnknownName, match="valid: embedded, tiny-reasoner, tiny-reasoner-moe, tiny-reasoner-2, openai:<base_url>"):
         get_generator("no-such-backend")
     with pytest.raises(ValueError, match="needs a value after 'openai:'"):
         get_generator("openai:")
@@ -35,3 +36,16 @@ def test_get_generator_specs(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(zoo, "reasoner_path", lambda: tiny_model_dir, raising=False)
     assert backends.embedded_model_dir() == tiny_model_dir
     assert get_generator("tiny-reasoner").num_parameters > 0
+
+
+@pytest.mark.parametrize("name", sorted(backends.SHIPPED))
+def test_shipped_backends_resolve_to_their_folder_or_say_how_to_train(name, monkeypatch, tmp_path):
+    try:
+        folder = backends.shipped_model_dir(name)
+    except BackendError:
+        pytest.skip(f"{name} is not shipped in this checkout")
+    assert folder.name == backends.SHIPPED[name][0] and (folder / "README.md").is_file()
+    assert get_generator(name, engine="hf").num_parameters > 0
+    monkeypatch.setattr(backends, "__file__", str(tmp_path / "backends" / "__init__.py"))
+    with pytest.raises(BackendError, match=f"the {name} weights are not trained yet.*train them with `testtime zoo"):
+        get_generator(name)

@@ -4,6 +4,7 @@
 
 * ``embedded`` / ``tiny-reasoner`` — the shipped TinyReasoner, in process (lean sampler);
 * ``tiny-reasoner-moe`` — the shipped TinyReasoner-MoE (Mixtral format, engine ``hf``);
+* ``tiny-reasoner-2`` — TinyReasoner 2 (cognitive-behaviour traces; not the default yet);
 * a path to a Hugging Face model directory — :class:`~testtime.backends.local.LocalGenerator`;
 * ``openai:<base_url>`` — any OpenAI-compatible server (options ``model``, ``api_key`` or
   ``api_key_env``, ``mode``...), :class:`~testtime.backends.openai_http.OpenAIGenerator`;
@@ -23,7 +24,7 @@ from testtime.registry import Registry, UnknownName
 
 BACKENDS: Registry[Generator] = Registry("backend")
 SPEC_HELP = (
-    "embedded, tiny-reasoner, tiny-reasoner-moe, openai:<base_url>, vllm:<model>, "
+    "embedded, tiny-reasoner, tiny-reasoner-moe, tiny-reasoner-2, openai:<base_url>, vllm:<model>, "
     "or the path of a Hugging Face model directory"
 )
 
@@ -53,15 +54,34 @@ def _embedded(**options: Any) -> Generator:
     return _local(str(embedded_model_dir()), **options)
 
 
-@BACKENDS.register("tiny-reasoner-moe")
-def _embedded_moe(**options: Any) -> Generator:
-    path = Path(__file__).resolve().parents[1] / "zoo" / "weights" / "tiny-reasoner-moe"
+# Shipped models besides the default: backend name -> (folder of zoo/weights, the command that trains it).
+SHIPPED = {
+    "tiny-reasoner-moe": ("tiny-reasoner-moe", "testtime zoo train reasoner-moe"),
+    "tiny-reasoner-2": ("tiny-reasoner-2", "testtime zoo prime --model scratch"),
+}
+
+
+def shipped_model_dir(name: str) -> Path:
+    """The folder of shipped model ``name`` (:data:`SHIPPED`); a clear error while it is not trained."""
+    folder, command = SHIPPED[name]
+    path = Path(__file__).resolve().parents[1] / "zoo" / "weights" / folder
     if not (path / "config.json").is_file():
         raise BackendError(
-            f"the TinyReasoner-MoE weights are not trained yet (expected at {path}); train them"
-            " with `testtime zoo train reasoner-moe` or pass an MoE model directory"
+            f"the {name} weights are not trained yet (expected at {path}); train them with `{command}`"
+            " or pass a model directory"
         )
-    return _local(str(path), **options)
+    return path
+
+
+def _shipped(name: str):
+    def create(**options: Any) -> Generator:
+        return _local(str(shipped_model_dir(name)), **options)
+
+    return create
+
+
+for _name in SHIPPED:
+    BACKENDS.register(_name)(_shipped(_name))
 
 
 @BACKENDS.register("local")
@@ -93,7 +113,7 @@ def _vllm(model: str, **options: Any) -> Generator:
 
 def get_generator(spec: str, **options: Any) -> Generator:
     """A generator for ``spec`` (see the module docstring); ``options`` go to its constructor."""
-    if spec in ("embedded", "tiny-reasoner", "tiny-reasoner-moe"):
+    if spec in ("embedded", "tiny-reasoner", *SHIPPED):
         return BACKENDS.create(spec, **options)
     kind, sep, arg = spec.partition(":")
     if sep and kind in ("openai", "vllm"):
@@ -105,4 +125,4 @@ def get_generator(spec: str, **options: Any) -> Generator:
     raise UnknownName(f"unknown backend {spec!r}; valid: {SPEC_HELP}")
 
 
-__all__ = ["BACKENDS", "SPEC_HELP", "embedded_model_dir", "get_generator"]
+__all__ = ["BACKENDS", "SHIPPED", "SPEC_HELP", "embedded_model_dir", "get_generator", "shipped_model_dir"]

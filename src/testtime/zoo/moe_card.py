@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from testtime.zoo.reasoner_data import TEST_SEED, VALID_SEED
+from testtime.zoo.training import threads_text
 
 
 def card(info: dict[str, Any]) -> str:
@@ -28,7 +29,7 @@ def card(info: dict[str, Any]) -> str:
         "## Training",
         f"- seed {info['seed']}; {info['steps_trained']} steps of {c['batch_size']} sequences; AdamW lr {c['lr']}"
         f" (warm-up {c['warmup']}, cosine to {c['min_lr_ratio']}x), weight decay {c['weight_decay']};"
-        f" load-balancing loss x {c['aux_coef']}; {info['wall_s'] / 60:.1f} min on {info['threads']} thread(s).",
+        f" load-balancing loss x {c['aux_coef']}; {info['wall_s'] / 60:.1f} min {threads_text(info)}.",
         "- Families: " + "; ".join(f"{k} {v['share']:.0%}" for k, v in info["mixture"]["families"].items())
         + "; kinds: " + ", ".join(f"{k} {w:.0%}" for k, w in info["mixture"]["kinds"].items()) + ".",
         f"- Problem seeds: training >= 1,000,000; validation seed {VALID_SEED}; held-out test seed {TEST_SEED}.",

@@ -39,6 +39,7 @@ from testtime.zoo.training import (
     TrainConfig,
     TrainState,
     checkpoint_path,
+    note_threads,
     restore,
     warmup_cosine,
 )
@@ -185,6 +186,7 @@ def prime(
         if same(ckpt["run"]) != same(json_safe(run)) or config.steps < ckpt["state"]["step"]:
             raise ValueError(f"{ckpt_path} was written by another run ({ckpt['run']}); drop --resume or match it")
         state, selected = restore(ckpt, net, optimizer, scheduler, ckpt["run"]["config"]["steps"], config.steps)
+    note_threads(state, threads)
 
     stream = TraceStream(tuple(mix.items()), tuple(families.items()))
     net.train()
@@ -228,7 +230,7 @@ def prime(
         net = net.merge_and_unload()
     info = {"name": name, **run, "steps_trained": state.step, "selected": state.selected, "history": state.history,
             "schedule_changes": state.schedule_changes,
-            "wall_s": round(state.wall_s, 1), "threads": threads,
+            "wall_s": round(state.wall_s, 1), "threads": threads, "thread_segments": state.threads,
             "parameters": sum(p.numel() for p in net.parameters())}
     export(net, tokenizer, out, info)
     return info

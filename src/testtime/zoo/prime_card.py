@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from testtime.zoo.training import threads_text
+
 
 def card(info: dict[str, Any]) -> str:
     c = info["config"]
@@ -22,7 +24,7 @@ def card(info: dict[str, Any]) -> str:
         "- Families: " + "; ".join(f"{k} {v[0]:.0%} (levels {v[1][0]}-{v[1][-1]})" for k, v in info["families"].items()),
         f"- {info['steps_trained']} steps of {c['batch_size']} traces, AdamW lr {c['lr']} (warm-up {c['warmup']},"
         f" cosine to {c['min_lr_ratio']}x); seed {info['seed']}; {info['parameters']:,} parameters;"
-        f" wall time {info['wall_s'] / 60:.1f} min on {info['threads']} CPU thread(s).",
+        f" wall time {info['wall_s'] / 60:.1f} min {threads_text(info)}.",
         f"- Selected step {sel['step']} (mean validation pass@1 {sel['valid_pass1']:.3f}; arith, validation seed,"
         f" {c['valid_problems']} problems x {c['valid_samples']} samples per behaviour@level, T 1; the first"
         f" one's pass@1 kept in {c['window']}).",

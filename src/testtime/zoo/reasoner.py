@@ -35,6 +35,7 @@ from testtime.zoo.training import (
     TrainState,
     bf16_supported,
     checkpoint_path,
+    note_threads,
     preference,
     restore,
     warmup_cosine,
@@ -134,6 +135,7 @@ def train_reasoner(
                 f" seed={ckpt['seed']}); drop --resume or match them"
             )
         state, selected_weights = restore(ckpt, model, optimizer, scheduler, ckpt["config"]["steps"], config.steps)
+    note_threads(state, threads)
 
     model.train()
     started = time.time() - state.wall_s
@@ -225,6 +227,7 @@ def _export(
         "schedule_changes": state.schedule_changes,
         "wall_s": round(state.wall_s, 1),
         "threads": threads,
+        "thread_segments": state.threads,
         "mixture": {
             "families": {k: {"share": w, "difficulties": list(d)} for k, (w, d) in MIXTURE.items()},
             "kinds": KINDS,

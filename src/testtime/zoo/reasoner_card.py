@@ -11,6 +11,7 @@ from testtime.store.atomic import atomic_write_text
 from testtime.zoo.moe_card import card as moe_card
 from testtime.zoo.prime_card import card as primed_card
 from testtime.zoo.reasoner_data import TEST_SEED, VALID_SEED
+from testtime.zoo.training import threads_text
 
 TRAINING_INFO = "training.json"
 QUALITY_INFO = "quality.json"
@@ -42,8 +43,8 @@ def write_model_card(out: Path) -> None:
         "## Training",
         f"- seed {info['seed']}; {info['steps_trained']} steps of {c['batch_size']} sequences;"
         f" AdamW lr {c['lr']} (warm-up {c['warmup']}, cosine to {c['min_lr_ratio']}x),"
-        f" weight decay {c['weight_decay']}; wall time {info['wall_s'] / 60:.1f} min on"
-        f" {info['threads']} CPU thread(s)"
+        f" weight decay {c['weight_decay']}; wall time {info['wall_s'] / 60:.1f} min"
+        f" {threads_text(info)}"
         + ("." if info["complete"] else f" (exported mid-run: schedule planned for {c['steps']} steps)."),
         "- Families: "
         + "; ".join(

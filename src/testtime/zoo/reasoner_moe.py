@@ -34,6 +34,7 @@ from testtime.zoo.training import (
     LOG_EVERY,
     TrainState,
     checkpoint_path,
+    note_threads,
     preference,
     restore,
     warmup_cosine,
@@ -116,6 +117,7 @@ def train_moe(
                 f" (at step {ckpt['state']['step']}, seed {ckpt['seed']}); drop --resume or match them"
             )
         state, selected = restore(ckpt, model, optimizer, scheduler, ckpt["config"]["steps"], config.steps)
+    note_threads(state, threads)
 
     model.train()
     started = time.time() - state.wall_s
@@ -158,7 +160,7 @@ def train_moe(
         "parameters": sum(p.numel() for p in model.parameters()),
         "steps_trained": state.step, "complete": state.step == config.steps, "selected": state.selected,
         "history": state.history, "schedule_changes": state.schedule_changes,
-        "wall_s": round(state.wall_s, 1), "threads": threads,
+        "wall_s": round(state.wall_s, 1), "threads": threads, "thread_segments": state.threads,
         "mixture": {"families": {k: {"share": w, "difficulties": list(d)} for k, (w, d) in MIXTURE.items()},
                     "kinds": KINDS},
     }

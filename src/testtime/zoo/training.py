@@ -85,6 +85,22 @@ class TrainState:
     selected: dict[str, float] | None = None
     # Runs resumed with another --steps: {"at_step", "from", "to"} (the cosine is restretched).
     schedule_changes: list[dict[str, int]] = field(default_factory=list)
+    # Each (re)start that changed the torch thread count: {"at_step", "threads"}.
+    threads: list[dict[str, int]] = field(default_factory=list)
+
+
+def note_threads(state: TrainState, threads: int) -> None:
+    """Record the thread count this (re)start trains with, when it differs from the last."""
+    if not state.threads or state.threads[-1]["threads"] != threads:
+        state.threads.append({"at_step": state.step, "threads": threads})
+
+
+def threads_text(info: dict[str, Any]) -> str:
+    """The card's "on N CPU thread(s)", per segment when a resume changed the count."""
+    segments = info.get("thread_segments") or []
+    if len(segments) <= 1:
+        return f"on {info['threads']} CPU thread(s)"
+    return "on " + ", then ".join(f"{s['threads']} CPU thread(s) from step {s['at_step']}" for s in segments)
 
 
 def preference(pass1: float, window: tuple[float, float]) -> tuple[int, float]:
