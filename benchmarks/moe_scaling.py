@@ -146,6 +146,9 @@ def reroute(task, generator, args, levels, counts) -> list[dict[str, Any]]:
     return rows
 
 
+DIFF = ("diff", "diff_low", "diff_high")  # a row's paired difference to the baseline strategy
+
+
 def _ci(r: dict[str, Any], mean: str, low: str, high: str) -> str:
     return "" if r.get(mean) is None else f"{r[mean]:+.3f} [{r[low]:+.2f}, {r[high]:+.2f}]"
 
@@ -158,20 +161,21 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     m = summary["model"]
+    shown = {k: v for k, v in summary["settings"].items() if k not in ("runs", "results")}  # no local paths
     lines = [f"# MoE test-time compute: {m['architecture']}, {m['experts']} experts, default top-{m['default_k']}",
-             "", f"Expert counts searched: {summary['counts']}; settings: `{summary['settings']}`", ""]
+             "", f"Expert counts searched: {summary['counts']}; settings: `{shown}`", ""]
     if summary["des"]:
         lines += ["## DES vs sampling (majority), same N", "",
                   "| level | strategy | N | accuracy [95% CI] | DES − majority [paired CI] | tokens | FLOPs ratio | FLOPs/token ratio |",
                   "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['difficulty']} | {r['strategy']} | {r['n']} | {r['accuracy']:.3f} [{r['ci_low']:.2f}, "
-                  f"{r['ci_high']:.2f}] | {_ci(r, 'diff', 'diff_low', 'diff_high')} | {r['generated_tokens']:.0f} | "
+                  f"{r['ci_high']:.2f}] | {_ci(r, *DIFF)} | {r['generated_tokens']:.0f} | "
                   f"{r.get('flops_ratio', 1.0):.2f} | {r.get('flops_per_token_ratio', 1.0):.2f} |" for r in summary["des"]]
     if summary["beam"]:
         lines += ["", "## Step-level search with the PRM (label-free), same N and width", "",
                   "| level | strategy | N | accuracy | DES − beam [paired CI] | tokens |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['difficulty']} | {r['strategy']} | {r['n']} | {r['accuracy']:.3f} | "
-                  f"{_ci(r, 'diff', 'diff_low', 'diff_high')} | {r['generated_tokens']:.0f} |" for r in summary["beam"]]
+                  f"{_ci(r, *DIFF)} | {r['generated_tokens']:.0f} |" for r in summary["beam"]]
     if summary["coverage"]:
         ks = summary["counts"]
         lines += ["", "## Complementary solution sets: coverage of m samples", "",
@@ -272,12 +276,10 @@ def main() -> None:
     atomic_write_json(path, summary)
     write_report(summary, path)
     for r in summary["des"]:
-        diff = "" if r["diff"] is None else f" diff {r['diff']:+.3f} [{r['diff_low']:+.2f},{r['diff_high']:+.2f}]"
-        print(f"L{r['difficulty']} {r['strategy']:>16} N={r['n']:<3} acc {r['accuracy']:.3f}{diff}"
+        print(f"L{r['difficulty']} {r['strategy']:>16} N={r['n']:<3} acc {r['accuracy']:.3f} {_ci(r, *DIFF)}"
               f" tokens {r['generated_tokens']:.0f} flops {r['flops']:.3g}")
     for r in summary["beam"]:
-        diff = "" if r["diff"] is None else f" diff {r['diff']:+.3f} [{r['diff_low']:+.2f},{r['diff_high']:+.2f}]"
-        print(f"L{r['difficulty']} {r['strategy']:>16} N={r['n']} (PRM beam) acc {r['accuracy']:.3f}{diff}")
+        print(f"L{r['difficulty']} {r['strategy']:>16} N={r['n']} (PRM beam) acc {r['accuracy']:.3f} {_ci(r, *DIFF)}")
     for r in summary["coverage"]:
         print(f"L{r['difficulty']} coverage union {r['coverage_union']:.3f} vs best k={r['best_single']}:"
               f" {r['union_minus_best']:+.3f} [{r['ci_low']:+.2f},{r['ci_high']:+.2f}]")
